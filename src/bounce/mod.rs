@@ -1,0 +1,1 @@
+//! Bounce parsing and scoring (see docs/architecture.md).

@@ -1,0 +1,1 @@
+//! Configuration snippets for Postfix and Exim (`listrelay integration`).
