@@ -2,9 +2,19 @@
 //!
 //! The module tree reads as the pipeline: `lmtp` (session) → `intake` (routing,
 //! Message-ID, policy) → `store` (durable state) → `fanout` → `smtp`
-//! (re-injection); `bounce` beside it; `cli` and `config` at the edge.
+//! (re-injection); `bounce` beside it; `admin`, `cli` and `config` at the edge.
 //! docs/architecture.md draws the picture.
 
+pub mod address;
+pub mod admin;
 pub mod bounce;
+pub mod cli;
+pub mod config;
+pub mod intake;
 pub mod integration;
+pub mod lmtp;
+pub mod model;
+pub mod serve;
 pub mod smtp;
+pub mod store;
+pub mod telemetry;

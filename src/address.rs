@@ -1,0 +1,321 @@
+//! Email addresses: validation and normalisation of member and list addresses,
+//! and the routing of a recipient on a served domain to the handler it names.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The longest address we accept (RFC 5321: 64 + 1 + 255).
+const MAX_ADDRESS_LEN: usize = 320;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AddressError {
+    #[error("empty address")]
+    Empty,
+    #[error("address is longer than {MAX_ADDRESS_LEN} bytes")]
+    TooLong,
+    #[error("address has no @domain part")]
+    NoDomain,
+    #[error("invalid local part {0:?}")]
+    BadLocal(String),
+    #[error("invalid domain {0:?}")]
+    BadDomain(String),
+}
+
+/// An address `local@domain`, with the domain lowercased. The local part keeps its
+/// case (RFC 5321 says it is case-sensitive) but comparisons for list membership use
+/// [`Address::key`], which folds it too, as every real MTA does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Address {
+    local: String,
+    domain: String,
+}
+
+impl Address {
+    pub fn parse(input: &str) -> Result<Self, AddressError> {
+        let s = input.trim();
+        let s = s
+            .strip_prefix('<')
+            .and_then(|s| s.strip_suffix('>'))
+            .unwrap_or(s);
+        if s.is_empty() {
+            return Err(AddressError::Empty);
+        }
+        if s.len() > MAX_ADDRESS_LEN {
+            return Err(AddressError::TooLong);
+        }
+        let at = s.rfind('@').ok_or(AddressError::NoDomain)?;
+        let (local, domain) = (&s[..at], &s[at + 1..]);
+        if !valid_local(local) {
+            return Err(AddressError::BadLocal(local.to_string()));
+        }
+        if !valid_domain(domain) {
+            return Err(AddressError::BadDomain(domain.to_string()));
+        }
+        Ok(Address {
+            local: local.to_string(),
+            domain: domain.to_ascii_lowercase(),
+        })
+    }
+
+    pub fn local(&self) -> &str {
+        &self.local
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The form used as a key in the store: fully lowercased.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.local.to_lowercase(), self.domain)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.local, self.domain)
+    }
+}
+
+impl TryFrom<String> for Address {
+    type Error = AddressError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Address::parse(&s)
+    }
+}
+
+impl From<Address> for String {
+    fn from(a: Address) -> String {
+        a.to_string()
+    }
+}
+
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+/// A dot-atom (RFC 5322) or a quoted string without control characters.
+fn valid_local(local: &str) -> bool {
+    if local.is_empty() || local.len() > 64 {
+        return false;
+    }
+    if let Some(inner) = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        let mut escaped = false;
+        for c in inner.chars() {
+            if c.is_control() {
+                return false;
+            }
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                return false;
+            }
+        }
+        return !escaped;
+    }
+    local
+        .split('.')
+        .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+}
+
+/// A hostname of letters, digits and hyphens with at least one dot, or an
+/// address literal.
+pub fn valid_domain(domain: &str) -> bool {
+    if domain.starts_with('[') && domain.ends_with(']') {
+        return domain[1..domain.len() - 1]
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+            || domain[1..domain.len() - 1]
+                .strip_prefix("IPv6:")
+                .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    if domain.is_empty() || domain.len() > 255 || !domain.contains('.') {
+        return false;
+    }
+    domain.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+    })
+}
+
+/// The handler a recipient on a list domain names. `LIST-suffix` addresses come
+/// from [`Suffix`]; a `+TAG` after the delimiter is kept for the handlers that use one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Suffix {
+    /// `LIST@DOMAIN`: a post.
+    Post,
+    Bounces,
+    Request,
+    Owner,
+    Join,
+    Leave,
+    Confirm,
+    Moderate,
+}
+
+impl Suffix {
+    /// Every suffixed address a list answers to, with the handler it names.
+    pub const SUFFIXES: &'static [(&'static str, Suffix)] = &[
+        ("bounces", Suffix::Bounces),
+        ("request", Suffix::Request),
+        ("owner", Suffix::Owner),
+        ("join", Suffix::Join),
+        ("subscribe", Suffix::Join),
+        ("leave", Suffix::Leave),
+        ("unsubscribe", Suffix::Leave),
+        ("confirm", Suffix::Confirm),
+        ("moderate", Suffix::Moderate),
+    ];
+
+    /// Whether the address may (or must) carry a `+TAG`.
+    fn takes_tag(self) -> bool {
+        matches!(self, Suffix::Bounces | Suffix::Confirm | Suffix::Moderate)
+    }
+
+    fn requires_tag(self) -> bool {
+        matches!(self, Suffix::Confirm | Suffix::Moderate)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Suffix::Post => "post",
+            Suffix::Bounces => "bounces",
+            Suffix::Request => "request",
+            Suffix::Owner => "owner",
+            Suffix::Join => "join",
+            Suffix::Leave => "leave",
+            Suffix::Confirm => "confirm",
+            Suffix::Moderate => "moderate",
+        }
+    }
+}
+
+/// Every local part a list answers to (without tags), for MTA recipient maps.
+pub fn list_local_parts(list: &str) -> Vec<String> {
+    std::iter::once(list.to_string())
+        .chain(Suffix::SUFFIXES.iter().map(|(s, _)| format!("{list}-{s}")))
+        .collect()
+}
+
+/// Whether a list name would collide with another list's suffixed addresses.
+pub fn reserved_list_name(local: &str) -> bool {
+    let l = local.to_ascii_lowercase();
+    Suffix::SUFFIXES
+        .iter()
+        .any(|(s, _)| l.ends_with(&format!("-{s}")))
+}
+
+/// A recipient resolved against the local part rules, before the list is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The list's local part, lowercased.
+    pub list: String,
+    pub domain: String,
+    pub suffix: Suffix,
+    pub tag: Option<String>,
+}
+
+/// Splits `local@domain` into the list it names and the handler. The caller checks
+/// that the list exists; a name that matches no rule yields `None`.
+pub fn route(addr: &Address, delimiter: char) -> Option<Target> {
+    let local = addr.local().to_lowercase();
+    // The tag keeps its case: VERP tags and tokens are case-sensitive.
+    let (base, tag) = match addr.local().find(delimiter) {
+        Some(i) => (
+            &local[..i],
+            Some(addr.local()[i + delimiter.len_utf8()..].to_string()),
+        ),
+        None => (local.as_str(), None),
+    };
+    let (list, suffix) = Suffix::SUFFIXES
+        .iter()
+        .find_map(|(name, suffix)| {
+            base.strip_suffix(name)
+                .and_then(|b| b.strip_suffix('-'))
+                .filter(|b| !b.is_empty())
+                .map(|b| (b, *suffix))
+        })
+        .unwrap_or((base, Suffix::Post));
+    match (&tag, suffix.takes_tag(), suffix.requires_tag()) {
+        (Some(t), true, _) if !t.is_empty() => {}
+        (None, _, false) => {}
+        _ => return None,
+    }
+    Some(Target {
+        list: list.to_string(),
+        domain: addr.domain().to_string(),
+        suffix,
+        tag,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_normalises() {
+        let a = Address::parse("<Bob.Smith@Example.ORG>").unwrap();
+        assert_eq!(a.to_string(), "Bob.Smith@example.org");
+        assert_eq!(a.key(), "bob.smith@example.org");
+        for bad in [
+            "",
+            "bob",
+            "@x.org",
+            "a@",
+            "a b@x.org",
+            "a..b@x.org",
+            "a@x",
+            "a@-x.org",
+        ] {
+            assert!(Address::parse(bad).is_err(), "{bad} should be refused");
+        }
+        for good in [
+            "a+b=c-d@x.org",
+            "\"john doe\"@x.org",
+            "o'neil@x.co.uk",
+            "u@[127.0.0.1]",
+        ] {
+            assert!(Address::parse(good).is_ok(), "{good} should parse");
+        }
+    }
+
+    #[test]
+    fn routes_suffixes_and_tags() {
+        let r = |s: &str| route(&Address::parse(s).unwrap(), '+');
+        let t = r("Dev@lists.example.org").unwrap();
+        assert_eq!(
+            (t.list.as_str(), t.suffix, t.tag),
+            ("dev", Suffix::Post, None)
+        );
+        let t = r("dev-announce-Bounces+Bob=Example.com@lists.example.org").unwrap();
+        assert_eq!(t.list, "dev-announce");
+        assert_eq!(t.suffix, Suffix::Bounces);
+        assert_eq!(t.tag.as_deref(), Some("Bob=Example.com"));
+        assert_eq!(r("dev-subscribe@l.org").unwrap().suffix, Suffix::Join);
+        assert_eq!(r("dev-unsubscribe@l.org").unwrap().suffix, Suffix::Leave);
+        assert_eq!(r("dev-confirm+abc@l.org").unwrap().suffix, Suffix::Confirm);
+        assert!(r("dev-confirm@l.org").is_none(), "confirm needs a token");
+        assert!(r("dev+x@l.org").is_none(), "a post address takes no tag");
+        assert!(r("dev-owner+x@l.org").is_none());
+        assert_eq!(r("-owner@l.org").unwrap().list, "-owner");
+    }
+
+    #[test]
+    fn reserved_names() {
+        assert!(reserved_list_name("dev-bounces"));
+        assert!(!reserved_list_name("developers"));
+        assert_eq!(list_local_parts("dev").len(), 1 + Suffix::SUFFIXES.len());
+    }
+}

@@ -1,0 +1,385 @@
+//! The site configuration: one TOML file, every key optional with an embedded
+//! default, overridden by the global command-line flags. Every key is described
+//! in docs/configuration.md; errors name the key and the problem.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// A listening or connecting address: `host:port` or `unix:/path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum SocketAddress {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+impl FromStr for SocketAddress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a path".into());
+            }
+            return Ok(SocketAddress::Unix(PathBuf::from(path)));
+        }
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?} is neither host:port nor unix:PATH"))?;
+        if host.is_empty() {
+            return Err(format!("{s:?} has no host"));
+        }
+        port.parse::<u16>()
+            .map_err(|_| format!("{s:?} has no valid port number"))?;
+        Ok(SocketAddress::Tcp(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for SocketAddress {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<SocketAddress> for String {
+    fn from(a: SocketAddress) -> String {
+        a.to_string()
+    }
+}
+
+impl fmt::Display for SocketAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SocketAddress::Tcp(s) => f.write_str(s),
+            SocketAddress::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the store and the spool live.
+    pub data_dir: PathBuf,
+    /// Name used in LHLO/EHLO greetings.
+    pub hostname: String,
+    /// `sled` (embedded, one host).
+    pub store: String,
+    /// Key for signing VERP addresses and tokens; read from `DATA_DIR/secret`
+    /// (created on first start) when empty.
+    pub secret_file: Option<PathBuf>,
+    pub lmtp: LmtpConfig,
+    pub smtp: SmtpConfig,
+    pub intake: IntakeConfig,
+    pub admin: AdminConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LmtpConfig {
+    pub listen: Vec<SocketAddress>,
+    pub max_connections: usize,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_line_length: usize,
+    pub command_timeout_secs: u64,
+    pub data_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// The MTA's re-injection port.
+    pub relay: SocketAddress,
+    pub max_connections: usize,
+    pub connect_timeout_secs: u64,
+    pub command_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// Separates an address from its tag: `LIST-bounces+TAG`.
+    pub recipient_delimiter: char,
+    /// How long a Message-ID stays in its list's window after the post was
+    /// handed back to the MTA.
+    pub duplicate_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Unix socket the CLI uses while `serve` runs; default `DATA_DIR/admin.sock`.
+    pub socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Prometheus scrape address (`host:port`); empty = off.
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `listrelay=debug`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("/var/lib/listrelay"),
+            hostname: system_hostname(),
+            store: "sled".into(),
+            secret_file: None,
+            lmtp: LmtpConfig::default(),
+            smtp: SmtpConfig::default(),
+            intake: IntakeConfig::default(),
+            admin: AdminConfig::default(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for LmtpConfig {
+    fn default() -> Self {
+        LmtpConfig {
+            listen: vec![SocketAddress::Tcp("127.0.0.1:8024".into())],
+            max_connections: 200,
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 1000,
+            max_line_length: 4096,
+            command_timeout_secs: 300,
+            data_timeout_secs: 600,
+        }
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            relay: SocketAddress::Tcp("127.0.0.1:10025".into()),
+            max_connections: 4,
+            connect_timeout_secs: 10,
+            command_timeout_secs: 300,
+        }
+    }
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            recipient_delimiter: '+',
+            duplicate_grace_secs: 86400,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Values from the global command-line flags, which win over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub lmtp: Option<SocketAddress>,
+    pub smtp: Option<SocketAddress>,
+    pub hostname: Option<String>,
+}
+
+impl Config {
+    /// Reads `path` if given (a missing file is an error), else the embedded
+    /// defaults, then applies the overrides and checks the result.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+                    path: p.display().to_string(),
+                    message,
+                })?
+            }
+            None => Config::default(),
+        };
+        if let Some(d) = &overrides.data_dir {
+            config.data_dir = d.clone();
+        }
+        if let Some(l) = &overrides.lmtp {
+            config.lmtp.listen = vec![l.clone()];
+        }
+        if let Some(s) = &overrides.smtp {
+            config.smtp.relay = s.clone();
+        }
+        if let Some(h) = &overrides.hostname {
+            config.hostname = h.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.store != "sled" {
+            return Err(invalid(
+                "store",
+                format!("{:?} is not supported (use \"sled\")", self.store),
+            ));
+        }
+        if self.hostname.is_empty() {
+            return Err(invalid("hostname", "must not be empty"));
+        }
+        if self.lmtp.listen.is_empty() {
+            return Err(invalid("lmtp.listen", "needs at least one address"));
+        }
+        let positive = [
+            ("lmtp.max_connections", self.lmtp.max_connections as u64),
+            ("lmtp.max_message_size", self.lmtp.max_message_size as u64),
+            ("lmtp.max_recipients", self.lmtp.max_recipients as u64),
+            ("lmtp.command_timeout_secs", self.lmtp.command_timeout_secs),
+            ("lmtp.data_timeout_secs", self.lmtp.data_timeout_secs),
+            ("smtp.max_connections", self.smtp.max_connections as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.lmtp.max_line_length < 512 {
+            return Err(invalid(
+                "lmtp.max_line_length",
+                "must be at least 512 (RFC 5321)",
+            ));
+        }
+        let d = self.intake.recipient_delimiter;
+        if d.is_alphanumeric() || d == '@' || d.is_whitespace() || d == '-' {
+            return Err(invalid(
+                "intake.recipient_delimiter",
+                format!("{d:?} cannot separate a tag"),
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid("log.format", "must be \"text\" or \"json\""));
+        }
+        Ok(())
+    }
+
+    pub fn admin_socket(&self) -> PathBuf {
+        self.admin
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin.sock"))
+    }
+
+    pub fn secret_path(&self) -> PathBuf {
+        self.secret_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secret"))
+    }
+
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.lmtp.command_timeout_secs)
+    }
+
+    pub fn data_timeout(&self) -> Duration {
+        Duration::from_secs(self.lmtp.data_timeout_secs)
+    }
+
+    /// The whole configuration, defaults filled in, as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(
+            c.lmtp.listen,
+            vec![SocketAddress::Tcp("127.0.0.1:8024".into())]
+        );
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_toml("[lmtp]\nmax_conections = 3\n").unwrap_err();
+        assert!(e.contains("max_conections"), "{e}");
+        let e = Config::from_toml("[lmtp]\nlisten = [\"nowhere\"]\n").unwrap_err();
+        assert!(e.contains("listen") && e.contains("nowhere"), "{e}");
+        let mut c = Config::default();
+        c.lmtp.max_recipients = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("lmtp.max_recipients"));
+    }
+
+    #[test]
+    fn socket_addresses() {
+        assert_eq!(
+            "unix:/run/l.sock".parse::<SocketAddress>().unwrap(),
+            SocketAddress::Unix("/run/l.sock".into())
+        );
+        assert!("127.0.0.1".parse::<SocketAddress>().is_err());
+        assert!("127.0.0.1:99999".parse::<SocketAddress>().is_err());
+        assert!("[::1]:25".parse::<SocketAddress>().is_ok());
+    }
+}

@@ -1,0 +1,354 @@
+//! Intake: what happens to a message between the LMTP session and the store.
+//! It resolves each recipient to a list handler, gives a post without a
+//! Message-ID one, applies the list's duplicate policy, refuses loops, and
+//! stores one message per accepted recipient in a single group commit.
+
+use std::sync::Arc;
+
+use mail_parser::MessageParser;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::address::{self, Address, Suffix, Target};
+use crate::model::{now, DuplicatePolicy, List};
+use crate::store::{
+    new_id, AcceptOutcome, DedupKey, MessageMeta, MessageState, NewMessage, Store, StoreError,
+};
+
+/// A recipient that intake accepted at RCPT time.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    /// As the MTA sent it.
+    pub address: String,
+    pub target: Target,
+    pub list: List,
+}
+
+/// Why a recipient was refused at RCPT time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptRefusal {
+    BadAddress(String),
+    UnknownDomain(String),
+    UnknownAddress(String),
+    /// The store could not be read: try again later.
+    Unavailable(String),
+}
+
+/// What became of one recipient after the message data arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Stored {
+        id: String,
+    },
+    Redelivery {
+        existing: String,
+    },
+    DuplicateDiscarded {
+        existing: String,
+        message_id: String,
+    },
+    DuplicateRejected {
+        existing: String,
+        message_id: String,
+    },
+    /// The post already carries this list's List-Id.
+    Loop,
+    /// Storage failed; `disk_full` tells the MTA it is a space problem.
+    TempFail {
+        reason: String,
+        disk_full: bool,
+    },
+}
+
+pub struct Intake {
+    store: Arc<dyn Store>,
+    delimiter: char,
+}
+
+/// The headers intake looks at, read once per message.
+struct Headers {
+    /// The Message-ID as written (without `<>`), if the post has one.
+    message_id: Option<String>,
+    list_ids: Vec<String>,
+}
+
+fn read_headers(data: &[u8]) -> Headers {
+    let parsed = MessageParser::new().parse_headers(data);
+    let Some(msg) = parsed else {
+        return Headers {
+            message_id: None,
+            list_ids: Vec::new(),
+        };
+    };
+    // A Message-ID header that mail-parser cannot parse is still one we must not
+    // add a second of: keep its raw text as the key.
+    let message_id = msg.message_id().map(str::to_string).or_else(|| {
+        msg.header_raw("Message-ID")
+            .map(|r| {
+                r.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+            .filter(|s| !s.is_empty())
+    });
+    let list_ids = msg
+        .headers()
+        .iter()
+        .filter(|h| h.name().eq_ignore_ascii_case("List-Id"))
+        .filter_map(|h| {
+            let raw = data.get(h.offset_start() as usize..h.offset_end() as usize)?;
+            Some(String::from_utf8_lossy(raw).to_ascii_lowercase())
+        })
+        .collect();
+    Headers {
+        message_id,
+        list_ids,
+    }
+}
+
+/// Where the header section ends: the offset of the blank line's first byte, or
+/// the end of the data if there is no body.
+fn header_end(data: &[u8]) -> usize {
+    let mut line_start = 0;
+    while line_start < data.len() {
+        let rest = &data[line_start..];
+        if rest.starts_with(b"\r\n") || rest.starts_with(b"\n") {
+            return line_start;
+        }
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => line_start += i + 1,
+            None => return data.len(),
+        }
+    }
+    data.len()
+}
+
+/// Inserts a header at the end of the header section, in the message's own line
+/// ending; every other byte stays as it was.
+pub fn insert_header(data: &[u8], name: &str, value: &str) -> Vec<u8> {
+    let crlf = data.windows(2).position(|w| w == b"\r\n").is_some() || !data.contains(&b'\n');
+    let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+    let at = header_end(data);
+    let mut out = Vec::with_capacity(data.len() + name.len() + value.len() + 4);
+    out.extend_from_slice(&data[..at]);
+    if at > 0 && data[at - 1] != b'\n' {
+        out.extend_from_slice(eol);
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(eol);
+    out.extend_from_slice(&data[at..]);
+    out
+}
+
+impl Intake {
+    pub fn new(store: Arc<dyn Store>, delimiter: char) -> Self {
+        Intake { store, delimiter }
+    }
+
+    /// Resolves a recipient at RCPT time.
+    pub async fn resolve(&self, rcpt: &str) -> Result<Recipient, RcptRefusal> {
+        let addr = Address::parse(rcpt).map_err(|e| RcptRefusal::BadAddress(e.to_string()))?;
+        let unavailable = |e: StoreError| RcptRefusal::Unavailable(e.to_string());
+        if self
+            .store
+            .domain(addr.domain())
+            .await
+            .map_err(unavailable)?
+            .is_none()
+        {
+            return Err(RcptRefusal::UnknownDomain(addr.domain().to_string()));
+        }
+        let target = address::route(&addr, self.delimiter)
+            .ok_or_else(|| RcptRefusal::UnknownAddress(addr.to_string()))?;
+        let key = format!("{}@{}", target.list, target.domain);
+        let list = self
+            .store
+            .list(&key)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| RcptRefusal::UnknownAddress(addr.to_string()))?;
+        Ok(Recipient {
+            address: rcpt.to_string(),
+            target,
+            list,
+        })
+    }
+
+    /// Stores the message for every recipient and says what became of each, in
+    /// order. Nothing is acknowledged before the store has synced it.
+    pub async fn deliver(&self, mail_from: &str, rcpts: &[Recipient], data: &[u8]) -> Vec<Outcome> {
+        let headers = read_headers(data);
+        let content_hash = hex::encode(Sha256::digest(data));
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; rcpts.len()];
+        let mut batch = Vec::new();
+        let mut batch_index = Vec::new();
+        for (i, rcpt) in rcpts.iter().enumerate() {
+            let is_post = rcpt.target.suffix == Suffix::Post;
+            if is_post
+                && headers
+                    .list_ids
+                    .iter()
+                    .any(|l| l.contains(&format!("<{}>", rcpt.list.list_id())))
+            {
+                outcomes[i] = Some(Outcome::Loop);
+                continue;
+            }
+            let id = new_id();
+            let (body, message_id, dedup) = if is_post {
+                let (body, mid) = match &headers.message_id {
+                    Some(mid) => (data.to_vec(), mid.clone()),
+                    None => {
+                        let mid = format!("{id}@{}", rcpt.list.address.domain());
+                        (insert_header(data, "Message-ID", &format!("<{mid}>")), mid)
+                    }
+                };
+                let dedup = DedupKey {
+                    message_id: headers
+                        .message_id
+                        .clone()
+                        .unwrap_or_else(|| format!("sha256:{content_hash}")),
+                    content_hash: content_hash.clone(),
+                };
+                (body, Some(mid), Some(dedup))
+            } else {
+                (data.to_vec(), None, None)
+            };
+            batch.push(NewMessage {
+                meta: MessageMeta {
+                    id,
+                    list: rcpt.list.key(),
+                    suffix: rcpt.target.suffix,
+                    tag: rcpt.target.tag.clone(),
+                    mail_from: mail_from.to_string(),
+                    rcpt: rcpt.address.clone(),
+                    received_at: now(),
+                    message_id,
+                    dedup,
+                    size: body.len() as u64,
+                    state: MessageState::Queued,
+                },
+                body,
+            });
+            batch_index.push(i);
+        }
+        if !batch.is_empty() {
+            let metas: Vec<MessageMeta> = batch.iter().map(|m| m.meta.clone()).collect();
+            match self.store.accept(batch).await {
+                Ok(results) => {
+                    for ((i, meta), result) in batch_index.iter().zip(metas).zip(results) {
+                        outcomes[*i] = Some(self.outcome(&rcpts[*i], &meta, result));
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "storing a message failed; the MTA will retry");
+                    let fail = Outcome::TempFail {
+                        disk_full: e.is_disk_full(),
+                        reason: e.to_string(),
+                    };
+                    for i in batch_index {
+                        outcomes[i] = Some(fail.clone());
+                    }
+                }
+            }
+        }
+        let outcomes: Vec<Outcome> = outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or(Outcome::TempFail {
+                    reason: "internal error".into(),
+                    disk_full: false,
+                })
+            })
+            .collect();
+        for o in &outcomes {
+            metrics::counter!("listrelay_intake_recipients_total", "outcome" => o.label())
+                .increment(1);
+        }
+        outcomes
+    }
+
+    fn outcome(&self, rcpt: &Recipient, meta: &MessageMeta, result: AcceptOutcome) -> Outcome {
+        let message_id = meta.message_id.clone().unwrap_or_default();
+        match result {
+            AcceptOutcome::Accepted => {
+                info!(id = %meta.id, list = %meta.list, kind = rcpt.target.suffix.name(),
+                      message_id = %message_id, size = meta.size, "stored");
+                Outcome::Stored {
+                    id: meta.id.clone(),
+                }
+            }
+            AcceptOutcome::Redelivery { existing } => {
+                info!(%existing, list = %meta.list, "the MTA re-delivered a stored post; not stored again");
+                Outcome::Redelivery { existing }
+            }
+            AcceptOutcome::Duplicate { existing } => {
+                info!(%existing, list = %meta.list, %message_id,
+                      policy = ?rcpt.list.settings.duplicate_policy, "duplicate Message-ID");
+                match rcpt.list.settings.duplicate_policy {
+                    DuplicatePolicy::Discard => Outcome::DuplicateDiscarded {
+                        existing,
+                        message_id,
+                    },
+                    DuplicatePolicy::Reject => Outcome::DuplicateRejected {
+                        existing,
+                        message_id,
+                    },
+                }
+            }
+        }
+    }
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Stored { .. } => "stored",
+            Outcome::Redelivery { .. } => "redelivery",
+            Outcome::DuplicateDiscarded { .. } => "duplicate_discarded",
+            Outcome::DuplicateRejected { .. } => "duplicate_rejected",
+            Outcome::Loop => "loop",
+            Outcome::TempFail { .. } => "tempfail",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inserts_a_header_keeping_every_other_byte() {
+        let m = b"From: a@b.org\r\nSubject: x\r\n\r\nbody\r\n.\r\n";
+        let out = insert_header(m, "Message-ID", "<1@l.org>");
+        assert_eq!(
+            out,
+            b"From: a@b.org\r\nSubject: x\r\nMessage-ID: <1@l.org>\r\n\r\nbody\r\n.\r\n".to_vec()
+        );
+        let lf = b"Subject: x\n\nbody\n";
+        assert_eq!(
+            insert_header(lf, "M", "v"),
+            b"Subject: x\nM: v\n\nbody\n".to_vec()
+        );
+        assert_eq!(
+            insert_header(b"Subject: x", "M", "v"),
+            b"Subject: x\r\nM: v\r\n".to_vec()
+        );
+        assert_eq!(
+            insert_header(b"\r\nbody", "M", "v"),
+            b"M: v\r\n\r\nbody".to_vec()
+        );
+        assert_eq!(insert_header(b"", "M", "v"), b"M: v\r\n".to_vec());
+    }
+
+    #[test]
+    fn reads_message_id_and_list_ids() {
+        let h = read_headers(b"Message-ID: <abc@x.org>\r\nList-Id: Dev <dev.l.org>\r\n\r\nb");
+        assert_eq!(h.message_id.as_deref(), Some("abc@x.org"));
+        assert_eq!(h.list_ids.len(), 1);
+        assert!(h.list_ids[0].contains("<dev.l.org>"));
+        assert_eq!(read_headers(b"Subject: x\r\n\r\n").message_id, None);
+    }
+}

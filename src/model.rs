@@ -1,0 +1,228 @@
+//! The records the store keeps: domains, lists with their settings, members, and
+//! the messages intake accepted.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::address::{Address, Suffix};
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A virtual domain that lists live in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Domain {
+    pub name: String,
+    /// An opaque domain neither shares its members' bounce state with other
+    /// domains nor receives theirs (see docs/configuration.md, bounce scope).
+    #[serde(default)]
+    pub opaque: bool,
+    #[serde(default)]
+    pub created_at: u64,
+}
+
+/// What a list does with a second copy of a Message-ID still in its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicatePolicy {
+    /// Answer 250 and drop the copy (logged and counted).
+    #[default]
+    Discard,
+    /// Answer 550 5.7.0 so the sender learns of it.
+    Reject,
+}
+
+/// Per-list settings, stored with the list and read on every post, so a change
+/// made with `listrelay list set` applies at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListSettings {
+    pub description: String,
+    pub duplicate_policy: DuplicatePolicy,
+    /// Share of each post's members (0–100) that get their own VERP envelope.
+    pub verp_percent: u8,
+    /// Most recipients in one batched (non-VERP) SMTP transaction.
+    pub max_rcpt_per_txn: u32,
+    /// Prepended to the Subject, e.g. "[dev] "; empty = off (it breaks DKIM).
+    pub subject_prefix: String,
+    /// Appended to text bodies; empty = off (it breaks DKIM).
+    pub footer: String,
+    /// URL for the List-Archive header; empty = no header.
+    pub archive_url: String,
+}
+
+impl Default for ListSettings {
+    fn default() -> Self {
+        ListSettings {
+            description: String::new(),
+            duplicate_policy: DuplicatePolicy::Discard,
+            verp_percent: 100,
+            max_rcpt_per_txn: 100,
+            subject_prefix: String::new(),
+            footer: String::new(),
+            archive_url: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum SettingError {
+    #[error("unknown list setting {0:?} (known: {1})")]
+    Unknown(String, String),
+    #[error("bad value for {key}: {reason}")]
+    BadValue { key: String, reason: String },
+}
+
+impl ListSettings {
+    /// The names of every setting, for help and error messages.
+    pub fn keys() -> Vec<String> {
+        match serde_json::to_value(ListSettings::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Sets one setting from its text form, checking type and range. Goes through
+    /// the serde form so every field is settable without a hand-written table.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
+        let bad = |reason: String| SettingError::BadValue {
+            key: key.to_string(),
+            reason,
+        };
+        let serde_json::Value::Object(mut map) =
+            serde_json::to_value(&*self).map_err(|e| bad(e.to_string()))?
+        else {
+            return Err(bad("settings are not an object".into()));
+        };
+        let old = map
+            .get(key)
+            .ok_or_else(|| SettingError::Unknown(key.to_string(), Self::keys().join(", ")))?;
+        let new = match old {
+            serde_json::Value::String(_) => serde_json::Value::String(value.to_string()),
+            _ => serde_json::from_str(value).map_err(|e| bad(format!("{value:?}: {e}")))?,
+        };
+        map.insert(key.to_string(), new);
+        let parsed: ListSettings = serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| bad(format!("{value:?}: {e}")))?;
+        parsed.validate().map_err(bad)?;
+        *self = parsed;
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.verp_percent > 100 {
+            return Err(format!("verp_percent {} is over 100", self.verp_percent));
+        }
+        if self.max_rcpt_per_txn == 0 {
+            return Err("max_rcpt_per_txn must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// A mailing list, identified by its posting address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct List {
+    pub address: Address,
+    #[serde(default)]
+    pub settings: ListSettings,
+    #[serde(default)]
+    pub created_at: u64,
+}
+
+impl List {
+    pub fn new(address: Address) -> Self {
+        List {
+            address,
+            settings: ListSettings::default(),
+            created_at: now(),
+        }
+    }
+
+    /// The store key of the list: its lowercased address.
+    pub fn key(&self) -> String {
+        self.address.key()
+    }
+
+    /// The RFC 2919 list identifier, `local.domain` (without the `<>`).
+    pub fn list_id(&self) -> String {
+        let label: String = self
+            .address
+            .local()
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("{label}.{}", self.address.domain())
+    }
+
+    /// The address of one of the list's handlers, e.g. `dev-bounces@domain`.
+    pub fn suffix_address(&self, suffix: Suffix) -> String {
+        match suffix {
+            Suffix::Post => self.address.to_string(),
+            _ => format!(
+                "{}-{}@{}",
+                self.address.local(),
+                suffix.name(),
+                self.address.domain()
+            ),
+        }
+    }
+}
+
+/// A subscriber of a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub address: Address,
+    #[serde(default)]
+    pub added_at: u64,
+    /// Delivery can be disabled (by bounces or by the member) without unsubscribing.
+    #[serde(default = "yes")]
+    pub delivery_enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Member {
+    pub fn new(address: Address) -> Self {
+        Member {
+            address,
+            added_at: now(),
+            delivery_enabled: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_set_by_name_with_checks() {
+        let mut s = ListSettings::default();
+        s.set("verp_percent", "30").unwrap();
+        assert_eq!(s.verp_percent, 30);
+        s.set("duplicate_policy", "reject").unwrap();
+        assert_eq!(s.duplicate_policy, DuplicatePolicy::Reject);
+        s.set("subject_prefix", "[dev] ").unwrap();
+        assert_eq!(s.subject_prefix, "[dev] ");
+        assert!(s.set("verp_percent", "101").is_err());
+        assert!(s.set("verp_percent", "-1").is_err());
+        assert!(s.set("duplicate_policy", "maybe").is_err());
+        assert!(matches!(s.set("nope", "1"), Err(SettingError::Unknown(..))));
+        assert_eq!(s.verp_percent, 30, "a refused value changes nothing");
+    }
+}

@@ -1,0 +1,192 @@
+//! Durable state behind one trait: domains, lists, members, accepted messages and
+//! the Message-ID window. The store is the single owner of this state; nothing
+//! else keeps a copy. `sled` is the embedded implementation (one host); a
+//! PostgreSQL one can follow without touching callers.
+
+mod sled_store;
+mod spool;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::address::Suffix;
+use crate::model::{Domain, List, Member};
+
+pub use sled_store::SledStore;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("storage error: {0}")]
+    Backend(String),
+    #[error("spool I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl StoreError {
+    /// Whether the error is a lack of space (the sender should retry later).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            StoreError::Backend(msg) => msg.contains("No space left"),
+            _ => false,
+        }
+    }
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Backend(format!("corrupt record: {e}"))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What identifies a post in its list's duplicate window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupKey {
+    /// The Message-ID (without `<>`), or `sha256:HASH` for a post that had none.
+    pub message_id: String,
+    /// Hash of the message as received: the same bytes again are a re-delivery by
+    /// the MTA (its 250 was lost), not a new post.
+    pub content_hash: String,
+}
+
+/// A message intake wants stored, one per accepted recipient.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewMessage {
+    pub meta: MessageMeta,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+/// What the store keeps about a stored message (the body lives beside it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageMeta {
+    /// Time-ordered unique id (see [`new_id`]).
+    pub id: String,
+    /// Key of the list the recipient named.
+    pub list: String,
+    /// Which of the list's addresses it was sent to.
+    pub suffix: Suffix,
+    /// The `+TAG` of the recipient, if any (VERP tag, token…).
+    pub tag: Option<String>,
+    /// Envelope sender (empty for bounces).
+    pub mail_from: String,
+    /// The recipient as the MTA gave it.
+    pub rcpt: String,
+    pub received_at: u64,
+    /// The post's Message-ID, as received or as inserted.
+    pub message_id: Option<String>,
+    /// Set for posts: the entry of the list's Message-ID window it holds.
+    pub dedup: Option<DedupKey>,
+    pub size: u64,
+    #[serde(default)]
+    pub state: MessageState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    /// Stored and waiting for its handler.
+    #[default]
+    Queued,
+    /// Handled; the Message-ID stays in the window until the grace passes.
+    Done,
+}
+
+/// The store's answer for one message of an [`Store::accept`] batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    /// Durably stored (synced to disk).
+    Accepted,
+    /// The same bytes with the same Message-ID are already stored: the MTA is
+    /// re-delivering a transaction whose reply it lost. Nothing new was stored.
+    Redelivery { existing: String },
+    /// A different message with this Message-ID is in the window. Nothing stored.
+    Duplicate { existing: String },
+}
+
+/// An entry of a list's Message-ID window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowEntry {
+    pub message: String,
+    pub content_hash: String,
+    /// Unset while the post is queued; set when it is handed back to the MTA.
+    pub expires_at: Option<u64>,
+}
+
+impl WindowEntry {
+    pub fn live(&self, now: u64) -> bool {
+        self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+/// A new time-ordered id: milliseconds since the epoch and 64 random bits, in hex,
+/// so that ids sort by arrival and never collide across hosts.
+pub fn new_id() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{ms:012x}{:016x}", rand::random::<u64>())
+}
+
+/// Storage for everything listrelay keeps. Every method is atomic on its own.
+#[async_trait]
+pub trait Store: Send + Sync {
+    // --- domains
+    async fn create_domain(&self, domain: &Domain) -> Result<()>;
+    async fn domain(&self, name: &str) -> Result<Option<Domain>>;
+    async fn domains(&self) -> Result<Vec<Domain>>;
+    async fn update_domain(&self, domain: &Domain) -> Result<()>;
+    /// Fails while the domain still has lists.
+    async fn delete_domain(&self, name: &str) -> Result<()>;
+
+    // --- lists
+    async fn create_list(&self, list: &List) -> Result<()>;
+    async fn list(&self, key: &str) -> Result<Option<List>>;
+    /// Every list, or those of one domain.
+    async fn lists(&self, domain: Option<&str>) -> Result<Vec<List>>;
+    async fn update_list(&self, list: &List) -> Result<()>;
+    /// Deletes the list and its members.
+    async fn delete_list(&self, key: &str) -> Result<()>;
+
+    // --- members
+    /// Adds members; returns for each whether it was new.
+    async fn add_members(&self, list: &str, members: &[Member]) -> Result<Vec<bool>>;
+    async fn remove_member(&self, list: &str, member_key: &str) -> Result<bool>;
+    async fn members(&self, list: &str) -> Result<Vec<Member>>;
+    async fn member_count(&self, list: &str) -> Result<u64>;
+
+    // --- messages
+    /// Stores a batch durably (on disk, synced) and claims each post's
+    /// Message-ID window entry. Concurrent callers share their syncs.
+    async fn accept(&self, batch: Vec<NewMessage>) -> Result<Vec<AcceptOutcome>>;
+    async fn message(&self, id: &str) -> Result<Option<MessageMeta>>;
+    async fn message_body(&self, id: &str) -> Result<Vec<u8>>;
+    /// Messages in arrival order, optionally only those still queued.
+    async fn messages(&self, queued_only: bool) -> Result<Vec<MessageMeta>>;
+    /// Marks a message handled: its body is dropped and its Message-ID leaves
+    /// the window `grace_secs` from now.
+    async fn finish_message(&self, id: &str, grace_secs: u64) -> Result<()>;
+    async fn window_entry(&self, list: &str, message_id: &str) -> Result<Option<WindowEntry>>;
+}

@@ -1,0 +1,443 @@
+//! The embedded store: sled for records, the spool for message bodies, and one
+//! committer thread that turns concurrent `accept` calls into group commits
+//! (one directory sync and one sled flush per batch).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::spool::Spool;
+use super::{
+    AcceptOutcome, MessageMeta, MessageState, NewMessage, Result, Store, StoreError, WindowEntry,
+};
+use crate::model::{now, Domain, List, Member};
+
+/// Most accept calls folded into one group commit.
+const MAX_BATCH: usize = 256;
+
+#[derive(Clone)]
+struct Trees {
+    db: sled::Db,
+    domains: sled::Tree,
+    lists: sled::Tree,
+    members: sled::Tree,
+    messages: sled::Tree,
+    window: sled::Tree,
+}
+
+impl Trees {
+    fn open(db: sled::Db) -> Result<Self> {
+        Ok(Trees {
+            domains: db.open_tree("domains")?,
+            lists: db.open_tree("lists")?,
+            members: db.open_tree("members")?,
+            messages: db.open_tree("messages")?,
+            window: db.open_tree("window")?,
+            db,
+        })
+    }
+}
+
+struct Commit {
+    batch: Vec<NewMessage>,
+    reply: oneshot::Sender<Result<Vec<AcceptOutcome>>>,
+}
+
+pub struct SledStore {
+    trees: Trees,
+    spool: Arc<Spool>,
+    committer: mpsc::Sender<Commit>,
+}
+
+fn key2(a: &str, b: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + b.len() + 1);
+    k.extend_from_slice(a.as_bytes());
+    k.push(0);
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+fn get<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    key: impl AsRef<[u8]>,
+) -> Result<Option<T>> {
+    tree.get(key)?
+        .map(|v| serde_json::from_slice(&v).map_err(StoreError::from))
+        .transpose()
+}
+
+fn put<T: serde::Serialize>(tree: &sled::Tree, key: impl AsRef<[u8]>, value: &T) -> Result<()> {
+    tree.insert(key.as_ref(), serde_json::to_vec(value)?)?;
+    Ok(())
+}
+
+fn values<T: serde::de::DeserializeOwned>(iter: sled::Iter) -> Result<Vec<T>> {
+    iter.map(|kv| {
+        let (_, v) = kv?;
+        Ok(serde_json::from_slice(&v)?)
+    })
+    .collect()
+}
+
+impl SledStore {
+    /// Opens (or creates) the store under `data_dir`, recovers spool files the
+    /// store does not know, and starts the committer thread.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(data_dir.join("db"))
+            .open()
+            .map_err(|e| {
+                StoreError::Backend(format!("opening {}: {e}", data_dir.join("db").display()))
+            })?;
+        let trees = Trees::open(db)?;
+        let spool = Arc::new(Spool::open(data_dir.join("spool"))?);
+        recover(&trees, &spool)?;
+        let (tx, rx) = mpsc::channel::<Commit>();
+        let (t, s) = (trees.clone(), spool.clone());
+        std::thread::Builder::new()
+            .name("store-committer".into())
+            .spawn(move || committer(rx, t, s))
+            .map_err(|e| StoreError::Backend(format!("starting committer: {e}")))?;
+        Ok(SledStore {
+            trees,
+            spool,
+            committer: tx,
+        })
+    }
+}
+
+/// The group-commit loop: takes every request waiting, writes their files, syncs
+/// the spool directory once, records them in sled, flushes once, answers all.
+fn committer(rx: mpsc::Receiver<Commit>, trees: Trees, spool: Arc<Spool>) {
+    while let Ok(first) = rx.recv() {
+        let mut commits = vec![first];
+        while commits.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => commits.push(c),
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("listrelay_store_commit_batch_size").record(commits.len() as f64);
+        let results = commit_batch(&trees, &spool, &commits);
+        for (commit, result) in commits.into_iter().zip(results) {
+            let _ = commit.reply.send(result);
+        }
+    }
+}
+
+fn commit_batch(
+    trees: &Trees,
+    spool: &Spool,
+    commits: &[Commit],
+) -> Vec<Result<Vec<AcceptOutcome>>> {
+    // Window claims made earlier in this batch, not yet in sled.
+    let mut claimed: HashMap<Vec<u8>, WindowEntry> = HashMap::new();
+    let mut results: Vec<Result<Vec<AcceptOutcome>>> = Vec::with_capacity(commits.len());
+    let now = now();
+    for commit in commits {
+        let mut outcomes = Vec::with_capacity(commit.batch.len());
+        let mut written = Vec::new();
+        let mut failure = None;
+        for msg in &commit.batch {
+            let outcome = match window_check(trees, &claimed, msg, now) {
+                Ok(o) => o,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            if outcome == AcceptOutcome::Accepted {
+                if let Err(e) = spool.write(msg) {
+                    failure = Some(e);
+                    break;
+                }
+                written.push(msg.meta.id.clone());
+                if let Some(d) = &msg.meta.dedup {
+                    claimed.insert(
+                        key2(&msg.meta.list, &d.message_id),
+                        WindowEntry {
+                            message: msg.meta.id.clone(),
+                            content_hash: d.content_hash.clone(),
+                            expires_at: None,
+                        },
+                    );
+                }
+            }
+            outcomes.push(outcome);
+        }
+        results.push(match failure {
+            None => Ok(outcomes),
+            Some(e) => {
+                for id in &written {
+                    let _ = spool.remove(id);
+                }
+                claimed.retain(|_, w| !written.contains(&w.message));
+                Err(e)
+            }
+        });
+    }
+    if let Err(e) = spool.sync_dir() {
+        return commits
+            .iter()
+            .map(|_| Err(StoreError::Backend(e.to_string())))
+            .collect();
+    }
+    // The files are durable; recording them in sled can be redone from the spool.
+    for (commit, result) in commits.iter().zip(results.iter_mut()) {
+        let Ok(outcomes) = result else { continue };
+        let recorded = commit
+            .batch
+            .iter()
+            .zip(outcomes.iter())
+            .filter(|(_, o)| **o == AcceptOutcome::Accepted)
+            .try_for_each(|(msg, _)| record(trees, msg));
+        if let Err(e) = recorded {
+            warn!(error = %e, "recording accepted messages in sled failed; the spool keeps them");
+            *result = Err(e);
+        }
+    }
+    if let Err(e) = trees.db.flush() {
+        warn!(error = %e, "sled flush failed; the spool keeps the batch");
+    }
+    results
+}
+
+fn window_check(
+    trees: &Trees,
+    claimed: &HashMap<Vec<u8>, WindowEntry>,
+    msg: &NewMessage,
+    now: u64,
+) -> Result<AcceptOutcome> {
+    let Some(dedup) = &msg.meta.dedup else {
+        return Ok(AcceptOutcome::Accepted);
+    };
+    let key = key2(&msg.meta.list, &dedup.message_id);
+    let entry = match claimed.get(&key) {
+        Some(e) => Some(e.clone()),
+        None => get::<WindowEntry>(&trees.window, &key)?,
+    };
+    Ok(match entry {
+        Some(e) if e.live(now) && e.content_hash == dedup.content_hash => {
+            AcceptOutcome::Redelivery {
+                existing: e.message,
+            }
+        }
+        Some(e) if e.live(now) => AcceptOutcome::Duplicate {
+            existing: e.message,
+        },
+        _ => AcceptOutcome::Accepted,
+    })
+}
+
+fn record(trees: &Trees, msg: &NewMessage) -> Result<()> {
+    put(&trees.messages, &msg.meta.id, &msg.meta)?;
+    if let Some(d) = &msg.meta.dedup {
+        put(
+            &trees.window,
+            key2(&msg.meta.list, &d.message_id),
+            &WindowEntry {
+                message: msg.meta.id.clone(),
+                content_hash: d.content_hash.clone(),
+                expires_at: None,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Records spool files the store does not know (their sled writes were lost);
+/// a recovered post whose Message-ID another post now holds is dropped.
+fn recover(trees: &Trees, spool: &Spool) -> Result<()> {
+    let now = now();
+    for id in spool.ids()? {
+        if trees.messages.contains_key(&id)? {
+            continue;
+        }
+        let msg = match spool.read(&id) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(%id, error = %e, "unreadable spool file left in place");
+                continue;
+            }
+        };
+        match window_check(trees, &HashMap::new(), &msg, now)? {
+            AcceptOutcome::Accepted => {
+                record(trees, &msg)?;
+                info!(%id, list = %msg.meta.list, "recovered a spooled message the store did not know");
+                metrics::counter!("listrelay_store_recovered_total").increment(1);
+            }
+            AcceptOutcome::Redelivery { existing } | AcceptOutcome::Duplicate { existing } => {
+                info!(%id, %existing, "dropping a spooled copy of a message already stored");
+                spool.remove(&id)?;
+            }
+        }
+    }
+    trees.db.flush()?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn create_domain(&self, domain: &Domain) -> Result<()> {
+        let v = serde_json::to_vec(domain)?;
+        match self
+            .trees
+            .domains
+            .compare_and_swap(&domain.name, None as Option<&[u8]>, Some(v))?
+        {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::Exists(format!("domain {}", domain.name))),
+        }
+    }
+
+    async fn domain(&self, name: &str) -> Result<Option<Domain>> {
+        get(&self.trees.domains, name)
+    }
+
+    async fn domains(&self) -> Result<Vec<Domain>> {
+        values(self.trees.domains.iter())
+    }
+
+    async fn update_domain(&self, domain: &Domain) -> Result<()> {
+        if !self.trees.domains.contains_key(&domain.name)? {
+            return Err(StoreError::NotFound(format!("domain {}", domain.name)));
+        }
+        put(&self.trees.domains, &domain.name, domain)
+    }
+
+    async fn delete_domain(&self, name: &str) -> Result<()> {
+        if !self.lists(Some(name)).await?.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "domain {name} still has lists; delete them first"
+            )));
+        }
+        match self.trees.domains.remove(name)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound(format!("domain {name}"))),
+        }
+    }
+
+    async fn create_list(&self, list: &List) -> Result<()> {
+        let v = serde_json::to_vec(list)?;
+        match self
+            .trees
+            .lists
+            .compare_and_swap(list.key(), None as Option<&[u8]>, Some(v))?
+        {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::Exists(format!("list {}", list.address))),
+        }
+    }
+
+    async fn list(&self, key: &str) -> Result<Option<List>> {
+        get(&self.trees.lists, key)
+    }
+
+    async fn lists(&self, domain: Option<&str>) -> Result<Vec<List>> {
+        let all: Vec<List> = values(self.trees.lists.iter())?;
+        Ok(all
+            .into_iter()
+            .filter(|l| domain.is_none_or(|d| l.address.domain() == d))
+            .collect())
+    }
+
+    async fn update_list(&self, list: &List) -> Result<()> {
+        if !self.trees.lists.contains_key(list.key())? {
+            return Err(StoreError::NotFound(format!("list {}", list.address)));
+        }
+        put(&self.trees.lists, list.key(), list)
+    }
+
+    async fn delete_list(&self, key: &str) -> Result<()> {
+        if self.trees.lists.remove(key)?.is_none() {
+            return Err(StoreError::NotFound(format!("list {key}")));
+        }
+        for k in self.trees.members.scan_prefix(key2(key, "")).keys() {
+            self.trees.members.remove(k?)?;
+        }
+        Ok(())
+    }
+
+    async fn add_members(&self, list: &str, members: &[Member]) -> Result<Vec<bool>> {
+        if !self.trees.lists.contains_key(list)? {
+            return Err(StoreError::NotFound(format!("list {list}")));
+        }
+        members
+            .iter()
+            .map(|m| {
+                let v = serde_json::to_vec(m)?;
+                Ok(self
+                    .trees
+                    .members
+                    .compare_and_swap(key2(list, &m.address.key()), None as Option<&[u8]>, Some(v))?
+                    .is_ok())
+            })
+            .collect()
+    }
+
+    async fn remove_member(&self, list: &str, member_key: &str) -> Result<bool> {
+        Ok(self.trees.members.remove(key2(list, member_key))?.is_some())
+    }
+
+    async fn members(&self, list: &str) -> Result<Vec<Member>> {
+        values(self.trees.members.scan_prefix(key2(list, "")))
+    }
+
+    async fn member_count(&self, list: &str) -> Result<u64> {
+        Ok(self.trees.members.scan_prefix(key2(list, "")).count() as u64)
+    }
+
+    async fn accept(&self, batch: Vec<NewMessage>) -> Result<Vec<AcceptOutcome>> {
+        let (reply, rx) = oneshot::channel();
+        self.committer
+            .send(Commit { batch, reply })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn message(&self, id: &str) -> Result<Option<MessageMeta>> {
+        get(&self.trees.messages, id)
+    }
+
+    async fn message_body(&self, id: &str) -> Result<Vec<u8>> {
+        let spool = self.spool.clone();
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || spool.read(&id).map(|m| m.body))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
+    async fn messages(&self, queued_only: bool) -> Result<Vec<MessageMeta>> {
+        let all: Vec<MessageMeta> = values(self.trees.messages.iter())?;
+        Ok(all
+            .into_iter()
+            .filter(|m| !queued_only || m.state == MessageState::Queued)
+            .collect())
+    }
+
+    async fn finish_message(&self, id: &str, grace_secs: u64) -> Result<()> {
+        let mut meta: MessageMeta = get(&self.trees.messages, id)?
+            .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
+        meta.state = MessageState::Done;
+        put(&self.trees.messages, id, &meta)?;
+        if let Some(d) = &meta.dedup {
+            let key = key2(&meta.list, &d.message_id);
+            if let Some(mut w) = get::<WindowEntry>(&self.trees.window, &key)? {
+                if w.message == id {
+                    w.expires_at = Some(now() + grace_secs);
+                    put(&self.trees.window, &key, &w)?;
+                }
+            }
+        }
+        self.trees.db.flush_async().await?;
+        self.spool.remove(id)
+    }
+
+    async fn window_entry(&self, list: &str, message_id: &str) -> Result<Option<WindowEntry>> {
+        get(&self.trees.window, key2(list, message_id))
+    }
+}
