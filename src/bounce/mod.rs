@@ -14,6 +14,7 @@ pub mod classify;
 pub mod dsn;
 pub mod fields;
 pub mod report;
+pub mod ses;
 pub mod text;
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
@@ -40,6 +41,9 @@ struct Collected {
     feedback: Option<String>,
     /// To addresses of the attached original message (or its headers).
     attached_to: Vec<String>,
+    /// Recipient named by a complaint loop's header in the attached message
+    /// (`X-HmXmrOriginalRecipient`, Microsoft's JMRP reports).
+    complained_rcpt: Option<String>,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -113,6 +117,9 @@ fn collect(raw: &[u8]) -> Collected {
                         c.attached_to = addrs_of(to);
                     }
                 }
+                if let Some(r) = m.header_raw("X-HmXmrOriginalRecipient") {
+                    c.complained_rcpt = addrs_of(r).into_iter().next();
+                }
             }
             PartType::Text(t) => {
                 if sub == "rfc822-headers" || (ctype == "message" && sub == "rfc822") {
@@ -185,6 +192,23 @@ fn parse_inner(raw: &[u8]) -> BounceReport {
     if c.report_type.as_deref() == Some("feedback-report") || c.feedback.is_some() {
         let details = arf::parse(c.feedback.as_deref(), &c.attached_to);
         return BounceReport::from_details(Kind::Feedback, details);
+    }
+
+    // Complaint loops that attach the message with the recipient in a header.
+    if let Some(r) = &c.complained_rcpt {
+        if c.dsn.is_empty() {
+            return BounceReport::from_details(
+                Kind::Feedback,
+                arf::parse(None, std::slice::from_ref(r)),
+            );
+        }
+    }
+
+    // Amazon SES JSON notifications.
+    if let Some((kind, details)) = ses::parse(&context) {
+        if kind == Kind::DeliveryNotice || !details.is_empty() {
+            return BounceReport::from_details(kind, details);
+        }
     }
 
     // RFC 3464 reports, in a MIME part or (from broken MTAs) inline text.

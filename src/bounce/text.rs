@@ -118,6 +118,21 @@ const FAILURE_PHRASES: &[&str] = &[
     "delivery problem",
 ];
 
+/// Byte offset just after a phrase announcing the list of failed recipients.
+fn list_start(body: &str) -> Option<usize> {
+    let lower = body.to_ascii_lowercase();
+    [
+        "following recipient",
+        "following address",
+        "following destination",
+        "did not reach the following",
+        "to the following",
+    ]
+    .iter()
+    .filter_map(|p| lower.find(p).map(|i| i + p.len()))
+    .min()
+}
+
 /// Whether text, subject or sender suggest a bounce.
 pub fn looks_like_bounce(text: &str, subject: &str, from: &str) -> bool {
     let t = text.to_lowercase();
@@ -138,11 +153,25 @@ pub fn looks_like_bounce(text: &str, subject: &str, from: &str) -> bool {
 /// addresses of the report's own headers (sender, envelope, To).
 pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetail>)> {
     let body = cut_original(text);
+    // When the report announces a list ("the following recipients"), the
+    // addresses before the announcement (the original To, the sender) are
+    // not failed recipients.
+    let list_start = list_start(body);
     let mut found: Vec<addr::Found> = Vec::new();
     for f in addr::find_all(body) {
         let line_start = body[..f.start].rfind('\n').map_or(0, |i| i + 1);
-        let line = body[line_start..].trim_start().to_ascii_lowercase();
-        if SKIP_LINE_STARTS.iter().any(|s| line.starts_with(s)) {
+        let line_end = body[f.start..]
+            .find('\n')
+            .map_or(body.len(), |i| f.start + i);
+        let line = body[line_start..line_end].trim_start().to_ascii_lowercase();
+        if SKIP_LINE_STARTS.iter().any(|s| line.starts_with(s)) || line.contains("contact") {
+            continue;
+        }
+        if list_start.is_some_and(|p| f.start < p)
+            && addr::find_all(&body[list_start.unwrap_or(0)..])
+                .iter()
+                .any(|g| !addr::is_system_local(&g.addr))
+        {
             continue;
         }
         if addr::is_system_local(&f.addr) || exclude.iter().any(|e| e.eq_ignore_ascii_case(&f.addr))
@@ -161,6 +190,21 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
     }
     if found.is_empty() {
         return None;
+    }
+    // Reports list failed recipients at the start of a line ("  a@b.c",
+    // "<a@b.c>: host ... said", "a@b.c on <date>"); when some are there,
+    // addresses inside sentences are mentions, not recipients.
+    let at_line_start = |f: &addr::Found| {
+        let ls = body[..f.start].rfind('\n').map_or(0, |i| i + 1);
+        let before = body[ls..f.start].trim();
+        before.is_empty()
+            || before == "<"
+            || before == "\""
+            || before.eq_ignore_ascii_case("rcpt to: <")
+            || before.ends_with(':') && before.len() < 24
+    };
+    if found.iter().any(at_line_start) {
+        found.retain(at_line_start);
     }
     let lower = body.to_lowercase();
     let permanent = if lower.contains("permanent") || lower.contains("fatal") {
