@@ -44,6 +44,17 @@ fn status_at(s: &[u8]) -> Option<(String, usize)> {
     Some((String::from_utf8_lossy(&s[..i]).into_owned(), i))
 }
 
+/// Whether `status` appears in `text` right after a 4xx/5xx reply code.
+fn after_reply_code(text: &str, status: &str) -> bool {
+    text.match_indices(status).any(|(i, _)| {
+        let before = text[..i].trim_end_matches(['\'', '"', ' ', '-', '#']);
+        before.len() + 4 <= i + 2
+            && before.len() >= 3
+            && find_reply_code(&before[before.len() - 3..]).is_some()
+            && (before.len() == 3 || !before.as_bytes()[before.len() - 4].is_ascii_digit())
+    })
+}
+
 /// All enhanced status codes in `text`, in order.
 pub fn find_statuses(text: &str) -> Vec<String> {
     let b = text.as_bytes();
@@ -109,7 +120,13 @@ pub fn is_unspecific(status: &str) -> bool {
 /// Chooses a status: the one given, unless it is an `X.0.0` and the
 /// diagnostic carries a more specific code of the same class.
 pub fn best_status(given: Option<&str>, diagnostic: &str) -> Option<String> {
-    let found = find_statuses(diagnostic);
+    let mut found = find_statuses(diagnostic);
+    // A code right after an SMTP reply code ("550 5.2.2", "550-'5.2.2") is
+    // the remote server's own answer: it goes first.
+    if let Some(i) = found.iter().position(|s| after_reply_code(diagnostic, s)) {
+        let s = found.remove(i);
+        found.insert(0, s);
+    }
     match given {
         Some(g) if !is_unspecific(g) => Some(g.to_string()),
         Some(g) => found
@@ -176,9 +193,10 @@ const USER_UNKNOWN: &[&str] = &[
     "has moved",
     "address has changed",
     "user not listed",
+    "user not exist",
+    "recipient name is not recognized",
     "unknown or illegal alias",
     "invalid address",
-    "address rejected",
     "is not a valid user",
     "not a known user",
 ];
@@ -201,6 +219,7 @@ const HOST_UNKNOWN: &[&str] = &[
     "null mx",
     "hostname lookup failed",
     "dns error",
+    "domain is not reachable",
 ];
 
 const MAILBOX_FULL: &[&str] = &[
@@ -296,7 +315,8 @@ fn reason_from_status(status: &str) -> Option<Reason> {
     let subject = it.next()?;
     let detail = it.next()?;
     Some(match (subject, detail) {
-        ("1", "1") | ("1", "0") | ("1", "6") | ("1", "3") => Reason::UserUnknown,
+        ("1", "1") | ("1", "6") => Reason::UserUnknown,
+        ("1", "7") | ("1", "8") => Reason::Policy,
         ("1", "2") | ("1", "10") | ("4", "4") => Reason::HostUnknown,
         ("2", "2") => Reason::MailboxFull,
         ("2", "3") | ("3", "4") => Reason::MessageTooLarge,
@@ -309,8 +329,16 @@ fn reason_from_status(status: &str) -> Option<Reason> {
 
 /// Classifies one failure from its status and diagnostic text.
 pub fn reason(status: Option<&str>, diagnostic: &str) -> Reason {
-    let text = diagnostic.to_ascii_lowercase();
+    let text = diagnostic
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
     let by_status = status.and_then(reason_from_status);
+    // A rejection of the envelope sender says nothing about the recipient.
+    if text.contains("after mail from") && !contains_any(&text, HOST_UNKNOWN) {
+        return Reason::Policy;
+    }
     let strong = if contains_any(&text, MAILBOX_FULL[..MAILBOX_FULL.len() - 1].as_ref()) {
         Some(Reason::MailboxFull)
     } else if contains_any(&text, HOST_UNKNOWN) {
@@ -356,8 +384,14 @@ pub fn reason(status: Option<&str>, diagnostic: &str) -> Reason {
 }
 
 /// Hard means the address itself is bad.
-pub fn is_hard(reason: Reason) -> bool {
-    matches!(reason, Reason::UserUnknown | Reason::HostUnknown)
+/// A host that is unknown in a temporary (4.X.X) failure may be a passing
+/// DNS problem, so only a permanent one is hard.
+pub fn is_hard(reason: Reason, status: Option<&str>) -> bool {
+    match reason {
+        Reason::UserUnknown => true,
+        Reason::HostUnknown => !status.is_some_and(|s| s.starts_with('4')),
+        _ => false,
+    }
 }
 
 /// A conservative status for a failure reported without one: only when the
@@ -417,6 +451,14 @@ mod tests {
             Some("5.2.2")
         );
         assert_eq!(best_status(None, "550-5.1.1 x").as_deref(), Some("5.1.1"));
+        assert_eq!(
+            best_status(
+                Some("5.0.0"),
+                "5.1.0 - Unknown address error 550-'5.2.2 <a@b.c>... Mailbox Full'"
+            )
+            .as_deref(),
+            Some("5.2.2")
+        );
     }
 
     #[test]
@@ -465,7 +507,7 @@ mod tests {
         for (st, text, want, hard) in cases {
             let r = reason(st, text);
             assert_eq!(r, want, "{text}");
-            assert_eq!(is_hard(r), hard, "{text}");
+            assert_eq!(is_hard(r, st), hard, "{text}");
         }
         assert!(!Reason::Policy.counts_against_member());
         assert!(Reason::UserUnknown.counts_against_member());

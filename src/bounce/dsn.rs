@@ -115,6 +115,7 @@ fn recipient(b: &Block, context: &str) -> Option<(RecipientDetail, Outcome)> {
         };
         status = classify::derive_status(reason, &explain, permanent);
     }
+    let hard = classify::is_hard(reason, status.as_deref());
     let detail = RecipientDetail {
         recipient: rcpt,
         original_recipient: original,
@@ -123,7 +124,7 @@ fn recipient(b: &Block, context: &str) -> Option<(RecipientDetail, Outcome)> {
         diagnostic,
         remote_mta,
         reason,
-        hard: classify::is_hard(reason),
+        hard,
     };
     Some((detail, outcome))
 }

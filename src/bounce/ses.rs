@@ -37,6 +37,7 @@ pub fn parse(text: &str) -> Option<(Kind, Vec<RecipientDetail>)> {
                 if status.is_none() {
                     status = classify::derive_status(reason, &diag, permanent);
                 }
+                let hard = classify::is_hard(reason, status.as_deref());
                 details.push(RecipientDetail {
                     recipient: rcpt,
                     original_recipient: None,
@@ -45,7 +46,7 @@ pub fn parse(text: &str) -> Option<(Kind, Vec<RecipientDetail>)> {
                     diagnostic,
                     remote_mta: None,
                     reason,
-                    hard: classify::is_hard(reason),
+                    hard,
                 });
             }
             Some((Kind::Bounce, details))

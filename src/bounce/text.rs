@@ -241,6 +241,7 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
         let diagnostic = segment.trim();
         let diagnostic =
             (!diagnostic.is_empty()).then(|| diagnostic.chars().take(500).collect::<String>());
+        let hard = classify::is_hard(reason, status.as_deref());
         details.push(RecipientDetail {
             recipient: f.addr.clone(),
             original_recipient: None,
@@ -249,7 +250,7 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
             diagnostic,
             remote_mta: None,
             reason,
-            hard: classify::is_hard(reason),
+            hard,
         });
     }
     let delayed = permanent == Some(false)
