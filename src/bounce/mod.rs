@@ -23,7 +23,7 @@ pub use report::{BounceReport, Kind, Reason, RecipientDetail};
 
 /// Parses one raw message. Never panics, whatever the input.
 pub fn parse(raw: &[u8]) -> BounceReport {
-    std::panic::catch_unwind(|| parse_inner(raw))
+    std::panic::catch_unwind(|| parse_inner(raw, 0))
         .unwrap_or_else(|_| BounceReport::not_bounce(Kind::NotBounce))
 }
 
@@ -44,6 +44,9 @@ struct Collected {
     /// Recipient named by a complaint loop's header in the attached message
     /// (`X-HmXmrOriginalRecipient`, Microsoft's JMRP reports).
     complained_rcpt: Option<String>,
+    /// Attached messages that are themselves delivery reports (a bounce
+    /// forwarded inside another bounce).
+    nested_reports: Vec<Vec<u8>>,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -117,6 +120,12 @@ fn collect(raw: &[u8]) -> Collected {
                         c.attached_to = addrs_of(to);
                     }
                 }
+                if m.content_type()
+                    .and_then(|ct| ct.attribute("report-type"))
+                    .is_some_and(|t| t.eq_ignore_ascii_case("delivery-status"))
+                {
+                    c.nested_reports.push(m.raw_message().to_vec());
+                }
                 if let Some(r) = m.header_raw("X-HmXmrOriginalRecipient") {
                     c.complained_rcpt = addrs_of(r).into_iter().next();
                 }
@@ -183,7 +192,7 @@ fn header<'a>(c: &'a Collected, name: &str) -> &'a str {
         .map_or("", |(_, v)| v.as_str())
 }
 
-fn parse_inner(raw: &[u8]) -> BounceReport {
+fn parse_inner(raw: &[u8], depth: u8) -> BounceReport {
     let norm = fields::normalize_newlines(raw);
     let c = collect(&norm);
     let context = c.texts.join("\n");
@@ -246,6 +255,14 @@ fn parse_inner(raw: &[u8]) -> BounceReport {
         }
         if let Some((kind, details)) = text::parse(&context, &exclude) {
             return BounceReport::from_details(kind, details);
+        }
+        if depth < 2 {
+            for nested in &c.nested_reports {
+                let r = parse_inner(nested, depth + 1);
+                if !r.recipients.is_empty() {
+                    return r;
+                }
+            }
         }
     }
     BounceReport::not_bounce(if autoreply {

@@ -174,7 +174,10 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
         {
             continue;
         }
-        if addr::is_system_local(&f.addr) || exclude.iter().any(|e| e.eq_ignore_ascii_case(&f.addr))
+        // "/home/u/mbox@host" or "|prog@host": a file or pipe, not an address.
+        if f.addr.starts_with(['/', '|'])
+            || addr::is_system_local(&f.addr)
+            || exclude.iter().any(|e| e.eq_ignore_ascii_case(&f.addr))
         {
             continue;
         }
