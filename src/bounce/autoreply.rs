@@ -1,0 +1,78 @@
+//! Automatic replies (RFC 3834 and common vacation conventions).
+
+/// Header-level evidence of an automatic reply. `headers` are lower-cased
+/// names with raw values.
+pub fn is_autoreply(headers: &[(String, String)]) -> bool {
+    let get = |n: &str| {
+        headers
+            .iter()
+            .filter(|(k, _)| k == n)
+            .map(|(_, v)| v.trim().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+    };
+    if get("auto-submitted")
+        .iter()
+        .any(|v| v.starts_with("auto-replied"))
+    {
+        return true;
+    }
+    if !get("x-autoreply").is_empty()
+        || !get("x-autorespond").is_empty()
+        || !get("x-autoreply-from").is_empty()
+    {
+        return true;
+    }
+    if get("precedence").iter().any(|v| v == "auto_reply") {
+        return true;
+    }
+    get("subject").iter().any(|s| subject_is_autoreply(s))
+}
+
+/// Subjects of vacation / out-of-office replies.
+pub fn subject_is_autoreply(subject: &str) -> bool {
+    let s = subject.to_lowercase();
+    [
+        "out of office",
+        "out of the office",
+        "auto reply",
+        "autoreply",
+        "auto-reply",
+        "automatic reply",
+        "auto response",
+        "autoresponse",
+        "vacation",
+        "away from my mail",
+        "abwesenheit",
+        "absence",
+        "自動応答",
+        "自動返信",
+        "不在",
+    ]
+    .iter()
+    .any(|p| s.contains(p))
+        || s.starts_with("auto:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(n: &str, v: &str) -> Vec<(String, String)> {
+        vec![(n.to_string(), v.to_string())]
+    }
+
+    #[test]
+    fn detects() {
+        assert!(is_autoreply(&h(
+            "auto-submitted",
+            " auto-replied (vacation)"
+        )));
+        assert!(is_autoreply(&h("subject", "Out of Office: hello")));
+        assert!(is_autoreply(&h("x-autoreply", "yes")));
+        assert!(!is_autoreply(&h("auto-submitted", "auto-generated")));
+        assert!(!is_autoreply(&h(
+            "subject",
+            "Undelivered Mail Returned to Sender"
+        )));
+    }
+}

@@ -1,0 +1,172 @@
+//! RFC 3464 delivery status notifications (`message/delivery-status`).
+
+use super::addr;
+use super::classify;
+use super::fields::{self, Block};
+use super::report::{Kind, RecipientDetail};
+
+/// What one per-recipient block says about delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Failed,
+    Delayed,
+    Success,
+}
+
+/// Parses the contents of `message/delivery-status` parts (or DSN fields
+/// found in plain text). `context` is the human-readable part of the
+/// report, used to classify recipients that have no Diagnostic-Code.
+/// Returns `None` when no per-recipient block was found.
+pub fn parse(dsn_text: &str, context: &str) -> Option<(Kind, Vec<RecipientDetail>)> {
+    let blocks = split_recipients(fields::parse_blocks(dsn_text));
+    let mut details = Vec::new();
+    let (mut failed, mut delayed, mut success) = (false, false, false);
+    for b in &blocks {
+        let Some((detail, outcome)) = recipient(b, context) else {
+            continue;
+        };
+        match outcome {
+            Outcome::Failed => failed = true,
+            Outcome::Delayed => delayed = true,
+            Outcome::Success => {
+                success = true;
+                continue;
+            }
+        }
+        details.push(detail);
+    }
+    if failed {
+        Some((Kind::Bounce, details))
+    } else if delayed {
+        Some((Kind::Delay, details))
+    } else if success {
+        Some((Kind::DeliveryNotice, Vec::new()))
+    } else {
+        None
+    }
+}
+
+/// Splits blocks further where a `Final-Recipient` repeats without a blank
+/// line, and keeps only blocks that name a recipient.
+fn split_recipients(blocks: Vec<Block>) -> Vec<Block> {
+    let mut out = Vec::new();
+    for b in blocks {
+        let mut cur: Block = Vec::new();
+        for (n, v) in b {
+            let starts = n == "final-recipient"
+                || (n == "original-recipient" && cur.iter().any(|(m, _)| m == "final-recipient"));
+            if starts && cur.iter().any(|(m, _)| m == &n) {
+                out.push(std::mem::take(&mut cur));
+            }
+            cur.push((n, v));
+        }
+        out.push(cur);
+    }
+    out.retain(|b| {
+        b.iter()
+            .any(|(n, _)| n == "final-recipient" || n == "original-recipient")
+    });
+    out
+}
+
+fn recipient(b: &Block, context: &str) -> Option<(RecipientDetail, Outcome)> {
+    let get_addr =
+        |name: &str| fields::get(b, name).and_then(|v| addr::normalize(fields::strip_type(v)));
+    let original = get_addr("original-recipient");
+    let rcpt = get_addr("final-recipient")
+        .or_else(|| get_addr("x-actual-recipient"))
+        .or_else(|| original.clone())?;
+    let action = fields::get(b, "action").map(|a| {
+        a.split(|c: char| c.is_whitespace() || c == '(' || c == ';')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    });
+    let diagnostic = fields::get(b, "diagnostic-code").map(|d| fields::strip_type(d).to_string());
+    let remote_mta = fields::get(b, "remote-mta").map(|d| fields::strip_type(d).to_string());
+    let given = fields::get(b, "status").and_then(classify::status_from_field);
+    let diag = diagnostic.clone().unwrap_or_default();
+    let mut status = classify::best_status(given.as_deref(), &diag);
+    let outcome = match action.as_deref() {
+        Some("failed") | Some("failure") => Outcome::Failed,
+        Some("delayed") => Outcome::Delayed,
+        Some("delivered") | Some("relayed") | Some("expanded") => Outcome::Success,
+        _ => match status.as_deref().map(|s| s.as_bytes()[0]) {
+            Some(b'2') => Outcome::Success,
+            Some(b'4') => Outcome::Delayed,
+            _ => Outcome::Failed,
+        },
+    };
+    // Text that explains this recipient: the diagnostic, else the lines of
+    // the human-readable part around the address.
+    let explain = if diag.trim().is_empty() {
+        around(context, &rcpt)
+    } else {
+        diag.clone()
+    };
+    if status.is_none() {
+        status = classify::best_status(None, &explain);
+    }
+    let reason = classify::reason(status.as_deref(), &explain);
+    if status.is_none() {
+        let permanent = match outcome {
+            Outcome::Failed => None,
+            _ => Some(false),
+        };
+        status = classify::derive_status(reason, &explain, permanent);
+    }
+    let hard = classify::is_hard(reason, status.as_deref());
+    let detail = RecipientDetail {
+        recipient: rcpt,
+        original_recipient: original,
+        action,
+        status,
+        diagnostic,
+        remote_mta,
+        reason,
+        hard,
+    };
+    Some((detail, outcome))
+}
+
+/// The line of `text` that mentions `rcpt` and the few lines after it.
+pub fn around(text: &str, rcpt: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let needle = rcpt.to_ascii_lowercase();
+    let Some(pos) = lower.find(&needle) else {
+        return String::new();
+    };
+    let start = lower[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let rest = &text[start..];
+    rest.split('\n').take(6).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bounce::report::Reason;
+
+    #[test]
+    fn blocks() {
+        let dsn = "Reporting-MTA: dns; mx.example.org\n\n\
+            Final-Recipient: rfc822; a@Example.ORG\nAction: failed\nStatus: 5.0.0\n\
+            Diagnostic-Code: smtp; 550 5.1.1 <a@example.org>: Recipient address rejected: User unknown\n\n\
+            Final-Recipient: rfc822; b@example.org\nAction: delivered\nStatus: 2.0.0\n\
+            Final-Recipient: rfc822; c@example.org\nAction: delayed\nStatus: 4.4.1\n";
+        let (kind, d) = parse(dsn, "").unwrap();
+        assert_eq!(kind, Kind::Bounce);
+        let r: Vec<_> = d.iter().map(|d| d.recipient.as_str()).collect();
+        assert_eq!(r, ["a@example.org", "c@example.org"]);
+        assert_eq!(d[0].status.as_deref(), Some("5.1.1"));
+        assert_eq!(d[0].reason, Reason::UserUnknown);
+        assert!(d[0].hard);
+        assert!(!d[1].hard);
+    }
+
+    #[test]
+    fn success_only() {
+        let dsn = "Final-Recipient: rfc822; b@example.org\nAction: delivered\nStatus: 2.0.0\n";
+        assert_eq!(parse(dsn, ""), Some((Kind::DeliveryNotice, vec![])));
+        assert_eq!(parse("Reporting-MTA: dns; x\n", ""), None);
+    }
+}

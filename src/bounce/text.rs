@@ -1,0 +1,299 @@
+//! Bounces without a machine-readable report: the plain-text formats of
+//! Exim, qmail, Postfix and Sendmail without DSN, Exchange, Gmail, Yahoo,
+//! Domino, Courier and others.
+//!
+//! The approach is generic: cut the text where the returned original
+//! message starts, take the addresses in what remains (minus the sender and
+//! mail-system addresses), and classify each from the text that follows it.
+
+use super::addr;
+use super::classify;
+use super::report::{Kind, Reason, RecipientDetail};
+
+/// Words that mark the start of the returned original message when they
+/// appear on a separator line (`----- Original message -----`).
+const ORIGINAL_MARKERS: &[&str] = &[
+    "original message",
+    "copy of the message",
+    "copy of your message",
+    "copy of the original",
+    "message header",
+    "headers of the original",
+    "original headers",
+    "returned message",
+    "undelivered message",
+    "message follows",
+    "text of",
+    "headers follow",
+    "forwarded message",
+    "message text follows",
+    "unsent message",
+    "rfc822",
+];
+
+/// Header fields that start the returned message when found at line start.
+const HEADER_STARTS: &[&str] = &[
+    "return-path:",
+    "received:",
+    "dkim-signature:",
+    "message-id:",
+    "x-original-to:",
+    "delivered-to:",
+    "mime-version:",
+    "content-type:",
+    "arc-seal:",
+];
+
+/// Lines whose addresses are never failed recipients.
+const SKIP_LINE_STARTS: &[&str] = &[
+    "from:",
+    "reply-to:",
+    "sender:",
+    "return-path:",
+    "in-reply-to:",
+    "references:",
+    "message-id:",
+    "x-",
+];
+
+/// The part of a bounce text before the returned original message.
+pub fn cut_original(text: &str) -> &str {
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        let lower = t.to_ascii_lowercase();
+        let sep = t.len() > 3
+            && (t.starts_with("--")
+                || t.starts_with("==")
+                || t.starts_with("**")
+                || t.starts_with("__")
+                || t.starts_with("> -")
+                || t.starts_with("--"));
+        if sep && ORIGINAL_MARKERS.iter().any(|m| lower.contains(m)) {
+            return &text[..pos];
+        }
+        let raw_lower = line.to_ascii_lowercase();
+        if HEADER_STARTS.iter().any(|h| raw_lower.starts_with(h)) && pos > 0 {
+            return &text[..pos];
+        }
+        pos += line.len();
+    }
+    text
+}
+
+/// Phrases that make a text look like a delivery failure report.
+const FAILURE_PHRASES: &[&str] = &[
+    "could not be delivered",
+    "couldn't be delivered",
+    "could not deliver",
+    "wasn't able to deliver",
+    "was not delivered",
+    "undeliverable",
+    "undelivered",
+    "delivery failed",
+    "delivery has failed",
+    "delivery to the following",
+    "failed permanently",
+    "permanent error",
+    "permanent fatal",
+    "fatal error",
+    "following address",
+    "following recipient",
+    "did not reach",
+    "not be delivered",
+    "unable to deliver",
+    "returned mail",
+    "mail delivery failed",
+    "delivery status notification",
+    "failure notice",
+    "non-delivery",
+    "nondelivery",
+    "delivery failure",
+    "error occurred",
+    "user unknown",
+    "rejected",
+    "has been delayed",
+    "temporarily deferred",
+    "not yet been delivered",
+    "delivery problem",
+];
+
+/// Byte offset just after a phrase announcing the list of failed recipients.
+fn list_start(body: &str) -> Option<usize> {
+    let lower = body.to_ascii_lowercase();
+    [
+        "following recipient",
+        "following address",
+        "following destination",
+        "did not reach the following",
+        "to the following",
+    ]
+    .iter()
+    .filter_map(|p| lower.find(p).map(|i| i + p.len()))
+    .min()
+}
+
+/// Whether text, subject or sender suggest a bounce.
+pub fn looks_like_bounce(text: &str, subject: &str, from: &str) -> bool {
+    let t = text.to_lowercase();
+    let s = subject.to_lowercase();
+    let f = from.to_ascii_lowercase();
+    f.contains("mailer-daemon")
+        || f.contains("postmaster")
+        || FAILURE_PHRASES
+            .iter()
+            .any(|p| t.contains(p) || s.contains(p))
+        || s.contains("returned")
+        || s.contains("failure")
+        || s.contains("failed")
+        || s.contains("delivery")
+}
+
+/// Finds failed recipients in a plain-text bounce. `exclude` holds the
+/// addresses of the report's own headers (sender, envelope, To).
+pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetail>)> {
+    let body = cut_original(text);
+    // When the report announces a list ("the following recipients"), the
+    // addresses before the announcement (the original To, the sender) are
+    // not failed recipients.
+    let list_start = list_start(body);
+    let mut found: Vec<addr::Found> = Vec::new();
+    for f in addr::find_all(body) {
+        let line_start = body[..f.start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = body[f.start..]
+            .find('\n')
+            .map_or(body.len(), |i| f.start + i);
+        let line = body[line_start..line_end].trim_start().to_ascii_lowercase();
+        if SKIP_LINE_STARTS.iter().any(|s| line.starts_with(s)) || line.contains("contact") {
+            continue;
+        }
+        if list_start.is_some_and(|p| f.start < p)
+            && addr::find_all(&body[list_start.unwrap_or(0)..])
+                .iter()
+                .any(|g| !addr::is_system_local(&g.addr))
+        {
+            continue;
+        }
+        // "/home/u/mbox@host" or "|prog@host": a file or pipe, not an address.
+        if f.addr.starts_with(['/', '|'])
+            || addr::is_system_local(&f.addr)
+            || exclude.iter().any(|e| e.eq_ignore_ascii_case(&f.addr))
+        {
+            continue;
+        }
+        // Inside a URL ("http://user@host") it is not an address.
+        let before = &body[line_start..f.start];
+        if before.ends_with("://") || before.ends_with('/') {
+            continue;
+        }
+        if found.iter().any(|g| g.addr.eq_ignore_ascii_case(&f.addr)) {
+            continue;
+        }
+        found.push(f);
+    }
+    if found.is_empty() {
+        return None;
+    }
+    // Reports list failed recipients at the start of a line ("  a@b.c",
+    // "<a@b.c>: host ... said", "a@b.c on <date>"); when some are there,
+    // addresses inside sentences are mentions, not recipients.
+    let at_line_start = |f: &addr::Found| {
+        let ls = body[..f.start].rfind('\n').map_or(0, |i| i + 1);
+        let before = body[ls..f.start].trim();
+        before.is_empty()
+            || before == "<"
+            || before == "\""
+            || before.eq_ignore_ascii_case("rcpt to: <")
+            || before.ends_with(':') && before.len() < 24
+    };
+    if found.iter().any(at_line_start) {
+        found.retain(at_line_start);
+    }
+    let lower = body.to_lowercase();
+    let permanent = if lower.contains("permanent") || lower.contains("fatal") {
+        Some(true)
+    } else if lower.contains("temporar")
+        || lower.contains("will retry")
+        || lower.contains("delayed")
+        || lower.contains("still trying")
+    {
+        Some(false)
+    } else {
+        None
+    };
+    let mut details = Vec::new();
+    for (i, f) in found.iter().enumerate() {
+        let line_start = body[..f.start].rfind('\n').map_or(0, |i| i + 1);
+        let end = found.get(i + 1).map_or(body.len(), |g| {
+            body[..g.start]
+                .rfind('\n')
+                .map_or(g.start, |i| i + 1)
+                .max(f.end)
+        });
+        let mut segment = body[line_start..end].to_string();
+        if classify::best_status(None, &segment).is_none()
+            && classify::find_reply_code(&segment).is_none()
+        {
+            segment = format!("{segment}\n{body}");
+        }
+        let mut status = classify::best_status(None, &segment);
+        let reason = classify::reason(status.as_deref(), &segment);
+        if status.is_none() {
+            status = classify::derive_status(reason, &segment, permanent);
+        }
+        let diagnostic = segment.trim();
+        let diagnostic =
+            (!diagnostic.is_empty()).then(|| diagnostic.chars().take(500).collect::<String>());
+        let hard = classify::is_hard(reason, status.as_deref());
+        details.push(RecipientDetail {
+            recipient: f.addr.clone(),
+            original_recipient: None,
+            action: None,
+            status,
+            diagnostic,
+            remote_mta: None,
+            reason,
+            hard,
+        });
+    }
+    let delayed = permanent == Some(false)
+        && details.iter().all(|d| {
+            d.status.as_deref().is_none_or(|s| s.starts_with('4'))
+                && !matches!(d.reason, Reason::UserUnknown | Reason::HostUnknown)
+        });
+    Some((if delayed { Kind::Delay } else { Kind::Bounce }, details))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exim_text() {
+        let t = "A message that you sent could not be delivered to one or more of its\n\
+            recipients. This is a permanent error. The following address(es) failed:\n\n  \
+            kijitora@example.or.jp\n    SMTP error from remote mail server after RCPT TO:<kijitora@example.or.jp>:\n    \
+            host mx.example.jp [192.0.2.20]: 550 5.1.1 User unknown\n\n\
+            ------ This is a copy of the message, including all the headers. ------\n\n\
+            Return-path: <shironeko@example.jp>\nTo: other@example.net\n";
+        let (kind, d) = parse(t, &["shironeko@example.jp".into()]).unwrap();
+        assert_eq!(kind, Kind::Bounce);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].recipient, "kijitora@example.or.jp");
+        assert_eq!(d[0].status.as_deref(), Some("5.1.1"));
+        assert!(d[0].hard);
+    }
+
+    #[test]
+    fn cutting() {
+        assert_eq!(
+            cut_original("a\n--- Below this line is a copy of the message.\nb"),
+            "a\n"
+        );
+        assert_eq!(cut_original("a\nReceived: x\n"), "a\n");
+        assert_eq!(
+            cut_original("----- Transcript of session follows -----\nx"),
+            "----- Transcript of session follows -----\nx"
+        );
+    }
+}

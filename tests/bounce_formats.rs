@@ -1,0 +1,250 @@
+//! Hand-written samples of each bounce format the parser supports.
+
+use listrelay::bounce::{parse, BounceReport, Kind, Reason};
+
+fn sample(name: &str) -> BounceReport {
+    let path = format!("{}/tests/bounce-samples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    parse(&raw)
+}
+
+struct Case {
+    file: &'static str,
+    kind: Kind,
+    recipients: &'static [&'static str],
+    hard: Option<bool>,
+    status: Option<&'static str>,
+    reason: Option<Reason>,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        file: "postfix-dsn.eml",
+        kind: Kind::Bounce,
+        recipients: &["alice@example.net"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    Case {
+        file: "exim-dsn.eml",
+        kind: Kind::Bounce,
+        recipients: &["bob@example.com"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    Case {
+        file: "exim-dsn-crlf.eml",
+        kind: Kind::Bounce,
+        recipients: &["bob@example.com"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    Case {
+        file: "qmail.eml",
+        kind: Kind::Bounce,
+        recipients: &["carol@example.com"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    Case {
+        file: "qmail-cr.eml",
+        kind: Kind::Bounce,
+        recipients: &["carol@example.com"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    Case {
+        file: "exchange-ndr.eml",
+        kind: Kind::Bounce,
+        recipients: &["dave@contoso.example.com"],
+        hard: Some(true),
+        status: Some("5.1.10"),
+        reason: Some(Reason::UserUnknown),
+    },
+    Case {
+        file: "gmail.eml",
+        kind: Kind::Bounce,
+        recipients: &["erin@example.org"],
+        hard: Some(false),
+        status: Some("5.2.2"),
+        reason: Some(Reason::MailboxFull),
+    },
+    Case {
+        file: "sendmail-dsn.eml",
+        kind: Kind::Bounce,
+        recipients: &["frank@example.net"],
+        hard: Some(true),
+        status: Some("5.1.2"),
+        reason: Some(Reason::HostUnknown),
+    },
+    Case {
+        file: "autoreply.eml",
+        kind: Kind::AutoReply,
+        recipients: &[],
+        hard: None,
+        status: None,
+        reason: None,
+    },
+    Case {
+        file: "vacation.eml",
+        kind: Kind::AutoReply,
+        recipients: &[],
+        hard: None,
+        status: None,
+        reason: None,
+    },
+    Case {
+        file: "success-dsn.eml",
+        kind: Kind::DeliveryNotice,
+        recipients: &[],
+        hard: None,
+        status: None,
+        reason: None,
+    },
+    Case {
+        file: "arf.eml",
+        kind: Kind::Feedback,
+        recipients: &["kim@example.com"],
+        hard: None,
+        status: None,
+        reason: Some(Reason::Feedback),
+    },
+    Case {
+        file: "dmarc-policy.eml",
+        kind: Kind::Bounce,
+        recipients: &["leo@example.com"],
+        hard: Some(false),
+        status: Some("5.7.26"),
+        reason: Some(Reason::Policy),
+    },
+    Case {
+        file: "mailbox-full.eml",
+        kind: Kind::Bounce,
+        recipients: &["mallory@example.com"],
+        hard: Some(false),
+        status: Some("5.2.2"),
+        reason: Some(Reason::MailboxFull),
+    },
+    Case {
+        file: "delayed-dsn.eml",
+        kind: Kind::Delay,
+        recipients: &["nick@example.com"],
+        hard: Some(false),
+        status: Some("4.4.1"),
+        reason: Some(Reason::Transient),
+    },
+];
+
+#[test]
+fn samples() {
+    let mut failures = Vec::new();
+    for c in CASES {
+        let r = sample(c.file);
+        let got = (
+            r.kind,
+            r.recipients.clone(),
+            r.hard,
+            r.status.clone(),
+            r.reason,
+        );
+        let want = (
+            c.kind,
+            c.recipients
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+            c.hard,
+            c.status.map(str::to_string),
+            c.reason,
+        );
+        if got != want {
+            failures.push(format!("{}:\n  got  {got:?}\n  want {want:?}", c.file));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn line_endings_agree() {
+    let lf = std::fs::read(format!(
+        "{}/tests/bounce-samples/postfix-dsn.eml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let crlf: Vec<u8> = String::from_utf8(lf.clone())
+        .unwrap()
+        .replace('\n', "\r\n")
+        .into_bytes();
+    let cr: Vec<u8> = lf
+        .iter()
+        .map(|&b| if b == b'\n' { b'\r' } else { b })
+        .collect();
+    let a = parse(&lf);
+    assert_eq!(a.recipients, ["alice@example.net"]);
+    assert_eq!(parse(&crlf), a);
+    assert_eq!(parse(&cr), a);
+}
+
+#[test]
+fn json_has_the_scored_fields() {
+    let v = serde_json::to_value(sample("postfix-dsn.eml")).unwrap();
+    assert_eq!(v["recipients"], serde_json::json!(["alice@example.net"]));
+    assert_eq!(v["hard"], serde_json::json!(true));
+    assert_eq!(v["status"], serde_json::json!("5.1.1"));
+    assert_eq!(v["kind"], serde_json::json!("bounce"));
+    assert_eq!(v["reason"], serde_json::json!("user_unknown"));
+}
+
+#[test]
+fn policy_and_feedback_do_not_count_against_members() {
+    assert!(!Reason::Policy.counts_against_member());
+    assert!(!Reason::Feedback.counts_against_member());
+    assert!(Reason::MailboxFull.counts_against_member());
+}
+
+/// A tiny deterministic generator, so the test needs no extra crate.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+#[test]
+fn never_panics_on_random_or_truncated_input() {
+    let dir = format!("{}/tests/bounce-samples", env!("CARGO_MANIFEST_DIR"));
+    let mut rng = Lcg(0x5eed);
+    let alphabet = b"\r\n :;<>@.-=\"abcdefXYZ0123456789\t/{}[]()#?\\\x00\xff\xc3";
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let raw = std::fs::read(entry.unwrap().path()).unwrap();
+        // Every truncation point (in steps), and random byte flips.
+        for cut in (0..raw.len()).step_by(7) {
+            let _ = parse(&raw[..cut]);
+        }
+        for _ in 0..50 {
+            let mut m = raw.clone();
+            for _ in 0..(1 + rng.next() % 8) {
+                let i = (rng.next() as usize) % m.len().max(1);
+                if let Some(b) = m.get_mut(i) {
+                    *b = alphabet[(rng.next() as usize) % alphabet.len()];
+                }
+            }
+            let _ = parse(&m);
+        }
+    }
+    for len in [0usize, 1, 2, 10, 100, 1000, 5000] {
+        let buf: Vec<u8> = (0..len)
+            .map(|_| alphabet[(rng.next() as usize) % alphabet.len()])
+            .collect();
+        let _ = parse(&buf);
+    }
+}
