@@ -97,6 +97,7 @@ pub struct Config {
     pub lmtp: LmtpConfig,
     pub smtp: SmtpConfig,
     pub intake: IntakeConfig,
+    pub fanout: FanoutConfig,
     pub admin: AdminConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
@@ -132,6 +133,46 @@ pub struct IntakeConfig {
     /// How long a Message-ID stays in its list's window after the post was
     /// handed back to the MTA.
     pub duplicate_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FanoutConfig {
+    /// Delivery worker tasks in this process.
+    pub workers: usize,
+    /// Members per chunk, the unit a worker claims.
+    pub chunk_size: usize,
+    /// A claim's lease; a worker renews it while it works, and any worker
+    /// takes over a chunk whose lease ran out.
+    pub lease_secs: u64,
+    /// How often idle workers look for work (they are also woken at once).
+    pub poll_interval_ms: u64,
+    /// Backoff for recipients the MTA deferred (4xx): first wait, doubling,
+    /// capped, and the age at which they count as failed.
+    pub retry_min_secs: u64,
+    pub retry_max_secs: u64,
+    pub retry_give_up_secs: u64,
+    /// Longest wait between attempts while the MTA is unreachable.
+    pub mta_backoff_max_secs: u64,
+    /// For lists at 100 % VERP, hand Postfix one transaction per batch with
+    /// `XVERP=+=` when it offers XVERP (its tags are then unsigned).
+    pub xverp: bool,
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        FanoutConfig {
+            workers: 4,
+            chunk_size: 1000,
+            lease_secs: 60,
+            poll_interval_ms: 1000,
+            retry_min_secs: 60,
+            retry_max_secs: 3600,
+            retry_give_up_secs: 5 * 86400,
+            mta_backoff_max_secs: 60,
+            xverp: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -175,6 +216,7 @@ impl Default for Config {
             lmtp: LmtpConfig::default(),
             smtp: SmtpConfig::default(),
             intake: IntakeConfig::default(),
+            fanout: FanoutConfig::default(),
             admin: AdminConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
@@ -291,6 +333,11 @@ impl Config {
             ("lmtp.command_timeout_secs", self.lmtp.command_timeout_secs),
             ("lmtp.data_timeout_secs", self.lmtp.data_timeout_secs),
             ("smtp.max_connections", self.smtp.max_connections as u64),
+            ("fanout.workers", self.fanout.workers as u64),
+            ("fanout.chunk_size", self.fanout.chunk_size as u64),
+            ("fanout.lease_secs", self.fanout.lease_secs),
+            ("fanout.poll_interval_ms", self.fanout.poll_interval_ms),
+            ("fanout.retry_min_secs", self.fanout.retry_min_secs),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use mail_parser::MessageParser;
 use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::address::{self, Address, Suffix, Target};
@@ -63,6 +64,8 @@ pub enum Outcome {
 pub struct Intake {
     store: Arc<dyn Store>,
     delimiter: char,
+    /// Woken when a post is stored, so fan-out plans it at once.
+    posted: Option<Arc<Notify>>,
 }
 
 /// The headers intake looks at, read once per message.
@@ -145,7 +148,16 @@ pub fn insert_header(data: &[u8], name: &str, value: &str) -> Vec<u8> {
 
 impl Intake {
     pub fn new(store: Arc<dyn Store>, delimiter: char) -> Self {
-        Intake { store, delimiter }
+        Intake {
+            store,
+            delimiter,
+            posted: None,
+        }
+    }
+
+    pub fn notify(mut self, posted: Arc<Notify>) -> Self {
+        self.posted = Some(posted);
+        self
     }
 
     /// Resolves a recipient at RCPT time.
@@ -263,6 +275,11 @@ impl Intake {
                 })
             })
             .collect();
+        if let Some(n) = &self.posted {
+            if outcomes.iter().any(|o| matches!(o, Outcome::Stored { .. })) {
+                n.notify_one();
+            }
+        }
         for o in &outcomes {
             metrics::counter!("listrelay_intake_recipients_total", "outcome" => o.label())
                 .increment(1);

@@ -9,9 +9,13 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::admin::{self, Admin};
-use crate::config::Config;
+use crate::config::{Config, SocketAddress};
+use crate::fanout::Fanout;
 use crate::intake::Intake;
 use crate::lmtp::{self, SessionConfig};
+use crate::secret::Secret;
+use crate::smtp;
+use crate::store::Store;
 
 /// How long open sessions get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -37,10 +41,31 @@ pub async fn serve(config: Config) -> Result<()> {
         })
     };
 
-    let intake = Arc::new(Intake::new(
+    let secret = Secret::load_or_create(&config.secret_path())?;
+    let mut smtp_cfg = smtp::ClientConfig::new(
+        match &config.smtp.relay {
+            SocketAddress::Tcp(a) => smtp::Target::Tcp(a.clone()),
+            SocketAddress::Unix(p) => smtp::Target::Unix(p.clone()),
+        },
+        config.hostname.clone(),
+    );
+    smtp_cfg.max_connections = config.smtp.max_connections;
+    smtp_cfg.connect_timeout = Duration::from_secs(config.smtp.connect_timeout_secs);
+    smtp_cfg.command_timeout = Duration::from_secs(config.smtp.command_timeout_secs);
+    let fanout = Fanout::new(
         store.clone(),
-        config.intake.recipient_delimiter,
-    ));
+        smtp::Client::new(smtp_cfg),
+        secret,
+        config.fanout.clone(),
+        config.intake.duplicate_grace_secs,
+        &config.hostname,
+    );
+    let fanout_task = tokio::spawn(fanout.clone().run(stop.clone()));
+    let prune_task = tokio::spawn(prune_window(store.clone(), stop.clone()));
+
+    let intake = Arc::new(
+        Intake::new(store.clone(), config.intake.recipient_delimiter).notify(fanout.posts.clone()),
+    );
     let session = Arc::new(SessionConfig {
         hostname: config.hostname.clone(),
         max_message_size: config.lmtp.max_message_size,
@@ -59,6 +84,8 @@ pub async fn serve(config: Config) -> Result<()> {
     if tokio::time::timeout(DRAIN, lmtp_task).await.is_err() {
         warn!("sessions still open after {DRAIN:?}; stopping anyway");
     }
+    let _ = tokio::time::timeout(DRAIN, fanout_task).await;
+    let _ = prune_task.await;
     let _ = admin_task.await;
     info!("stopped");
     Ok(())
@@ -73,4 +100,19 @@ async fn wait_for_signal() -> Result<()> {
         _ = int.recv() => {},
     }
     Ok(())
+}
+
+/// Drops Message-IDs whose grace has passed, every few minutes.
+async fn prune_window(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match store.prune_window().await {
+            Ok(0) => {}
+            Ok(n) => info!(entries = n, "pruned the Message-ID window"),
+            Err(e) => warn!(error = %e, "pruning the Message-ID window failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }

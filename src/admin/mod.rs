@@ -107,8 +107,11 @@ pub struct Admin {
 
 impl Admin {
     /// Executes a request against the store and returns its JSON result.
+    /// Changes are durable when it returns.
     pub async fn execute(&self, req: Request) -> Result<Value, AdminError> {
-        execute(self.store.as_ref(), self.delimiter, req).await
+        let value = execute(self.store.as_ref(), self.delimiter, req).await?;
+        self.store.sync().await?;
+        Ok(value)
     }
 }
 

@@ -3,7 +3,8 @@
 //! else keeps a copy. `sled` is the embedded implementation (one host); a
 //! PostgreSQL one can follow without touching callers.
 
-mod sled_store;
+mod jobs;
+mod sled;
 mod spool;
 
 use async_trait::async_trait;
@@ -13,7 +14,8 @@ use thiserror::Error;
 use crate::address::Suffix;
 use crate::model::{Domain, List, Member};
 
-pub use sled_store::SledStore;
+pub use self::sled::SledStore;
+pub use jobs::{now_ms, ChunkState, Claim, DeliveryFailure, Job, RetryItem};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -46,8 +48,8 @@ impl StoreError {
     }
 }
 
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
+impl From<::sled::Error> for StoreError {
+    fn from(e: ::sled::Error) -> Self {
         StoreError::Backend(e.to_string())
     }
 }
@@ -153,6 +155,9 @@ pub fn new_id() -> String {
 /// Storage for everything listrelay keeps. Every method is atomic on its own.
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// Returns once every write made so far is on disk.
+    async fn sync(&self) -> Result<()>;
+
     // --- domains
     async fn create_domain(&self, domain: &Domain) -> Result<()>;
     async fn domain(&self, name: &str) -> Result<Option<Domain>>;
@@ -185,8 +190,33 @@ pub trait Store: Send + Sync {
     async fn message_body(&self, id: &str) -> Result<Vec<u8>>;
     /// Messages in arrival order, optionally only those still queued.
     async fn messages(&self, queued_only: bool) -> Result<Vec<MessageMeta>>;
-    /// Marks a message handled: its body is dropped and its Message-ID leaves
-    /// the window `grace_secs` from now.
+    /// Marks a message handled: its record and body are dropped and its
+    /// Message-ID leaves the window `grace_secs` from now.
     async fn finish_message(&self, id: &str, grace_secs: u64) -> Result<()>;
     async fn window_entry(&self, list: &str, message_id: &str) -> Result<Option<WindowEntry>>;
+    /// Drops window entries whose grace has passed; returns how many.
+    async fn prune_window(&self) -> Result<usize>;
+
+    // --- fan-out
+    /// Queued posts that have no job yet.
+    async fn unplanned_posts(&self) -> Result<Vec<MessageMeta>>;
+    /// Creates a post's job and its chunks at once, assigning the list's next
+    /// post counter to `job.seq`. Fails with `Exists` if the job exists.
+    async fn create_job(&self, job: Job, chunks: Vec<Vec<String>>) -> Result<Job>;
+    /// Takes a claimable chunk (free, or its lease expired) under a new lease
+    /// and generation, by compare-and-swap; `None` when there is nothing to do.
+    async fn claim_chunk(&self, owner: &str, lease_ms: u64) -> Result<Option<Claim>>;
+    async fn chunk_members(&self, job: &str, index: u32) -> Result<Vec<String>>;
+    /// Writes the holder's new state (progress, retries; `owner: None`
+    /// releases) and renews the lease. Durable when it returns. `false` when
+    /// the lease was taken over: the write was refused.
+    async fn update_chunk(&self, owner: &str, state: &ChunkState, lease_ms: u64) -> Result<bool>;
+    /// Ends a chunk the holder finished, adding its counts to the job; returns
+    /// the job when this was its last chunk (the job is then gone). `Ok(None)`
+    /// also when the lease was lost (nothing written).
+    async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Option<Job>>;
+    async fn jobs(&self) -> Result<Vec<Job>>;
+    async fn chunks(&self) -> Result<Vec<ChunkState>>;
+    async fn record_failure(&self, failure: &DeliveryFailure) -> Result<()>;
+    async fn failures(&self, list: &str) -> Result<Vec<DeliveryFailure>>;
 }

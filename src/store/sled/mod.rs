@@ -1,6 +1,9 @@
-//! The embedded store: sled for records, the spool for message bodies, and one
+//! The embedded store: sled for records, the spool for message bodies, one
 //! committer thread that turns concurrent `accept` calls into group commits
-//! (one directory sync and one sled flush per batch).
+//! (one directory sync and one sled flush per batch), and one flusher thread
+//! that makes concurrent progress writes durable with shared flushes.
+
+mod fanout;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,7 +15,8 @@ use tracing::{info, warn};
 
 use super::spool::Spool;
 use super::{
-    AcceptOutcome, MessageMeta, MessageState, NewMessage, Result, Store, StoreError, WindowEntry,
+    AcceptOutcome, ChunkState, Claim, DeliveryFailure, Job, MessageMeta, MessageState, NewMessage,
+    Result, Store, StoreError, WindowEntry,
 };
 use crate::model::{now, Domain, List, Member};
 
@@ -27,6 +31,11 @@ struct Trees {
     members: sled::Tree,
     messages: sled::Tree,
     window: sled::Tree,
+    jobs: sled::Tree,
+    chunks: sled::Tree,
+    chunk_members: sled::Tree,
+    counters: sled::Tree,
+    failures: sled::Tree,
 }
 
 impl Trees {
@@ -37,6 +46,11 @@ impl Trees {
             members: db.open_tree("members")?,
             messages: db.open_tree("messages")?,
             window: db.open_tree("window")?,
+            jobs: db.open_tree("jobs")?,
+            chunks: db.open_tree("chunks")?,
+            chunk_members: db.open_tree("chunk_members")?,
+            counters: db.open_tree("counters")?,
+            failures: db.open_tree("failures")?,
             db,
         })
     }
@@ -51,6 +65,17 @@ pub struct SledStore {
     trees: Trees,
     spool: Arc<Spool>,
     committer: mpsc::Sender<Commit>,
+    flusher: mpsc::Sender<oneshot::Sender<Result<()>>>,
+}
+
+/// Members are keyed list, domain, local part: a scan yields them grouped by
+/// domain, which is how fan-out cuts chunks.
+fn member_key(list: &str, member_key: &str) -> Vec<u8> {
+    let (local, domain) = member_key.rsplit_once('@').unwrap_or((member_key, ""));
+    let mut k = key2(list, domain);
+    k.push(0);
+    k.extend_from_slice(local.as_bytes());
+    k
 }
 
 fn key2(a: &str, b: &str) -> Vec<u8> {
@@ -96,17 +121,65 @@ impl SledStore {
         let trees = Trees::open(db)?;
         let spool = Arc::new(Spool::open(data_dir.join("spool"))?);
         recover(&trees, &spool)?;
+        let expired = fanout::expire_leases(&trees)?;
+        if expired > 0 {
+            info!(
+                chunks = expired,
+                "released the chunk leases of the previous run"
+            );
+        }
         let (tx, rx) = mpsc::channel::<Commit>();
         let (t, s) = (trees.clone(), spool.clone());
         std::thread::Builder::new()
             .name("store-committer".into())
             .spawn(move || committer(rx, t, s))
             .map_err(|e| StoreError::Backend(format!("starting committer: {e}")))?;
+        let (ftx, frx) = mpsc::channel();
+        let db = trees.db.clone();
+        std::thread::Builder::new()
+            .name("store-flusher".into())
+            .spawn(move || flusher(frx, db))
+            .map_err(|e| StoreError::Backend(format!("starting flusher: {e}")))?;
         Ok(SledStore {
             trees,
             spool,
             committer: tx,
+            flusher: ftx,
         })
+    }
+
+    /// Returns once every write made before the call is on disk; concurrent
+    /// callers share one flush.
+    async fn durable(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.flusher.send(tx).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a blocking sled operation off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Trees) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let trees = self.trees.clone();
+        tokio::task::spawn_blocking(move || f(&trees))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+}
+
+fn flusher(rx: mpsc::Receiver<oneshot::Sender<Result<()>>>, db: sled::Db) {
+    while let Ok(first) = rx.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(rx.try_iter());
+        let result = db.flush().map(|_| ());
+        for w in waiting {
+            let _ = w.send(
+                result
+                    .clone()
+                    .map_err(|e| StoreError::Backend(e.to_string())),
+            );
+        }
     }
 }
 
@@ -282,6 +355,10 @@ fn recover(trees: &Trees, spool: &Spool) -> Result<()> {
 
 #[async_trait]
 impl Store for SledStore {
+    async fn sync(&self) -> Result<()> {
+        self.durable().await
+    }
+
     async fn create_domain(&self, domain: &Domain) -> Result<()> {
         let v = serde_json::to_vec(domain)?;
         match self
@@ -373,14 +450,22 @@ impl Store for SledStore {
                 Ok(self
                     .trees
                     .members
-                    .compare_and_swap(key2(list, &m.address.key()), None as Option<&[u8]>, Some(v))?
+                    .compare_and_swap(
+                        member_key(list, &m.address.key()),
+                        None as Option<&[u8]>,
+                        Some(v),
+                    )?
                     .is_ok())
             })
             .collect()
     }
 
     async fn remove_member(&self, list: &str, member_key: &str) -> Result<bool> {
-        Ok(self.trees.members.remove(key2(list, member_key))?.is_some())
+        Ok(self
+            .trees
+            .members
+            .remove(self::member_key(list, member_key))?
+            .is_some())
     }
 
     async fn members(&self, list: &str) -> Result<Vec<Member>> {
@@ -420,10 +505,8 @@ impl Store for SledStore {
     }
 
     async fn finish_message(&self, id: &str, grace_secs: u64) -> Result<()> {
-        let mut meta: MessageMeta = get(&self.trees.messages, id)?
+        let meta: MessageMeta = get(&self.trees.messages, id)?
             .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
-        meta.state = MessageState::Done;
-        put(&self.trees.messages, id, &meta)?;
         if let Some(d) = &meta.dedup {
             let key = key2(&meta.list, &d.message_id);
             if let Some(mut w) = get::<WindowEntry>(&self.trees.window, &key)? {
@@ -433,8 +516,92 @@ impl Store for SledStore {
                 }
             }
         }
-        self.trees.db.flush_async().await?;
+        self.trees.messages.remove(id)?;
+        self.durable().await?;
         self.spool.remove(id)
+    }
+
+    async fn prune_window(&self) -> Result<usize> {
+        let now = now();
+        let mut n = 0;
+        for kv in self.trees.window.iter() {
+            let (k, v) = kv?;
+            let e: WindowEntry = serde_json::from_slice(&v)?;
+            if !e.live(now) {
+                self.trees.window.remove(k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn unplanned_posts(&self) -> Result<Vec<MessageMeta>> {
+        let all: Vec<MessageMeta> = values(self.trees.messages.iter())?;
+        let mut out = Vec::new();
+        for m in all {
+            if m.suffix == crate::address::Suffix::Post && !self.trees.jobs.contains_key(&m.id)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create_job(&self, job: Job, chunks: Vec<Vec<String>>) -> Result<Job> {
+        let job = self
+            .blocking(move |t| fanout::create_job(t, job, chunks))
+            .await?;
+        self.durable().await?;
+        Ok(job)
+    }
+
+    async fn claim_chunk(&self, owner: &str, lease_ms: u64) -> Result<Option<Claim>> {
+        let owner = owner.to_string();
+        let claim = self
+            .blocking(move |t| fanout::claim_chunk(t, &owner, lease_ms))
+            .await?;
+        if claim.is_some() {
+            self.durable().await?;
+        }
+        Ok(claim)
+    }
+
+    async fn chunk_members(&self, job: &str, index: u32) -> Result<Vec<String>> {
+        let job = job.to_string();
+        self.blocking(move |t| fanout::chunk_members(t, &job, index))
+            .await
+    }
+
+    async fn update_chunk(&self, owner: &str, state: &ChunkState, lease_ms: u64) -> Result<bool> {
+        let ok = fanout::update_chunk(&self.trees, owner, state, lease_ms)?;
+        if ok {
+            self.durable().await?;
+        }
+        Ok(ok)
+    }
+
+    async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Option<Job>> {
+        let (owner, state) = (owner.to_string(), state.clone());
+        let done = self
+            .blocking(move |t| fanout::complete_chunk(t, &owner, &state))
+            .await?;
+        self.durable().await?;
+        Ok(done)
+    }
+
+    async fn jobs(&self) -> Result<Vec<Job>> {
+        values(self.trees.jobs.iter())
+    }
+
+    async fn chunks(&self) -> Result<Vec<ChunkState>> {
+        values(self.trees.chunks.iter())
+    }
+
+    async fn record_failure(&self, failure: &DeliveryFailure) -> Result<()> {
+        fanout::record_failure(&self.trees, failure)
+    }
+
+    async fn failures(&self, list: &str) -> Result<Vec<DeliveryFailure>> {
+        fanout::failures(&self.trees, list)
     }
 
     async fn window_entry(&self, list: &str, message_id: &str) -> Result<Option<WindowEntry>> {

@@ -1,0 +1,185 @@
+//! Fan-out: every accepted post becomes a job over the members it had at
+//! acceptance, cut into chunks; worker tasks claim chunks under leases in the
+//! store and hand the copies back to the MTA. See docs/architecture.md for the
+//! claim protocol and its guarantees.
+
+pub mod copy;
+pub mod plan;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+use crate::config::FanoutConfig;
+use crate::model::Member;
+use crate::secret::Secret;
+use crate::smtp;
+use crate::store::{Job, MessageMeta, Store, StoreError};
+
+/// What the planner and the workers share.
+pub struct Fanout {
+    store: Arc<dyn Store>,
+    smtp: smtp::Client,
+    secret: Secret,
+    config: FanoutConfig,
+    /// How long a done post's Message-ID stays in the window.
+    grace_secs: u64,
+    /// Wakes the planner when intake stores a post.
+    pub posts: Arc<Notify>,
+    /// Wakes idle workers when a job is created or a chunk released.
+    work: Notify,
+    /// Prepared copies of posts being delivered: each body is read once.
+    copies: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    /// Identifies this process's workers in leases.
+    instance: String,
+}
+
+impl Fanout {
+    pub fn new(
+        store: Arc<dyn Store>,
+        smtp: smtp::Client,
+        secret: Secret,
+        config: FanoutConfig,
+        grace_secs: u64,
+        hostname: &str,
+    ) -> Arc<Self> {
+        Arc::new(Fanout {
+            store,
+            smtp,
+            secret,
+            config,
+            grace_secs,
+            posts: Arc::new(Notify::new()),
+            work: Notify::new(),
+            copies: Mutex::new(HashMap::new()),
+            instance: format!(
+                "{hostname}:{}:{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ),
+        })
+    }
+
+    /// Runs the planner and the workers until shutdown.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(self.clone().planner(shutdown.clone()));
+        for i in 0..self.config.workers {
+            let owner = format!("{}:w{i}", self.instance);
+            tasks.spawn(self.clone().worker(owner, shutdown.clone()));
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    fn poll(&self) -> Duration {
+        Duration::from_millis(self.config.poll_interval_ms)
+    }
+
+    async fn planner(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            match self.plan_all().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(jobs = n, "planned fan-out jobs");
+                    self.work.notify_waiters();
+                }
+                Err(e) => warn!(error = %e, "planning failed; retrying"),
+            }
+            tokio::select! {
+                _ = self.posts.notified() => {}
+                _ = tokio::time::sleep(self.poll()) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    async fn plan_all(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for post in self.store.unplanned_posts().await? {
+            if self.plan(&post).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Creates the job of one post over the members it had when it arrived.
+    async fn plan(&self, post: &MessageMeta) -> Result<bool, StoreError> {
+        let Some(list) = self.store.list(&post.list).await? else {
+            warn!(id = %post.id, list = %post.list, "the list of a queued post is gone; dropping it");
+            self.store.finish_message(&post.id, self.grace_secs).await?;
+            return Ok(false);
+        };
+        let members: Vec<String> = self
+            .store
+            .members(&post.list)
+            .await?
+            .into_iter()
+            .filter(|m: &Member| m.delivery_enabled && m.added_at <= post.received_at)
+            .map(|m| m.address.to_string())
+            .collect();
+        let chunks = plan::chunks(members, self.config.chunk_size);
+        if chunks.is_empty() {
+            info!(id = %post.id, list = %post.list, "post to a list without members");
+            self.store.finish_message(&post.id, self.grace_secs).await?;
+            return Ok(false);
+        }
+        let job = Job {
+            message: post.id.clone(),
+            list: post.list.clone(),
+            seq: 0,
+            verp_percent: list.settings.verp_percent,
+            max_rcpt_per_txn: list.settings.max_rcpt_per_txn,
+            chunks: 0,
+            chunks_done: 0,
+            recipients: 0,
+            delivered: 0,
+            failed: 0,
+            created_at: crate::model::now(),
+        };
+        match self.store.create_job(job, chunks).await {
+            Ok(job) => {
+                info!(id = %job.message, list = %job.list, recipients = job.recipients,
+                      chunks = job.chunks, verp_percent = job.verp_percent, seq = job.seq, "job created");
+                metrics::counter!("listrelay_fanout_jobs_created_total").increment(1);
+                Ok(true)
+            }
+            Err(StoreError::Exists(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The prepared copy of a post, read and built once while in use.
+    async fn copy(&self, job: &Job, list: &crate::model::List) -> Result<Arc<Vec<u8>>, StoreError> {
+        if let Some(c) = self
+            .copies
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&job.message).cloned())
+        {
+            return Ok(c);
+        }
+        let raw = self.store.message_body(&job.message).await?;
+        let copy = Arc::new(copy::prepare(list, &raw));
+        if let Ok(mut m) = self.copies.lock() {
+            // Few posts are in flight at once; an unbounded map would only grow
+            // if jobs never finished, so keep it small.
+            if m.len() >= 16 {
+                m.clear();
+            }
+            m.insert(job.message.clone(), copy.clone());
+        }
+        Ok(copy)
+    }
+
+    fn forget_copy(&self, message: &str) {
+        if let Ok(mut m) = self.copies.lock() {
+            m.remove(message);
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! A delivery worker: claims a chunk, sends its transactions in plan order,
+//! records progress after each one the MTA accepted (which renews the lease),
+//! retries deferred recipients with backoff, and completes the chunk.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Mutex};
+use tracing::{debug, info, warn};
+
+use super::plan::{self, Txn};
+use super::Fanout;
+use crate::address::Suffix;
+use crate::model::List;
+use crate::smtp::{Envelope, RcptStatus, SendError};
+use crate::store::{now_ms, ChunkState, Claim, DeliveryFailure, Job, RetryItem, StoreError};
+use crate::verp;
+
+/// What a transaction came to.
+enum Sent {
+    /// The MTA answered for every recipient.
+    Answered(Vec<RcptStatus>),
+    /// The MTA could not be reached or refused the session: try the chunk later.
+    MtaDown(SendError),
+}
+
+/// Why a chunk stopped before its end.
+enum Stop {
+    /// Another worker holds it now; nothing more may be written.
+    LeaseLost,
+    /// Released for later (MTA down, retries not due, shutdown).
+    Released,
+}
+
+/// The chunk state of a held chunk, shared with the lease-renewal task; the
+/// lock is held across each store write so writes never reorder.
+struct Held {
+    state: Mutex<ChunkState>,
+    lost: AtomicBool,
+}
+
+impl Fanout {
+    fn lease_ms(&self) -> u64 {
+        self.config.lease_secs * 1000
+    }
+
+    pub(super) async fn worker(
+        self: Arc<Self>,
+        owner: String,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.store.claim_chunk(&owner, self.lease_ms()).await {
+                Ok(Some(claim)) => {
+                    self.run_claim(&owner, claim, &shutdown).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "claiming a chunk failed"),
+            }
+            tokio::select! {
+                _ = self.work.notified() => {}
+                _ = tokio::time::sleep(self.poll()) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    async fn run_claim(&self, owner: &str, claim: Claim, shutdown: &watch::Receiver<bool>) {
+        if claim.takeover {
+            metrics::counter!("listrelay_fanout_lease_takeovers_total").increment(1);
+            info!(job = %claim.job.message, chunk = claim.chunk.index, generation = claim.chunk.generation,
+                  "took over a chunk whose lease expired");
+        }
+        let held = Arc::new(Held {
+            state: Mutex::new(claim.chunk.clone()),
+            lost: AtomicBool::new(false),
+        });
+        let renewal = tokio::spawn(renew(
+            self.store.clone(),
+            owner.to_string(),
+            held.clone(),
+            self.lease_ms(),
+        ));
+        let result = self.deliver(owner, &claim.job, &held, shutdown).await;
+        renewal.abort();
+        match result {
+            Ok(()) | Err(Ok(Stop::Released)) => {}
+            Err(Ok(Stop::LeaseLost)) => {
+                warn!(job = %claim.job.message, chunk = claim.chunk.index, "lease lost; another worker has the chunk");
+            }
+            Err(Err(e)) => {
+                // The lease runs out and another worker (or this one) retries.
+                warn!(job = %claim.job.message, chunk = claim.chunk.index, error = %e, "chunk failed");
+            }
+        }
+    }
+
+    /// Writes the held state (renewing the lease); a refused write means the
+    /// lease was taken over.
+    async fn save(
+        &self,
+        owner: &str,
+        held: &Held,
+        state: &mut ChunkState,
+    ) -> Result<(), Result<Stop, StoreError>> {
+        if held.lost.load(Ordering::SeqCst)
+            || !self
+                .store
+                .update_chunk(owner, state, self.lease_ms())
+                .await
+                .map_err(Err)?
+        {
+            held.lost.store(true, Ordering::SeqCst);
+            return Err(Ok(Stop::LeaseLost));
+        }
+        Ok(())
+    }
+
+    /// Lets the chunk go until `not_before_ms`.
+    async fn release(
+        &self,
+        owner: &str,
+        held: &Held,
+        not_before_ms: u64,
+    ) -> Result<Stop, StoreError> {
+        let mut s = held.state.lock().await;
+        let mut released = s.clone();
+        released.owner = None;
+        released.not_before_ms = not_before_ms;
+        if held.lost.load(Ordering::SeqCst) || !self.store.update_chunk(owner, &released, 0).await?
+        {
+            return Ok(Stop::LeaseLost);
+        }
+        *s = released;
+        self.work.notify_waiters();
+        Ok(Stop::Released)
+    }
+
+    async fn deliver(
+        &self,
+        owner: &str,
+        job: &Job,
+        held: &Held,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), Result<Stop, StoreError>> {
+        let index = held.state.lock().await.index;
+        let Some(list) = self.store.list(&job.list).await.map_err(Err)? else {
+            warn!(job = %job.message, list = %job.list, "list deleted during fan-out; dropping its chunks");
+            return self.complete(owner, job, held).await;
+        };
+        let members = self
+            .store
+            .chunk_members(&job.message, index)
+            .await
+            .map_err(Err)?;
+        let copy = self.copy(job, &list).await.map_err(Err)?;
+        let xverp = self.config.xverp
+            && job.verp_percent == 100
+            && self
+                .smtp
+                .capabilities()
+                .await
+                .map(|c| c.xverp)
+                .unwrap_or(false);
+        // With XVERP the MTA splits the envelopes: plan batches instead.
+        let percent = if xverp { 0 } else { job.verp_percent };
+        let txns = plan::transactions(&members, job.seq, percent, job.max_rcpt_per_txn as usize);
+        let start = held.state.lock().await.cursor as usize;
+        for (i, txn) in txns.iter().enumerate().skip(start) {
+            if *shutdown.borrow() {
+                return Err(self.release(owner, held, 0).await);
+            }
+            match self.send(&list, job, txn, xverp, &copy).await {
+                Sent::MtaDown(e) => return Err(self.mta_down(owner, held, e).await),
+                Sent::Answered(statuses) => {
+                    let mut s = held.state.lock().await;
+                    let failures = self.apply(&mut s, job, &txn.rcpts, statuses);
+                    s.cursor = i as u32 + 1;
+                    s.failures = 0;
+                    self.save(owner, held, &mut s).await?;
+                    drop(s);
+                    self.record(failures).await;
+                }
+            }
+        }
+        self.retry_due(owner, job, &list, held, &copy, shutdown)
+            .await?;
+        let next = held
+            .state
+            .lock()
+            .await
+            .retry
+            .iter()
+            .map(|r| r.next_ms)
+            .min();
+        match next {
+            None => self.complete(owner, job, held).await,
+            Some(at) => Err(self.release(owner, held, at).await),
+        }
+    }
+
+    /// Sends again the deferred recipients whose time has come.
+    async fn retry_due(
+        &self,
+        owner: &str,
+        job: &Job,
+        list: &List,
+        held: &Held,
+        copy: &[u8],
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), Result<Stop, StoreError>> {
+        let now = now_ms();
+        let due: Vec<String> = {
+            let s = held.state.lock().await;
+            s.retry
+                .iter()
+                .filter(|r| r.next_ms <= now)
+                .map(|r| r.address.clone())
+                .collect()
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        for txn in plan::transactions(
+            &due,
+            job.seq,
+            job.verp_percent,
+            job.max_rcpt_per_txn as usize,
+        ) {
+            if *shutdown.borrow() {
+                return Err(self.release(owner, held, 0).await);
+            }
+            metrics::counter!("listrelay_fanout_retries_total").increment(txn.rcpts.len() as u64);
+            match self.send(list, job, &txn, false, copy).await {
+                Sent::MtaDown(e) => return Err(self.mta_down(owner, held, e).await),
+                Sent::Answered(statuses) => {
+                    let mut s = held.state.lock().await;
+                    let failures = self.apply(&mut s, job, &txn.rcpts, statuses);
+                    self.save(owner, held, &mut s).await?;
+                    drop(s);
+                    self.record(failures).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        owner: &str,
+        job: &Job,
+        held: &Held,
+    ) -> Result<(), Result<Stop, StoreError>> {
+        let s = held.state.lock().await;
+        match self.store.complete_chunk(owner, &s).await.map_err(Err)? {
+            Some(done) => {
+                self.forget_copy(&done.message);
+                self.store
+                    .finish_message(&done.message, self.grace_secs)
+                    .await
+                    .map_err(Err)?;
+                metrics::counter!("listrelay_fanout_jobs_completed_total").increment(1);
+                info!(id = %done.message, list = %done.list, recipients = done.recipients,
+                      delivered = done.delivered, failed = done.failed, "job done");
+            }
+            None => debug!(job = %job.message, chunk = s.index, "chunk done"),
+        }
+        Ok(())
+    }
+
+    async fn mta_down(&self, owner: &str, held: &Held, e: SendError) -> Result<Stop, StoreError> {
+        let failures = {
+            let mut s = held.state.lock().await;
+            s.failures += 1;
+            s.failures
+        };
+        let backoff = (1000u64 << failures.min(16)).min(self.config.mta_backoff_max_secs * 1000);
+        warn!(error = %e, retry_in_ms = backoff, "the MTA did not take the transaction; the chunk waits");
+        metrics::counter!("listrelay_fanout_mta_failures_total").increment(1);
+        self.release(owner, held, now_ms() + backoff).await
+    }
+
+    async fn send(&self, list: &List, job: &Job, txn: &Txn, xverp: bool, copy: &[u8]) -> Sent {
+        let mail_from = if txn.verp {
+            let member = txn.rcpts[0].to_lowercase();
+            format!(
+                "{}-bounces+{}@{}",
+                list.address.local(),
+                verp::encode(&self.secret, &job.list, &member),
+                list.address.domain()
+            )
+        } else {
+            list.suffix_address(Suffix::Bounces)
+        };
+        let envelope = Envelope {
+            mail_from,
+            rcpts: txn.rcpts.clone(),
+            xverp,
+        };
+        metrics::counter!("listrelay_fanout_envelopes_total", "verp" => if txn.verp || xverp { "true" } else { "false" })
+            .increment(txn.rcpts.len() as u64);
+        match self.smtp.send(&envelope, &[copy]).await {
+            Ok(outcome) => Sent::Answered(outcome.rcpts),
+            Err(SendError::MailFromRejected(r)) if r.is_permanent() => {
+                // Our own MTA refusing our bounce address is a configuration
+                // problem, not the members' fault: keep the mail and wait.
+                Sent::MtaDown(SendError::MailFromRejected(r))
+            }
+            Err(e) if e.is_transient() || matches!(e, SendError::MailFromRejected(_)) => {
+                Sent::MtaDown(e)
+            }
+            Err(e) => {
+                // Refused for good as a whole (e.g. over the MTA's SIZE): every
+                // recipient failed at hand-off.
+                let reply = crate::smtp::Reply {
+                    code: 554,
+                    enhanced: Some([5, 3, 4]),
+                    text: e.to_string(),
+                };
+                Sent::Answered(
+                    txn.rcpts
+                        .iter()
+                        .map(|_| RcptStatus::PermFailed(reply.clone()))
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    /// Counts the results of one transaction into the chunk state; deferred
+    /// recipients go to the retry list; returns the failures to record.
+    fn apply(
+        &self,
+        s: &mut ChunkState,
+        job: &Job,
+        rcpts: &[String],
+        statuses: Vec<RcptStatus>,
+    ) -> Vec<DeliveryFailure> {
+        let now = now_ms();
+        let mut failures = Vec::new();
+        let mut fail = |s: &mut ChunkState, member: &str, reply: String| {
+            s.failed += 1;
+            failures.push(DeliveryFailure {
+                list: job.list.clone(),
+                member: member.to_string(),
+                message: job.message.clone(),
+                reply,
+                at: now / 1000,
+            });
+        };
+        for (rcpt, status) in rcpts.iter().zip(statuses) {
+            let previous = s
+                .retry
+                .iter()
+                .position(|r| &r.address == rcpt)
+                .map(|i| s.retry.remove(i));
+            match status {
+                RcptStatus::Delivered(_) => s.delivered += 1,
+                RcptStatus::PermFailed(r) => fail(s, rcpt, r.to_string()),
+                RcptStatus::TempFailed(r) => {
+                    let mut item = previous.unwrap_or(RetryItem {
+                        address: rcpt.clone(),
+                        attempts: 0,
+                        first_ms: now,
+                        next_ms: now,
+                        last_error: String::new(),
+                    });
+                    item.attempts += 1;
+                    item.last_error = r.to_string();
+                    if now.saturating_sub(item.first_ms) >= self.config.retry_give_up_secs * 1000 {
+                        fail(
+                            s,
+                            rcpt,
+                            format!("gave up after {} attempts: {}", item.attempts, r),
+                        );
+                        continue;
+                    }
+                    let backoff = (self.config.retry_min_secs * 1000)
+                        .saturating_mul(1u64 << (item.attempts - 1).min(20))
+                        .min(self.config.retry_max_secs * 1000);
+                    item.next_ms = now + backoff;
+                    s.retry.push(item);
+                }
+            }
+        }
+        failures
+    }
+
+    async fn record(&self, failures: Vec<DeliveryFailure>) {
+        for f in failures {
+            info!(list = %f.list, member = %f.member, reply = %f.reply, "the MTA refused a member at hand-off");
+            metrics::counter!("listrelay_fanout_handoff_failures_total").increment(1);
+            if let Err(e) = self.store.record_failure(&f).await {
+                warn!(error = %e, "recording a hand-off failure failed");
+            }
+        }
+    }
+}
+
+/// Renews the lease while the worker is inside a long transaction.
+async fn renew(store: Arc<dyn crate::store::Store>, owner: String, held: Arc<Held>, lease_ms: u64) {
+    let every = Duration::from_millis((lease_ms / 3).max(50));
+    loop {
+        tokio::time::sleep(every).await;
+        let s = held.state.lock().await;
+        match store.update_chunk(&owner, &s, lease_ms).await {
+            Ok(true) => {}
+            Ok(false) => {
+                held.lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(e) => warn!(error = %e, "renewing a lease failed"),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Fan-out work as the store keeps it: a job per post, cut into chunks of
+//! members, each chunk claimed by one worker at a time under a lease.
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch: leases are shorter than a second in tests.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The fan-out of one post, over the members it had when it was accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// The post's message id.
+    pub message: String,
+    /// Key of the list.
+    pub list: String,
+    /// The list's post counter at planning: rotates which members get VERP.
+    pub seq: u64,
+    /// Settings taken at planning, so a recovered chunk repeats its choices.
+    pub verp_percent: u8,
+    pub max_rcpt_per_txn: u32,
+    pub chunks: u32,
+    pub chunks_done: u32,
+    pub recipients: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub created_at: u64,
+}
+
+/// The mutable state of one chunk. Only the lease holder may change it; each
+/// claim raises `generation`, and every write checks it (fencing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkState {
+    pub job: String,
+    pub index: u32,
+    pub members: u32,
+    pub generation: u64,
+    pub owner: Option<String>,
+    pub lease_expires_ms: u64,
+    /// Not to be claimed before this (backoff after a failure or for retries).
+    pub not_before_ms: u64,
+    /// Transactions of the chunk's plan the MTA has accepted, in plan order.
+    pub cursor: u32,
+    /// Recipients the MTA deferred (4xx), to be sent again.
+    pub retry: Vec<RetryItem>,
+    pub delivered: u32,
+    pub failed: u32,
+    /// Consecutive connection failures, for the backoff.
+    pub failures: u32,
+}
+
+impl ChunkState {
+    pub fn claimable(&self, now: u64) -> bool {
+        self.not_before_ms <= now && (self.owner.is_none() || self.lease_expires_ms <= now)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryItem {
+    pub address: String,
+    pub attempts: u32,
+    pub first_ms: u64,
+    pub next_ms: u64,
+    /// The last temporary failure, e.g. "452 4.3.1 insufficient storage".
+    pub last_error: String,
+}
+
+/// A chunk held by a worker.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub job: Job,
+    pub chunk: ChunkState,
+    /// Whether the previous holder's lease expired (a takeover).
+    pub takeover: bool,
+}
+
+/// A recipient the MTA refused for good at hand-off (5xx), for bounce scoring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryFailure {
+    pub list: String,
+    pub member: String,
+    pub message: String,
+    pub reply: String,
+    pub at: u64,
+}
