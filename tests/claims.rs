@@ -1,0 +1,140 @@
+//! Claims on the embedded store: racing workers never share a chunk, an
+//! expired lease is taken over, and the old holder's late writes are refused.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use listrelay::address::Address;
+use listrelay::model::List;
+use listrelay::store::{Job, SledStore, Store};
+
+async fn store_with_job(chunks: usize) -> (tempfile::TempDir, Arc<dyn Store>, Job) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let list = List::new(Address::parse("dev@lists.example.org").unwrap());
+    store.create_list(&list).await.unwrap();
+    let job = Job {
+        message: "post-1".into(),
+        list: list.key(),
+        seq: 0,
+        verp_percent: 100,
+        max_rcpt_per_txn: 100,
+        chunks: 0,
+        chunks_done: 0,
+        recipients: 0,
+        delivered: 0,
+        failed: 0,
+        created_at: 0,
+    };
+    let members = (0..chunks)
+        .map(|c| (0..10).map(|i| format!("m{i}@d{c}.org")).collect())
+        .collect();
+    let job = store.create_job(job, members).await.unwrap();
+    (dir, store, job)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_workers_never_share_a_chunk() {
+    let (_dir, store, job) = store_with_job(40).await;
+    assert_eq!(job.chunks, 40);
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("worker-{w}");
+            let mut mine = Vec::new();
+            while let Some(claim) = store.claim_chunk(&owner, 60_000).await.unwrap() {
+                mine.push(claim.chunk.index);
+            }
+            mine
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for t in tasks {
+        for index in t.await.unwrap() {
+            total += 1;
+            assert!(seen.insert(index), "chunk {index} was claimed twice");
+        }
+    }
+    assert_eq!(total, 40, "every chunk claimed exactly once");
+    assert!(store.claim_chunk("late", 60_000).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn expired_lease_is_taken_over_and_late_writes_are_refused() {
+    let (_dir, store, _job) = store_with_job(1).await;
+    let first = store.claim_chunk("old", 100).await.unwrap().unwrap();
+    assert!(!first.takeover);
+    // Live lease: nobody else gets it.
+    assert!(store.claim_chunk("new", 100).await.unwrap().is_none());
+    let mut progress = first.chunk.clone();
+    progress.cursor = 3;
+    assert!(
+        store.update_chunk("old", &progress, 100).await.unwrap(),
+        "holder may write"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let second = store.claim_chunk("new", 60_000).await.unwrap().unwrap();
+    assert!(second.takeover);
+    assert_eq!(second.chunk.generation, first.chunk.generation + 1);
+    assert_eq!(
+        second.chunk.cursor, 3,
+        "the new holder resumes from the recorded progress"
+    );
+
+    // The old worker wakes up and tries to record progress and to finish.
+    let mut late = progress.clone();
+    late.cursor = 9;
+    assert!(
+        !store.update_chunk("old", &late, 100).await.unwrap(),
+        "late progress refused"
+    );
+    assert!(
+        store.complete_chunk("old", &late).await.unwrap().is_none(),
+        "late completion refused"
+    );
+    let chunks = store.chunks().await.unwrap();
+    assert_eq!(chunks[0].cursor, 3);
+    assert_eq!(chunks[0].owner.as_deref(), Some("new"));
+
+    // The new holder finishes: the job is done and gone.
+    let done = store.complete_chunk("new", &second.chunk).await.unwrap();
+    assert_eq!(done.map(|j| j.chunks_done), Some(1));
+    assert!(store.jobs().await.unwrap().is_empty());
+    assert!(store.chunks().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn leases_of_a_dead_process_are_released_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (d, store, _job) = store_with_job(2).await;
+        store.claim_chunk("dead", 3_600_000).await.unwrap().unwrap();
+        store.sync().await.unwrap();
+        drop(store);
+        // Keep the data: move it where the second open will look.
+        std::fs::rename(d.path(), dir.path().join("site")).unwrap();
+        std::mem::forget(d);
+    }
+    // The store's threads close sled shortly after the last handle is dropped.
+    let mut reopened = None;
+    for _ in 0..50 {
+        match SledStore::open(&dir.path().join("site")) {
+            Ok(s) => {
+                reopened = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let store = reopened.expect("the store reopens once the first is closed");
+    let a = store.claim_chunk("alive", 60_000).await.unwrap().unwrap();
+    let b = store.claim_chunk("alive", 60_000).await.unwrap().unwrap();
+    assert_ne!(a.chunk.index, b.chunk.index);
+    assert!(
+        a.takeover || b.takeover,
+        "the dead process's chunk is taken over at once"
+    );
+}
