@@ -33,6 +33,9 @@ struct Behaviour {
     /// Close connection 0 right after its first completed transaction
     /// (simulates an idle timeout on the server side).
     close_conn0_after_txn: bool,
+    /// Like `close_conn0_after_txn`, but 20 ms later and with the 421 Postfix
+    /// sends when it times out an idle client.
+    idle_421_conn0_after_txn: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +201,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     txns += 1;
                     if b.close_conn0_after_txn && idx == 0 && txns == 1 {
                         let _ = sock.write_all(&out).await;
+                        return;
+                    }
+                    if b.idle_421_conn0_after_txn && idx == 0 && txns == 1 {
+                        let _ = sock.write_all(&out).await;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        let _ = sock
+                            .write_all(b"421 4.4.2 fake.test Error: timeout exceeded\r\n")
+                            .await;
                         return;
                     }
                 }
@@ -704,6 +715,30 @@ async fn stale_pooled_connection_is_replaced_transparently() {
         fake.conn(1).lock().unwrap().bodies,
         vec![b"y\r\n.\r\n".to_vec()]
     );
+}
+
+#[tokio::test]
+async fn idle_timeout_421_on_pooled_connection_is_retried() {
+    for pipelining in [true, false] {
+        let fake = Fake::start(Behaviour {
+            pipelining,
+            idle_421_conn0_after_txn: true,
+            ..Default::default()
+        })
+        .await;
+        let client = fake.client();
+        client
+            .send(&env(&["r@example.net"]), &[b"x\r\n"])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let o = client
+            .send(&env(&["r@example.net"]), &[b"y\r\n"])
+            .await
+            .unwrap();
+        assert!(o.all_delivered());
+        assert_eq!(fake.connections(), 2);
+    }
 }
 
 #[tokio::test]

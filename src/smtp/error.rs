@@ -84,15 +84,6 @@ impl SendError {
         )
     }
 
-    /// Failures that mean "the connection is gone", which on a connection
-    /// taken from the idle pool usually means the server timed it out.
-    pub(crate) fn is_connection_lost(&self) -> bool {
-        matches!(
-            self,
-            SendError::Io { .. } | SendError::ServiceUnavailable { .. }
-        )
-    }
-
     /// Short label for metrics.
     pub(crate) fn label(&self) -> &'static str {
         match self {

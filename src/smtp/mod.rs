@@ -15,7 +15,10 @@
 //!   end with a reply to the end of DATA (refused MAIL, all recipients refused,
 //!   DATA refused); after a completed transaction the server is already reset
 //!   (RFC 5321 §4.1.1.4). With PIPELINING the RSET rides in the same write as
-//!   the next MAIL, so it costs no round trip.
+//!   the next MAIL, so it costs no round trip. Measured against the test
+//!   server (2 recipients): a successful transaction takes 2 round trips
+//!   pipelined under either policy, and 5 (ours) vs 6 (RSET-always) in
+//!   lock-step; loopback wall-clock differences were within noise.
 //! * The message is dot-stuffed and CRLF-normalised while it is written, in
 //!   64 KiB pieces ([`dotstuff`]).
 

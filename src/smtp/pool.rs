@@ -141,10 +141,12 @@ impl Client {
                     self.release(conn).await;
                     return Ok(outcome);
                 }
-                Err(e) if reused && conn.replies_read == before && e.is_connection_lost() => {
+                Err(e) if reused && stale(&e, conn.replies_read - before) => {
                     // A pooled connection the server has closed meanwhile
-                    // (idle timeout, restart). Nothing of this transaction
-                    // was accepted, so try once more on a fresh connection.
+                    // (idle timeout, restart): no reply of this transaction,
+                    // or only the 421 Postfix writes when it times out an idle
+                    // client. Nothing was accepted, so try once more on a
+                    // fresh connection.
                     tracing::debug!(conn = conn.id, error = %e, "stale pooled connection; reconnecting");
                     drop(conn);
                     conn = self.open().await?;
@@ -230,5 +232,16 @@ impl Client {
         }
         conn.idle_since = Instant::now();
         self.inner.idle.lock().unwrap().push(conn);
+    }
+}
+
+/// Whether a failure on a pooled connection looks like the server had already
+/// dropped it before this transaction: the connection broke before any reply,
+/// or the first reply was 421.
+fn stale(e: &SendError, replies_this_txn: u64) -> bool {
+    match e {
+        SendError::Io { .. } => replies_this_txn == 0,
+        SendError::ServiceUnavailable { .. } => replies_this_txn == 1,
+        _ => false,
     }
 }
