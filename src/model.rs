@@ -54,6 +54,10 @@ pub struct ListSettings {
     pub footer: String,
     /// URL for the List-Archive header; empty = no header.
     pub archive_url: String,
+    /// Addresses behind `LIST-owner`, told of removals and problems.
+    pub owners: Vec<String>,
+    /// Addresses that approve held posts.
+    pub moderators: Vec<String>,
 }
 
 impl Default for ListSettings {
@@ -66,6 +70,8 @@ impl Default for ListSettings {
             subject_prefix: String::new(),
             footer: String::new(),
             archive_url: String::new(),
+            owners: Vec::new(),
+            moderators: Vec::new(),
         }
     }
 }
@@ -104,6 +110,15 @@ impl ListSettings {
             .ok_or_else(|| SettingError::Unknown(key.to_string(), Self::keys().join(", ")))?;
         let new = match old {
             serde_json::Value::String(_) => serde_json::Value::String(value.to_string()),
+            // Lists of addresses: "a@x.org, b@y.org" (or a JSON array).
+            serde_json::Value::Array(_) if !value.trim_start().starts_with('[') => {
+                let mut items = Vec::new();
+                for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let a = Address::parse(item).map_err(|e| bad(format!("{item:?}: {e}")))?;
+                    items.push(serde_json::Value::String(a.to_string()));
+                }
+                serde_json::Value::Array(items)
+            }
             _ => serde_json::from_str(value).map_err(|e| bad(format!("{value:?}: {e}")))?,
         };
         map.insert(key.to_string(), new);
@@ -218,6 +233,11 @@ mod tests {
         s.set("duplicate_policy", "reject").unwrap();
         assert_eq!(s.duplicate_policy, DuplicatePolicy::Reject);
         s.set("subject_prefix", "[dev] ").unwrap();
+        s.set("owners", "a@x.org, B@Y.org").unwrap();
+        assert_eq!(s.owners, vec!["a@x.org".to_string(), "B@y.org".to_string()]);
+        assert!(s.set("moderators", "not-an-address").is_err());
+        s.set("moderators", "").unwrap();
+        assert!(s.moderators.is_empty());
         assert_eq!(s.subject_prefix, "[dev] ");
         assert!(s.set("verp_percent", "101").is_err());
         assert!(s.set("verp_percent", "-1").is_err());
