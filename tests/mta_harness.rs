@@ -367,3 +367,70 @@ async fn postfix_multi_rcpt_one_lmtp_transaction() {
 async fn exim_multi_rcpt_one_lmtp_transaction() {
     multi_rcpt_one_transaction(Kind::Exim).await;
 }
+
+// ---------------------------------------------------------------- the sink itself
+
+/// The sink under pipelined load from many connections, with 550/451 verdicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sink_pipelined_load_and_verdicts() {
+    use support::lmtp::{dot_stuff, Client};
+    use support::sink::RcptVerdict;
+    let sink = Sink::builder()
+        .reject(["bob@example.com"])
+        .tempfail(["tim@example.com"])
+        .policy(|r| {
+            if r.starts_with("no") {
+                RcptVerdict::Reject
+            } else {
+                RcptVerdict::Accept
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let (conns, msgs, rcpts) = (8usize, 250usize, 5usize);
+    let t0 = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let port = sink.port();
+        tasks.push(tokio::spawn(async move {
+            let mut cl = Client::connect_greeted(("127.0.0.1", port)).await.unwrap();
+            assert_eq!(cl.cmd("EHLO x").await.unwrap().code, 250);
+            // one write per message: MAIL, RCPT*n, DATA, body (PIPELINING)
+            for m in 0..msgs {
+                let mut b = format!("MAIL FROM:<list-bounces+m{m}=example.net@lists.example.org>\r\n");
+                for r in 0..rcpts {
+                    b += &format!("RCPT TO:<u{c}-{m}-{r}@example.net>\r\n");
+                }
+                b += "RCPT TO:<bob@example.com>\r\nRCPT TO:<tim@example.com>\r\nRCPT TO:<nobody@example.com>\r\nDATA\r\n";
+                let mut bytes = b.into_bytes();
+                bytes.extend(dot_stuff(b"Subject: x\r\n\r\n.dot\r\nbody\r\n"));
+                cl.send(&bytes).await.unwrap();
+                let replies = cl.read_replies(1 + rcpts + 3 + 2).await.unwrap();
+                let codes: Vec<u16> = replies.iter().map(|r| r.code).collect();
+                let mut want = vec![250];
+                want.extend(std::iter::repeat_n(250, rcpts));
+                want.extend([550, 451, 550, 354, 250]);
+                assert_eq!(codes, want);
+            }
+            cl.cmd("QUIT").await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n = conns * msgs * rcpts;
+    sink.wait_rcpts(n, WAIT).await.unwrap();
+    let el = t0.elapsed();
+    eprintln!(
+        "sink: {n} recipients in {el:?} = {:.0} rcpt/s",
+        n as f64 / el.as_secs_f64()
+    );
+    assert_eq!(sink.rcpt_count(), n);
+    assert_eq!(sink.rejected_count(), 2 * conns * msgs);
+    assert_eq!(sink.tempfailed_count(), conns * msgs);
+    assert_eq!(sink.transaction_count(), conns * msgs);
+    let recs = sink.records();
+    assert_eq!(recs[0].refused.len(), 3);
+    assert_eq!(recs[0].bytes, "Subject: x\r\n\r\n.dot\r\nbody\r\n".len());
+}
