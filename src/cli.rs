@@ -449,18 +449,64 @@ fn print_human(req: &Request, v: &Value) {
                 eprintln!("not a member: {}", a.as_str().unwrap_or(""));
             }
         }
-        Request::Queue => {
-            for m in v.as_array().into_iter().flatten() {
-                println!(
-                    "{}\t{}\t{}\t{} bytes\t{}",
-                    m["id"].as_str().unwrap_or_default(),
-                    m["list"].as_str().unwrap_or_default(),
-                    m["suffix"].as_str().unwrap_or_default(),
-                    m["size"],
-                    m["message_id"].as_str().unwrap_or("-"),
-                );
-            }
-        }
+        Request::Queue => print_queue(v),
         _ => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+    }
+}
+
+/// `listrelay queue`: messages waiting, jobs with their progress, chunks with
+/// their leases.
+fn print_queue(v: &Value) {
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    let now = crate::store::now_ms();
+    println!("messages:");
+    for m in v["messages"].as_array().into_iter().flatten() {
+        println!(
+            "  {}  {}  {}  {} bytes  {}",
+            s(&m["id"]),
+            s(&m["list"]),
+            s(&m["suffix"]),
+            m["size"],
+            s(&m["message_id"])
+        );
+    }
+    println!("jobs:");
+    for j in v["jobs"].as_array().into_iter().flatten() {
+        println!(
+            "  {}  {}  chunks {}/{}  recipients {}  delivered {}  failed {}  verp {}%",
+            s(&j["message"]),
+            s(&j["list"]),
+            j["chunks_done"],
+            j["chunks"],
+            j["recipients"],
+            j["delivered"],
+            j["failed"],
+            j["verp_percent"]
+        );
+    }
+    println!("chunks:");
+    for c in v["chunks"].as_array().into_iter().flatten() {
+        let lease = match c["owner"].as_str() {
+            Some(owner) => {
+                let left = c["lease_expires_ms"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .saturating_sub(now);
+                format!("held by {owner} for {:.1}s more", left as f64 / 1000.0)
+            }
+            None => "free".to_string(),
+        };
+        println!(
+            "  {}/{}  {} members  txns done {}  delivered {}  failed {}  retrying {}  gen {}  {}",
+            s(&c["job"]),
+            c["index"],
+            c["members"],
+            c["cursor"],
+            c["delivered"],
+            c["failed"],
+            c["retry"].as_array().map_or(0, Vec::len),
+            c["generation"],
+            lease
+        );
     }
 }

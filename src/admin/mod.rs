@@ -257,13 +257,10 @@ async fn execute(store: &dyn Store, delimiter: char, req: Request) -> Result<Val
                     .collect(),
             )
         }
-        Request::Queue => Value::Array(
-            store
-                .messages(true)
-                .await?
-                .iter()
-                .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
-                .collect(),
-        ),
+        Request::Queue => json!({
+            "messages": store.messages(true).await?,
+            "jobs": store.jobs().await?,
+            "chunks": store.chunks().await?,
+        }),
     })
 }

@@ -11,6 +11,7 @@ pub mod exim;
 pub mod lmtp;
 pub mod ports;
 pub mod postfix;
+pub mod server;
 pub mod sink;
 
 use listrelay::integration::{DomainParams, LmtpTarget};

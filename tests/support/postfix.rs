@@ -260,24 +260,35 @@ impl Postfix {
             master: None,
             dir,
         };
+        pf.spawn_master()?;
+        Ok(pf)
+    }
+
+    /// Starts the master again after [`Postfix::stop`], same ports and queue.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.spawn_master()
+    }
+
+    fn spawn_master(&mut self) -> Result<(), String> {
         // The master in the foreground as our child (like pf.sh start-fg):
         // `master -w` took ~1.5 s here, and a child of ours is reaped at once
         // on stop (no PID-1 zombie delay: P7).
         let child = Command::new(master_binary())
             .arg("-c")
-            .arg(&etc)
+            .arg(&self.config_dir)
             .arg("-s")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("{}: {e}", master_binary().display()))?;
-        pf.master = Some(child);
-        for p in [inbound_port, reinject_port] {
+        self.master = Some(child);
+        for p in [self.inbound_port, self.reinject_port] {
             wait_220(p, Duration::from_secs(15))
-                .map_err(|e| format!("{e}\n--- maillog:\n{}", pf.log()))?;
+                .map_err(|e| format!("{e}\n--- maillog:\n{}", self.log()))?;
         }
-        Ok(pf)
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {

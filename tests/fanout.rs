@@ -1,0 +1,277 @@
+//! Fan-out with real parts: a real Postfix in front of (and behind) listrelay,
+//! a counting SMTP sink as "the internet", and `listrelay serve` killed with
+//! SIGKILL in the middle of a fan-out.
+//!
+//! Needs root and postfix (scripts/install-test-deps).
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use listrelay::secret::Secret;
+use listrelay::verp::{self, Decoded};
+use support::lmtp::{smtp_send, Client};
+use support::postfix::Postfix;
+use support::server::Listrelay;
+use support::sink::{Sink, Transaction};
+use support::{ports, MtaConfig};
+
+const LIST: &str = "dev@lists.example.org";
+
+fn members(n: usize, domains: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("user{i}@d{}.example.net", i % domains))
+        .collect()
+}
+
+fn post(subject: &str) -> Vec<u8> {
+    format!(
+        "From: poster@example.com\r\nTo: {LIST}\r\nSubject: {subject}\r\n\
+         Message-ID: <{subject}.{}@example.com>\r\n\r\nHello list.\r\n",
+        std::process::id()
+    )
+    .into_bytes()
+}
+
+/// Posts over LMTP straight to listrelay; panics unless it answers 250.
+async fn post_lmtp(port: u16, subject: &str) {
+    let mut c = Client::connect_greeted(("127.0.0.1", port)).await.unwrap();
+    c.cmd("LHLO test").await.unwrap();
+    assert!(c
+        .cmd("MAIL FROM:<poster@example.com>")
+        .await
+        .unwrap()
+        .is_positive());
+    assert!(c
+        .cmd(&format!("RCPT TO:<{LIST}>"))
+        .await
+        .unwrap()
+        .is_positive());
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    let mut data = support::lmtp::dot_stuff(&post(subject));
+    data.extend_from_slice(b".\r\n");
+    c.send(&data).await.unwrap();
+    let r = c.read_reply().await.unwrap();
+    assert_eq!(r.code, 250, "{}", r.text());
+}
+
+/// How many copies each recipient got, from the sink's records.
+fn copies(records: &[Transaction]) -> HashMap<String, usize> {
+    let mut n = HashMap::new();
+    for t in records {
+        for r in &t.rcpts {
+            *n.entry(r.to_ascii_lowercase()).or_default() += 1;
+        }
+    }
+    n
+}
+
+fn site_secret(lr: &Listrelay) -> Secret {
+    Secret::load_or_create(&lr.data().join("secret")).unwrap()
+}
+
+/// The members that got a copy with their own (valid) VERP sender.
+fn verped(records: &[Transaction], secret: &Secret) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in records {
+        let Some(tag) = t
+            .mail_from
+            .strip_prefix("dev-bounces+")
+            .and_then(|s| s.strip_suffix("@lists.example.org"))
+        else {
+            assert_eq!(t.mail_from, "dev-bounces@lists.example.org");
+            continue;
+        };
+        assert_eq!(t.rcpts.len(), 1, "a VERP envelope has one recipient");
+        match verp::decode(secret, LIST, tag) {
+            Decoded::Verified(m) => {
+                assert_eq!(m, t.rcpts[0].to_ascii_lowercase());
+                out.push(m);
+            }
+            other => panic!("bad VERP tag {tag}: {other:?}"),
+        }
+    }
+    out
+}
+
+fn mta(lmtp_port: u16, sink_port: u16) -> MtaConfig {
+    let mut cfg = MtaConfig::single_list(lmtp_port, sink_port);
+    cfg.domains[0].local_parts = listrelay::address::list_local_parts("dev");
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verp_share_rotation_and_runtime_change_through_postfix() {
+    let sink = Sink::builder().start().await.unwrap();
+    let lmtp_port = ports::free_port();
+    let cfg = mta(lmtp_port, sink.port());
+    let pf = tokio::task::spawn_blocking(move || Postfix::start(&cfg))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut lr = Listrelay::new(lmtp_port, pf.reinject_port, "");
+    lr.cli_ok(&["list", "create", LIST]);
+    let all = members(1000, 30);
+    lr.import(LIST, &all);
+    lr.cli_ok(&["list", "set", LIST, "verp_percent", "30"]);
+    lr.start();
+    let secret = site_secret(&lr);
+
+    let mut seen = 0;
+    let mut runs: Vec<Vec<String>> = Vec::new();
+    for (i, subject) in ["first", "second", "third"].iter().enumerate() {
+        if i == 2 {
+            // Changed on the running server: applies to the next post.
+            lr.cli_ok(&["list", "set", LIST, "verp_percent", "0"]);
+        }
+        let before = sink.records().len();
+        smtp_send(
+            pf.inbound_port,
+            "poster@example.com",
+            &[LIST],
+            &post(subject),
+        )
+        .await
+        .unwrap();
+        let want = seen + all.len();
+        if let Err(got) = sink.wait_rcpts(want, Duration::from_secs(60)).await {
+            panic!(
+                "post {subject}: the sink has {got} of {want} copies\n{}",
+                lr.log_text()
+            );
+        }
+        let this_post = sink.records().split_off(before);
+        let counts = copies(&this_post);
+        assert_eq!(counts.len(), all.len(), "every member got post {subject}");
+        assert!(
+            counts.values().all(|&c| c == 1),
+            "exactly one copy per member"
+        );
+        runs.push(verped(&this_post, &secret));
+        seen = want;
+    }
+    let (first, second, third) = (&runs[0], &runs[1], &runs[2]);
+    for (name, set) in [("first", first), ("second", second)] {
+        assert!(
+            (240..=360).contains(&set.len()),
+            "{name} post: {} of 1000 VERPed at 30 %",
+            set.len()
+        );
+    }
+    let overlap = first.iter().filter(|m| second.contains(m)).count();
+    assert!(
+        overlap < 60,
+        "the second post VERPs a different set (overlap {overlap})"
+    );
+    assert!(third.is_empty(), "verp_percent 0 applied to the next post");
+    lr.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_during_fanout_every_member_gets_a_copy() {
+    let sink = Sink::builder().start().await.unwrap();
+    let workers = 4;
+    let max_rcpt = 20;
+    let mut lr = Listrelay::with_smtp(
+        sink.port(),
+        &format!("[fanout]\nworkers = {workers}\nchunk_size = 250\npoll_interval_ms = 100\n"),
+    );
+    lr.cli_ok(&["list", "create", LIST]);
+    let all = members(5000, 100);
+    lr.import(LIST, &all);
+    lr.cli_ok(&["list", "set", LIST, "verp_percent", "30"]);
+    lr.cli_ok(&[
+        "list",
+        "set",
+        LIST,
+        "max_rcpt_per_txn",
+        &max_rcpt.to_string(),
+    ]);
+    lr.start();
+    post_lmtp(lr.lmtp_port, "killed").await;
+
+    let unique = |s: &Sink| copies(&s.records()).len();
+    let mut kills = 0;
+    for threshold in [400, 1400, 2400, 3400, 4400] {
+        let reached = sink
+            .wait_until(Duration::from_secs(60), |s| unique(s) >= threshold)
+            .await;
+        assert!(
+            reached.is_ok(),
+            "fan-out stalled below {threshold}\n{}",
+            lr.log_text()
+        );
+        lr.kill9();
+        kills += 1;
+        lr.start();
+    }
+    let done = sink
+        .wait_until(Duration::from_secs(90), |s| unique(s) >= all.len())
+        .await;
+    assert!(
+        done.is_ok(),
+        "{} of {} members reached\n{}",
+        unique(&sink),
+        all.len(),
+        lr.log_text()
+    );
+    let counts = copies(&sink.records());
+    assert!(
+        all.iter().all(|m| counts.contains_key(m)),
+        "every member got a copy"
+    );
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    // docs/architecture.md: per crash at most the transactions in flight, one
+    // per worker, each of at most max_rcpt_per_txn recipients.
+    let bound = kills * workers * max_rcpt;
+    assert!(
+        duplicates <= bound,
+        "{duplicates} duplicates over the bound {bound}"
+    );
+    eprintln!("{kills} kills: {duplicates} duplicate copies (bound {bound})");
+    // The job finishes and leaves the queue.
+    let queue_empty = support::poll_until(Duration::from_secs(20), || {
+        lr.json(&["queue"])["jobs"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    });
+    assert!(queue_empty, "the job is done after recovery");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mta_stopped_during_fanout_nothing_is_lost() {
+    let sink = Sink::builder().start().await.unwrap();
+    let lmtp_port = ports::free_port();
+    let cfg = mta(lmtp_port, sink.port());
+    let mut pf = tokio::task::spawn_blocking(move || Postfix::start(&cfg))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut lr = Listrelay::new(lmtp_port, pf.reinject_port, "");
+    lr.cli_ok(&["list", "create", LIST]);
+    let all = members(2000, 40);
+    lr.import(LIST, &all);
+    lr.cli_ok(&["list", "set", LIST, "verp_percent", "100"]);
+    lr.start();
+    post_lmtp(lr.lmtp_port, "mta-down").await;
+    sink.wait_rcpts(200, Duration::from_secs(60)).await.unwrap();
+    let mut pf = tokio::task::spawn_blocking(move || {
+        pf.stop();
+        std::thread::sleep(Duration::from_secs(2));
+        pf.restart().map(|_| pf)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let done = sink.wait_rcpts(all.len(), Duration::from_secs(120)).await;
+    let counts = copies(&sink.records());
+    assert!(
+        done.is_ok() && all.iter().all(|m| counts.contains_key(m)),
+        "{} of {} members reached\n{}",
+        counts.len(),
+        all.len(),
+        lr.log_text()
+    );
+    pf.stop();
+}
