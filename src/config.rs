@@ -420,6 +420,32 @@ mod tests {
     }
 
     #[test]
+    fn example_parses_and_every_key_is_documented() {
+        let example = Config::from_toml(include_str!("../contrib/listrelay.toml")).unwrap();
+        example.validate().unwrap();
+        let docs = include_str!("../docs/configuration.md");
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let mut keys = vec![
+            "secret_file".to_string(),
+            "admin.socket".into(),
+            "metrics.listen".into(),
+        ];
+        for (name, value) in defaults.as_table().unwrap() {
+            match value.as_table() {
+                Some(section) => keys.extend(section.keys().map(|k| format!("{name}.{k}"))),
+                None => keys.push(name.clone()),
+            }
+        }
+        for key in keys {
+            let short = key.rsplit('.').next().unwrap_or(&key);
+            assert!(
+                docs.contains(&format!("`{key}`")) || docs.contains(&format!("`{short}`")),
+                "{key} is not in docs/configuration.md"
+            );
+        }
+    }
+
+    #[test]
     fn socket_addresses() {
         assert_eq!(
             "unix:/run/l.sock".parse::<SocketAddress>().unwrap(),
