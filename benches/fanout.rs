@@ -1,0 +1,179 @@
+//! Fan-out benchmark (`cargo bench --bench fanout`; needs postfix's
+//! smtp-source, and postfix itself for the XVERP comparison).
+//!
+//! A 10 KiB post to N members over 100 domains, at verp_percent 100 and 0, from
+//! the LMTP 250 until a counting SMTP sink has every recipient, next to
+//! Postfix's smtp-source sending the same envelope shapes (single-recipient
+//! transactions, or 100-recipient batches) to the same sink with as many
+//! parallel sessions (the machine's limit), measured in the same run; the ratio;
+//! and listrelay's peak RSS. Then the same post through a real Postfix with and
+//! without XVERP. Set FANOUT_SIZES=10000,100000 to choose the sizes.
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::lmtp::{dot_stuff, Client};
+use support::postfix::Postfix;
+use support::server::Listrelay;
+use support::sink::Sink;
+use support::{ports, MtaConfig};
+
+const LIST: &str = "dev@lists.example.org";
+const DOMAINS: usize = 100;
+const SESSIONS: usize = 8;
+const BATCH: usize = 100;
+
+fn post() -> Vec<u8> {
+    let mut m = format!(
+        "From: poster@example.com\r\nTo: {LIST}\r\nSubject: bench\r\nMessage-ID: <bench.{}.{}@example.com>\r\n\r\n",
+        std::process::id(),
+        rand_u64()
+    )
+    .into_bytes();
+    let line = b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 abcdefg\r\n";
+    while m.len() < 10 * 1024 {
+        m.extend_from_slice(line);
+    }
+    m
+}
+
+fn rand_u64() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+async fn post_lmtp(port: u16) -> Instant {
+    let mut c = Client::connect_greeted(("127.0.0.1", port)).await.unwrap();
+    c.cmd("LHLO bench").await.unwrap();
+    c.cmd("MAIL FROM:<poster@example.com>").await.unwrap();
+    assert!(c.cmd(&format!("RCPT TO:<{LIST}>")).await.unwrap().is_positive());
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    let mut data = dot_stuff(&post());
+    data.extend_from_slice(b".\r\n");
+    c.send(&data).await.unwrap();
+    let r = c.read_reply().await.unwrap();
+    assert_eq!(r.code, 250, "{}", r.text());
+    Instant::now()
+}
+
+/// Peak resident set of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// smtp-source sending `n` recipients as transactions of `per_txn` to the sink.
+async fn reference(sink: &Sink, n: usize, per_txn: usize) -> f64 {
+    let before = sink.rcpt_count();
+    let t0 = Instant::now();
+    let status = Command::new("smtp-source")
+        .args(["-d", "-s", &SESSIONS.to_string()])
+        .args(["-m", &(n / per_txn).to_string(), "-r", &per_txn.to_string()])
+        .args(["-l", "10240", "-f", "dev-bounces@lists.example.org", "-t", "member@d0.example.net"])
+        .arg(format!("127.0.0.1:{}", sink.port()))
+        .status()
+        .expect("smtp-source (postfix) is needed");
+    assert!(status.success());
+    sink.wait_rcpts(before + n, Duration::from_secs(600)).await.unwrap();
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn site(smtp_port: u16, n: usize, verp: u8, xverp: bool, lmtp_port: u16) -> Listrelay {
+    let lr = Listrelay::new(
+        lmtp_port,
+        smtp_port,
+        &format!("[fanout]\nworkers = {SESSIONS}\npoll_interval_ms = 100\nxverp = {xverp}\n"),
+    );
+    let cfg = std::fs::read_to_string(&lr.config).unwrap().replace(
+        "max_connections = 8",
+        &format!("max_connections = {SESSIONS}"),
+    );
+    std::fs::write(&lr.config, cfg).unwrap();
+    lr.cli_ok(&["list", "create", LIST]);
+    let members: Vec<String> = (0..n).map(|i| format!("m{i}@d{}.example.net", i % DOMAINS)).collect();
+    lr.import(LIST, &members);
+    lr.cli_ok(&["list", "set", LIST, "verp_percent", &verp.to_string()]);
+    lr
+}
+
+/// listrelay fanning one post out to `n` members; recipients/s and peak RSS.
+async fn listrelay(sink: &Sink, n: usize, verp: u8) -> (f64, f64) {
+    let mut lr = site(sink.port(), n, verp, false, ports::free_port());
+    lr.start();
+    let before = sink.rcpt_count();
+    let t0 = post_lmtp(lr.lmtp_port).await;
+    sink.wait_rcpts(before + n, Duration::from_secs(900)).await.unwrap();
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    let rss = lr.pid().map_or(0.0, peak_rss_mib);
+    lr.stop();
+    (rate, rss)
+}
+
+/// The same post through a real Postfix, XVERP off and on (100 % VERP).
+async fn through_postfix(n: usize, xverp: bool) -> Option<f64> {
+    let sink = Sink::builder().start().await.ok()?;
+    let lmtp_port = ports::free_port();
+    let mut cfg = MtaConfig::single_list(lmtp_port, sink.port());
+    cfg.domains[0].local_parts = listrelay::address::list_local_parts("dev");
+    let pf = tokio::task::spawn_blocking(move || Postfix::start(&cfg)).await.ok()?.ok()?;
+    let mut lr = site(pf.reinject_port, n, 100, xverp, lmtp_port);
+    lr.start();
+    let t0 = post_lmtp(lr.lmtp_port).await;
+    sink.wait_rcpts(n, Duration::from_secs(900)).await.ok()?;
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    lr.stop();
+    drop(pf);
+    Some(rate)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let sizes: Vec<usize> = std::env::var("FANOUT_SIZES")
+        .unwrap_or_else(|_| "10000,100000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let sink = Sink::builder().start().await.unwrap();
+    println!("fan-out of a 10 KiB post over {DOMAINS} domains, {SESSIONS} SMTP sessions, to a counting sink");
+    println!(
+        "{:>8} {:>6} {:>16} {:>16} {:>7} {:>13}",
+        "members", "verp", "smtp-source r/s", "listrelay r/s", "ratio", "peak RSS MiB"
+    );
+    for &n in &sizes {
+        for verp in [100u8, 0] {
+            let per_txn = if verp == 100 { 1 } else { BATCH };
+            let limit = reference(&sink, n, per_txn).await;
+            let (rate, rss) = listrelay(&sink, n, verp).await;
+            println!(
+                "{n:>8} {:>5}% {limit:>16.0} {rate:>16.0} {:>7.2} {rss:>13.1}",
+                verp,
+                rate / limit
+            );
+        }
+    }
+    let n = sizes.first().copied().unwrap_or(10_000);
+    println!("\nthrough a real Postfix (re-injection port -> sink), {n} members at 100 % VERP:");
+    for xverp in [false, true] {
+        match through_postfix(n, xverp).await {
+            Some(rate) => println!(
+                "  {:<38} {rate:>8.0} recipients/s",
+                if xverp { "XVERP (Postfix splits the envelopes)" } else { "one transaction per member" }
+            ),
+            None => println!("  postfix not available: skipped"),
+        }
+    }
+}
