@@ -280,6 +280,18 @@ fn recover(trees: &Trees, spool: &Spool) -> Result<()> {
     Ok(())
 }
 
+impl SledStore {
+    /// Makes an administrative change durable before it is acknowledged: sled
+    /// only flushes by itself every 500 ms, and a CLI process that opened the
+    /// store exits long before that (the committer thread keeps the `Db` alive,
+    /// so dropping the store does not flush either).
+    async fn durable<T>(&self, result: Result<T>) -> Result<T> {
+        let value = result?;
+        self.trees.db.flush_async().await?;
+        Ok(value)
+    }
+}
+
 #[async_trait]
 impl Store for SledStore {
     async fn create_domain(&self, domain: &Domain) -> Result<()> {
@@ -289,7 +301,7 @@ impl Store for SledStore {
             .domains
             .compare_and_swap(&domain.name, None as Option<&[u8]>, Some(v))?
         {
-            Ok(()) => Ok(()),
+            Ok(()) => self.durable(Ok(())).await,
             Err(_) => Err(StoreError::Exists(format!("domain {}", domain.name))),
         }
     }
@@ -306,7 +318,8 @@ impl Store for SledStore {
         if !self.trees.domains.contains_key(&domain.name)? {
             return Err(StoreError::NotFound(format!("domain {}", domain.name)));
         }
-        put(&self.trees.domains, &domain.name, domain)
+        let r = put(&self.trees.domains, &domain.name, domain);
+        self.durable(r).await
     }
 
     async fn delete_domain(&self, name: &str) -> Result<()> {
@@ -316,7 +329,7 @@ impl Store for SledStore {
             )));
         }
         match self.trees.domains.remove(name)? {
-            Some(_) => Ok(()),
+            Some(_) => self.durable(Ok(())).await,
             None => Err(StoreError::NotFound(format!("domain {name}"))),
         }
     }
@@ -328,7 +341,7 @@ impl Store for SledStore {
             .lists
             .compare_and_swap(list.key(), None as Option<&[u8]>, Some(v))?
         {
-            Ok(()) => Ok(()),
+            Ok(()) => self.durable(Ok(())).await,
             Err(_) => Err(StoreError::Exists(format!("list {}", list.address))),
         }
     }
@@ -349,7 +362,8 @@ impl Store for SledStore {
         if !self.trees.lists.contains_key(list.key())? {
             return Err(StoreError::NotFound(format!("list {}", list.address)));
         }
-        put(&self.trees.lists, list.key(), list)
+        let r = put(&self.trees.lists, list.key(), list);
+        self.durable(r).await
     }
 
     async fn delete_list(&self, key: &str) -> Result<()> {
@@ -359,14 +373,14 @@ impl Store for SledStore {
         for k in self.trees.members.scan_prefix(key2(key, "")).keys() {
             self.trees.members.remove(k?)?;
         }
-        Ok(())
+        self.durable(Ok(())).await
     }
 
     async fn add_members(&self, list: &str, members: &[Member]) -> Result<Vec<bool>> {
         if !self.trees.lists.contains_key(list)? {
             return Err(StoreError::NotFound(format!("list {list}")));
         }
-        members
+        let added = members
             .iter()
             .map(|m| {
                 let v = serde_json::to_vec(m)?;
@@ -376,11 +390,14 @@ impl Store for SledStore {
                     .compare_and_swap(key2(list, &m.address.key()), None as Option<&[u8]>, Some(v))?
                     .is_ok())
             })
-            .collect()
+            .collect();
+        self.durable(added).await
     }
 
     async fn remove_member(&self, list: &str, member_key: &str) -> Result<bool> {
-        Ok(self.trees.members.remove(key2(list, member_key))?.is_some())
+        let removed = self.trees.members.remove(key2(list, member_key));
+        self.durable(removed.map(|r| r.is_some()).map_err(StoreError::from))
+            .await
     }
 
     async fn members(&self, list: &str) -> Result<Vec<Member>> {
