@@ -25,6 +25,16 @@ pub fn bin() -> &'static str {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub config: Option<PathBuf>,
+    /// A tmpfs mounted on the data dir, unmounted on drop.
+    mount: Option<PathBuf>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(m) = self.mount.take() {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
+    }
 }
 
 impl Env {
@@ -47,11 +57,45 @@ impl Env {
             std::fs::write(&p, toml).expect("writing config");
             Some(p)
         };
-        let env = Env { dir, config };
+        let env = Env {
+            dir,
+            config,
+            mount: None,
+        };
+        env.setup();
+        env
+    }
+
+    /// A data dir on a fresh tmpfs of `size` (e.g. "8m"); `None` if mounting
+    /// is not possible here (not root, no tmpfs).
+    pub fn on_tmpfs(size: &str) -> Option<Env> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("mkdir data");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&data)
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            return None;
+        }
+        let env = Env {
+            dir,
+            config: None,
+            mount: Some(data),
+        };
+        env.setup();
+        Some(env)
+    }
+
+    fn setup(&self) {
+        let env = self;
         env.cli_ok(&["list", "create", DEV]);
         env.cli_ok(&["list", "create", OTHER]);
         env.cli_ok(&["member", "add", DEV, "alice@example.net"]);
-        env
     }
 
     pub fn data(&self) -> PathBuf {
