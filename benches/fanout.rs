@@ -34,7 +34,8 @@ fn post() -> Vec<u8> {
         rand_u64()
     )
     .into_bytes();
-    let line = b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 abcdefg\r\n";
+    let line =
+        b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 abcdefg\r\n";
     while m.len() < 10 * 1024 {
         m.extend_from_slice(line);
     }
@@ -52,7 +53,11 @@ async fn post_lmtp(port: u16) -> Instant {
     let mut c = Client::connect_greeted(("127.0.0.1", port)).await.unwrap();
     c.cmd("LHLO bench").await.unwrap();
     c.cmd("MAIL FROM:<poster@example.com>").await.unwrap();
-    assert!(c.cmd(&format!("RCPT TO:<{LIST}>")).await.unwrap().is_positive());
+    assert!(c
+        .cmd(&format!("RCPT TO:<{LIST}>"))
+        .await
+        .unwrap()
+        .is_positive());
     assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
     let mut data = dot_stuff(&post());
     data.extend_from_slice(b".\r\n");
@@ -80,12 +85,21 @@ async fn reference(sink: &Sink, n: usize, per_txn: usize) -> f64 {
     let status = Command::new("smtp-source")
         .args(["-d", "-s", &SESSIONS.to_string()])
         .args(["-m", &(n / per_txn).to_string(), "-r", &per_txn.to_string()])
-        .args(["-l", "10240", "-f", "dev-bounces@lists.example.org", "-t", "member@d0.example.net"])
+        .args([
+            "-l",
+            "10240",
+            "-f",
+            "dev-bounces@lists.example.org",
+            "-t",
+            "member@d0.example.net",
+        ])
         .arg(format!("127.0.0.1:{}", sink.port()))
         .status()
         .expect("smtp-source (postfix) is needed");
     assert!(status.success());
-    sink.wait_rcpts(before + n, Duration::from_secs(600)).await.unwrap();
+    sink.wait_rcpts(before + n, Duration::from_secs(600))
+        .await
+        .unwrap();
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
@@ -101,7 +115,9 @@ fn site(smtp_port: u16, n: usize, verp: u8, xverp: bool, lmtp_port: u16) -> List
     );
     std::fs::write(&lr.config, cfg).unwrap();
     lr.cli_ok(&["list", "create", LIST]);
-    let members: Vec<String> = (0..n).map(|i| format!("m{i}@d{}.example.net", i % DOMAINS)).collect();
+    let members: Vec<String> = (0..n)
+        .map(|i| format!("m{i}@d{}.example.net", i % DOMAINS))
+        .collect();
     lr.import(LIST, &members);
     lr.cli_ok(&["list", "set", LIST, "verp_percent", &verp.to_string()]);
     lr
@@ -113,7 +129,9 @@ async fn listrelay(sink: &Sink, n: usize, verp: u8) -> (f64, f64) {
     lr.start();
     let before = sink.rcpt_count();
     let t0 = post_lmtp(lr.lmtp_port).await;
-    sink.wait_rcpts(before + n, Duration::from_secs(900)).await.unwrap();
+    sink.wait_rcpts(before + n, Duration::from_secs(900))
+        .await
+        .unwrap();
     let rate = n as f64 / t0.elapsed().as_secs_f64();
     let rss = lr.pid().map_or(0.0, peak_rss_mib);
     lr.stop();
@@ -126,7 +144,10 @@ async fn through_postfix(n: usize, xverp: bool) -> Option<f64> {
     let lmtp_port = ports::free_port();
     let mut cfg = MtaConfig::single_list(lmtp_port, sink.port());
     cfg.domains[0].local_parts = listrelay::address::list_local_parts("dev");
-    let pf = tokio::task::spawn_blocking(move || Postfix::start(&cfg)).await.ok()?.ok()?;
+    let pf = tokio::task::spawn_blocking(move || Postfix::start(&cfg))
+        .await
+        .ok()?
+        .ok()?;
     let mut lr = site(pf.reinject_port, n, 100, xverp, lmtp_port);
     lr.start();
     let t0 = post_lmtp(lr.lmtp_port).await;
@@ -171,7 +192,11 @@ async fn main() {
         match through_postfix(n, xverp).await {
             Some(rate) => println!(
                 "  {:<38} {rate:>8.0} recipients/s",
-                if xverp { "XVERP (Postfix splits the envelopes)" } else { "one transaction per member" }
+                if xverp {
+                    "XVERP (Postfix splits the envelopes)"
+                } else {
+                    "one transaction per member"
+                }
             ),
             None => println!("  postfix not available: skipped"),
         }

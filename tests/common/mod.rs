@@ -95,7 +95,10 @@ impl Env {
         let env = self;
         env.cli_ok(&["list", "create", DEV]);
         env.cli_ok(&["list", "create", OTHER]);
+        // Members on both lists: a post to a list without members is done at
+        // once and leaves the queue.
         env.cli_ok(&["member", "add", DEV, "alice@example.net"]);
+        env.cli_ok(&["member", "add", OTHER, "bob@example.net"]);
     }
 
     pub fn data(&self) -> PathBuf {
@@ -106,6 +109,9 @@ impl Env {
         let mut c = Command::new(bin());
         c.arg("--data-dir").arg(self.data());
         c.arg("--hostname").arg(HOST);
+        // Intake tests look at the queue: re-injection goes to a closed port
+        // (discard, 9) so fan-out keeps every post queued, waiting for the MTA.
+        c.arg("--smtp").arg("127.0.0.1:9");
         if let Some(cfg) = &self.config {
             c.arg("--config").arg(cfg);
         }
@@ -139,9 +145,10 @@ impl Env {
     /// The stored messages, as `--json queue` prints them.
     pub fn queue(&self) -> Vec<serde_json::Value> {
         let out = self.cli_ok(&["--json", "queue"]);
-        match serde_json::from_str(&out).expect("queue JSON") {
-            serde_json::Value::Array(a) => a,
-            other => panic!("queue is not an array: {other}"),
+        let v: serde_json::Value = serde_json::from_str(&out).expect("queue JSON");
+        match &v["messages"] {
+            serde_json::Value::Array(a) => a.clone(),
+            _ => panic!("queue has no messages array: {v}"),
         }
     }
 
