@@ -138,6 +138,36 @@ const CASES: &[Case] = &[
         status: Some("4.4.1"),
         reason: Some(Reason::Transient),
     },
+    // The failed address is named only in X-Failed-Recipients: a group
+    // system's prose rejection. The To and Cc of the returned message are
+    // not taken.
+    Case {
+        file: "group-rejection.eml",
+        kind: Kind::Bounce,
+        recipients: &["team-list@groups.example.org"],
+        hard: Some(false),
+        status: None,
+        reason: Some(Reason::Other),
+    },
+    // An Exim redirection ("save to"): the text names a file, the header the
+    // address.
+    Case {
+        file: "exim-redirect-full.eml",
+        kind: Kind::Bounce,
+        recipients: &["quentin@example.com"],
+        hard: Some(false),
+        status: Some("5.2.2"),
+        reason: Some(Reason::MailboxFull),
+    },
+    // The header alone does not make an ordinary message a bounce.
+    Case {
+        file: "failed-recipients-not-bounce.eml",
+        kind: Kind::NotBounce,
+        recipients: &[],
+        hard: None,
+        status: None,
+        reason: None,
+    },
 ];
 
 #[test]

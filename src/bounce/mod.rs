@@ -265,6 +265,26 @@ fn parse_inner(raw: &[u8], depth: u8) -> BounceReport {
             }
         }
     }
+    // `X-Failed-Recipients` is the header in which the reporting MTA itself
+    // (Exim, Google's mailers and others) lists the addresses it failed to
+    // deliver to. It is only a fallback, for reports whose text names no
+    // failed address: a group system's rejection written in prose ("the
+    // group you tried to contact may not exist"), an Exim redirection
+    // ("save to ..."), or a report whose failed address is also its own
+    // To. Only a report from a mail system carries it: an ordinary message
+    // with such a header is not trusted.
+    if bounce_like || !c.dsn.is_empty() {
+        let named: Vec<String> = c
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "x-failed-recipients")
+            .flat_map(|(_, v)| addrs_of(v))
+            .filter(|a| !addr::is_system_local(a))
+            .collect();
+        if let Some((kind, details)) = text::parse_named(&context, &named) {
+            return BounceReport::from_details(kind, details);
+        }
+    }
     BounceReport::not_bounce(if autoreply {
         Kind::AutoReply
     } else {
