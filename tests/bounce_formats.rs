@@ -159,6 +159,35 @@ const CASES: &[Case] = &[
         status: Some("5.2.2"),
         reason: Some(Reason::MailboxFull),
     },
+    // An address alone on its line in the report's list is kept even when
+    // it is a role address.
+    Case {
+        file: "listed-role-address.eml",
+        kind: Kind::Bounce,
+        recipients: &["postmaster@shop.example.jp"],
+        hard: Some(false),
+        status: None,
+        reason: Some(Reason::MailboxFull),
+    },
+    // ... or the report's own To (a message the sender sent to itself).
+    Case {
+        file: "self-addressed.eml",
+        kind: Kind::Bounce,
+        recipients: &["uma@example.fr"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    // A nested multipart whose boundary line is not folded: the raw body is
+    // read; RFC 5321's "Requested action not taken" marks the failure.
+    Case {
+        file: "broken-boundary.eml",
+        kind: Kind::Bounce,
+        recipients: &["5550100@sms.example.com"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
     // The header alone does not make an ordinary message a bounce.
     Case {
         file: "failed-recipients-not-bounce.eml",

@@ -241,6 +241,7 @@ const MAILBOX_FULL: &[&str] = &[
     "user is over",
     "insufficient storage",
     "mailbox has exceeded",
+    "mailbox exceeded",
     "account is full",
     "quota",
 ];

@@ -160,7 +160,37 @@ fn collect(raw: &[u8]) -> Collected {
     if c.texts.iter().all(|t| t.trim().is_empty()) {
         c.texts.extend(html);
     }
+    // A multipart whose boundary parameter is broken (an unfolded
+    // continuation line, say) yields no parts at all: read its raw body.
+    if c.texts.iter().all(|t| t.trim().is_empty()) && c.dsn.is_empty() && c.feedback.is_none() {
+        let body = raw
+            .get(msg.root_part().raw_body_offset() as usize..)
+            .unwrap_or(&[]);
+        c.texts.push(strip_mime_framing(&lossy(body)));
+    }
     c
+}
+
+/// Drops MIME boundary lines and the part headers after each of them from
+/// a raw multipart body, leaving the parts' contents.
+fn strip_mime_framing(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut in_headers = false;
+    for line in body.split_inclusive('\n') {
+        let t = line.trim_end();
+        if t.starts_with("--") && t.len() > 2 && !t.contains(char::is_whitespace) {
+            in_headers = true;
+            continue;
+        }
+        if in_headers {
+            if t.is_empty() {
+                in_headers = false;
+            }
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 fn unfold(v: &str) -> String {

@@ -116,6 +116,8 @@ const FAILURE_PHRASES: &[&str] = &[
     "temporarily deferred",
     "not yet been delivered",
     "delivery problem",
+    // RFC 5321's wording of the 450, 550, 551, 552 and 553 replies.
+    "requested action not taken",
 ];
 
 /// Byte offset just after a phrase announcing the list of failed recipients.
@@ -174,10 +176,23 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
         {
             continue;
         }
+        // An address alone on its line after the announcement ("The
+        // following addresses had delivery problems:\n  a@b.c") is an item
+        // of the report's own list: it is kept even when it is a role
+        // address (postmaster@) or the report's own To (a message sent to
+        // oneself).
+        let listed = list_start.is_some_and(|p| f.start > p)
+            && line
+                .trim()
+                .trim_end_matches(':')
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .eq_ignore_ascii_case(&f.addr);
         // "/home/u/mbox@host" or "|prog@host": a file or pipe, not an address.
         if f.addr.starts_with(['/', '|'])
-            || addr::is_system_local(&f.addr)
-            || exclude.iter().any(|e| e.eq_ignore_ascii_case(&f.addr))
+            || (!listed
+                && (addr::is_system_local(&f.addr)
+                    || exclude.iter().any(|e| e.eq_ignore_ascii_case(&f.addr))))
         {
             continue;
         }
