@@ -188,6 +188,16 @@ const CASES: &[Case] = &[
         status: Some("5.1.1"),
         reason: Some(Reason::UserUnknown),
     },
+    // "User unknown" only after the message was sent (end of DATA, named in
+    // the text part, not in the Diagnostic-Code): a filter, not the address.
+    Case {
+        file: "postfix-data-stage.eml",
+        kind: Kind::Bounce,
+        recipients: &["xavier@mobile.example.ne.jp"],
+        hard: Some(false),
+        status: Some("5.0.0"),
+        reason: Some(Reason::Policy),
+    },
     // The header alone does not make an ordinary message a bounce.
     Case {
         file: "failed-recipients-not-bounce.eml",

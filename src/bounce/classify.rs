@@ -242,6 +242,7 @@ const MAILBOX_FULL: &[&str] = &[
     "insufficient storage",
     "mailbox has exceeded",
     "mailbox exceeded",
+    "folder is full",
     "account is full",
     "quota",
 ];
@@ -328,6 +329,35 @@ fn reason_from_status(status: &str) -> Option<Reason> {
     })
 }
 
+/// Whether a (lower-cased) diagnostic says the refusal came at the DATA
+/// stage: "after end of data" (Exim), "in reply to end of DATA command"
+/// (Postfix), "SMTP command DATA".
+pub fn at_data_stage(lower: &str) -> bool {
+    let text = lower.split_whitespace().collect::<Vec<_>>().join(" ");
+    text.contains("end of data")
+        || text.contains("data command")
+        || text.contains("smtp command data")
+        || text.contains("after data")
+}
+
+/// "553 mx.example.com does not exist": what does not exist is a host name
+/// (dotted, no `@`, alphabetic last label), not a mailbox.
+fn host_does_not_exist(lower: &str) -> bool {
+    lower.match_indices(" does not exist").any(|(i, _)| {
+        let word = lower[..i]
+            .rsplit(|c: char| c.is_whitespace() || c == '<' || c == '(')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('>');
+        !word.contains('@')
+            && word.contains('.')
+            && word
+                .rsplit('.')
+                .next()
+                .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
+    })
+}
+
 /// Classifies one failure from its status and diagnostic text.
 pub fn reason(status: Option<&str>, diagnostic: &str) -> Reason {
     let text = diagnostic
@@ -342,7 +372,7 @@ pub fn reason(status: Option<&str>, diagnostic: &str) -> Reason {
     }
     let strong = if contains_any(&text, MAILBOX_FULL[..MAILBOX_FULL.len() - 1].as_ref()) {
         Some(Reason::MailboxFull)
-    } else if contains_any(&text, HOST_UNKNOWN) {
+    } else if contains_any(&text, HOST_UNKNOWN) || host_does_not_exist(&text) {
         Some(Reason::HostUnknown)
     } else if contains_any(&text, USER_UNKNOWN) {
         Some(Reason::UserUnknown)
@@ -351,6 +381,12 @@ pub fn reason(status: Option<&str>, diagnostic: &str) -> Reason {
     } else {
         None
     };
+    // The recipient was accepted at RCPT TO and refused only once the
+    // message itself had been sent (DATA): the refusal is about the message
+    // (a per-recipient filter), not about the address, whatever the wording.
+    if at_data_stage(&text) && matches!(strong.or(by_status), Some(Reason::UserUnknown)) {
+        return Reason::Policy;
+    }
     if let Some(r) = strong {
         // A policy status with user-unknown-like words ("address rejected")
         // stays a policy rejection unless the words are unambiguous.
@@ -498,6 +534,30 @@ mod tests {
                 false,
             ),
             (Some("4.2.0"), "try later", Reason::Transient, false),
+            (
+                None,
+                "553 mx.example.com does not exist",
+                Reason::HostUnknown,
+                true,
+            ),
+            (
+                Some("5.1.1"),
+                "550 : User unknown (in reply to end of DATA command)",
+                Reason::Policy,
+                false,
+            ),
+            (
+                None,
+                "SMTP error from remote mail server after end of data: 550 Unknown user",
+                Reason::Policy,
+                false,
+            ),
+            (
+                None,
+                "SMTP error from remote mail server after RCPT TO: 550 Unknown user",
+                Reason::UserUnknown,
+                true,
+            ),
             (
                 Some("5.3.4"),
                 "message too big",
