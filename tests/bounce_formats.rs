@@ -198,6 +198,16 @@ const CASES: &[Case] = &[
         status: Some("5.0.0"),
         reason: Some(Reason::Policy),
     },
+    // The remote server's own code (after its reply code) wins over the
+    // reporting MTA's Status field of the same class.
+    Case {
+        file: "status-vs-remote-code.eml",
+        kind: Kind::Bounce,
+        recipients: &["zack@mail.example.net"],
+        hard: Some(false),
+        status: Some("5.7.1"),
+        reason: Some(Reason::Policy),
+    },
     // The header alone does not make an ordinary message a bounce.
     Case {
         file: "failed-recipients-not-bounce.eml",

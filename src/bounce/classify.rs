@@ -48,7 +48,8 @@ fn status_at(s: &[u8]) -> Option<(String, usize)> {
 fn after_reply_code(text: &str, status: &str) -> bool {
     text.match_indices(status).any(|(i, _)| {
         let before = text[..i].trim_end_matches(['\'', '"', ' ', '-', '#']);
-        before.len() + 4 <= i + 2
+        // One to four separators: "550 5.1.1", "550-'5.2.2", "550 #5.1.0".
+        (1..=4).contains(&(i - before.len()))
             && before.len() >= 3
             && find_reply_code(&before[before.len() - 3..]).is_some()
             && (before.len() == 3 || !before.as_bytes()[before.len() - 4].is_ascii_digit())
@@ -127,8 +128,18 @@ pub fn best_status(given: Option<&str>, diagnostic: &str) -> Option<String> {
         let s = found.remove(i);
         found.insert(0, s);
     }
+    // The remote server's own code wins over a Status field of the same
+    // class that the reporting MTA wrote (Sendmail writes "5.1.1" for a
+    // "550 5.7.1 ... blacklisted" reply).
+    let remote = found
+        .first()
+        .filter(|s| after_reply_code(diagnostic, s) && !is_unspecific(s))
+        .cloned();
     match given {
-        Some(g) if !is_unspecific(g) => Some(g.to_string()),
+        Some(g) if !is_unspecific(g) => match remote {
+            Some(r) if r[..1] == g[..1] => Some(r),
+            _ => Some(g.to_string()),
+        },
         Some(g) => found
             .into_iter()
             .find(|s| !is_unspecific(s) && s[..1] == g[..1])
@@ -483,11 +494,24 @@ mod tests {
             best_status(Some("5.0.0"), "smtp; 550 unknown").as_deref(),
             Some("5.0.0")
         );
+        // The remote server's code, right after its reply code, wins.
         assert_eq!(
             best_status(Some("5.2.2"), "550 5.1.1").as_deref(),
+            Some("5.1.1")
+        );
+        assert_eq!(
+            best_status(Some("5.2.2"), "quota: 5.1.1 seen").as_deref(),
             Some("5.2.2")
         );
         assert_eq!(best_status(None, "550-5.1.1 x").as_deref(), Some("5.1.1"));
+        assert_eq!(
+            best_status(Some("5.1.1"), "550 5.7.1 IP address blacklisted").as_deref(),
+            Some("5.7.1")
+        );
+        assert_eq!(
+            best_status(Some("4.4.7"), "550 5.7.1 blocked").as_deref(),
+            Some("4.4.7")
+        );
         assert_eq!(
             best_status(
                 Some("5.0.0"),
