@@ -208,6 +208,16 @@ const CASES: &[Case] = &[
         status: Some("5.7.1"),
         reason: Some(Reason::Policy),
     },
+    // A bare "Status: 5.0.0" without Diagnostic-Code is refined from the
+    // text that names the address.
+    Case {
+        file: "opensmtpd-bare-status.eml",
+        kind: Kind::Bounce,
+        recipients: &["bert@example.net"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
     // The header alone does not make an ordinary message a bounce.
     Case {
         file: "failed-recipients-not-bounce.eml",

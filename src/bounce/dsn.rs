@@ -111,9 +111,9 @@ fn recipient(b: &Block, context: &str) -> Option<(RecipientDetail, Outcome)> {
     } else {
         diag.clone()
     };
-    if status.is_none() {
-        status = classify::best_status(None, &explain);
-    }
+    // Without a Diagnostic-Code, the human-readable text around the
+    // address ("a@b: 550 5.1.1 ...", OpenSMTPD) can refine a bare "5.0.0".
+    status = classify::best_status(status.as_deref(), &explain);
     let reason = classify::reason(status.as_deref(), &explain);
     if status.is_none() {
         let permanent = match outcome {
