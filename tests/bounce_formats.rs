@@ -138,6 +138,95 @@ const CASES: &[Case] = &[
         status: Some("4.4.1"),
         reason: Some(Reason::Transient),
     },
+    // The failed address is named only in X-Failed-Recipients: a group
+    // system's prose rejection. The To and Cc of the returned message are
+    // not taken.
+    Case {
+        file: "group-rejection.eml",
+        kind: Kind::Bounce,
+        recipients: &["team-list@groups.example.org"],
+        hard: Some(false),
+        status: None,
+        reason: Some(Reason::Other),
+    },
+    // An Exim redirection ("save to"): the text names a file, the header the
+    // address.
+    Case {
+        file: "exim-redirect-full.eml",
+        kind: Kind::Bounce,
+        recipients: &["quentin@example.com"],
+        hard: Some(false),
+        status: Some("5.2.2"),
+        reason: Some(Reason::MailboxFull),
+    },
+    // An address alone on its line in the report's list is kept even when
+    // it is a role address.
+    Case {
+        file: "listed-role-address.eml",
+        kind: Kind::Bounce,
+        recipients: &["postmaster@shop.example.jp"],
+        hard: Some(false),
+        status: None,
+        reason: Some(Reason::MailboxFull),
+    },
+    // ... or the report's own To (a message the sender sent to itself).
+    Case {
+        file: "self-addressed.eml",
+        kind: Kind::Bounce,
+        recipients: &["uma@example.fr"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    // A nested multipart whose boundary line is not folded: the raw body is
+    // read; RFC 5321's "Requested action not taken" marks the failure.
+    Case {
+        file: "broken-boundary.eml",
+        kind: Kind::Bounce,
+        recipients: &["5550100@sms.example.com"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    // "User unknown" only after the message was sent (end of DATA, named in
+    // the text part, not in the Diagnostic-Code): a filter, not the address.
+    Case {
+        file: "postfix-data-stage.eml",
+        kind: Kind::Bounce,
+        recipients: &["xavier@mobile.example.ne.jp"],
+        hard: Some(false),
+        status: Some("5.0.0"),
+        reason: Some(Reason::Policy),
+    },
+    // The remote server's own code (after its reply code) wins over the
+    // reporting MTA's Status field of the same class.
+    Case {
+        file: "status-vs-remote-code.eml",
+        kind: Kind::Bounce,
+        recipients: &["zack@mail.example.net"],
+        hard: Some(false),
+        status: Some("5.7.1"),
+        reason: Some(Reason::Policy),
+    },
+    // A bare "Status: 5.0.0" without Diagnostic-Code is refined from the
+    // text that names the address.
+    Case {
+        file: "opensmtpd-bare-status.eml",
+        kind: Kind::Bounce,
+        recipients: &["bert@example.net"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    // The header alone does not make an ordinary message a bounce.
+    Case {
+        file: "failed-recipients-not-bounce.eml",
+        kind: Kind::NotBounce,
+        recipients: &[],
+        hard: None,
+        status: None,
+        reason: None,
+    },
 ];
 
 #[test]

@@ -48,7 +48,8 @@ fn status_at(s: &[u8]) -> Option<(String, usize)> {
 fn after_reply_code(text: &str, status: &str) -> bool {
     text.match_indices(status).any(|(i, _)| {
         let before = text[..i].trim_end_matches(['\'', '"', ' ', '-', '#']);
-        before.len() + 4 <= i + 2
+        // One to four separators: "550 5.1.1", "550-'5.2.2", "550 #5.1.0".
+        (1..=4).contains(&(i - before.len()))
             && before.len() >= 3
             && find_reply_code(&before[before.len() - 3..]).is_some()
             && (before.len() == 3 || !before.as_bytes()[before.len() - 4].is_ascii_digit())
@@ -127,8 +128,18 @@ pub fn best_status(given: Option<&str>, diagnostic: &str) -> Option<String> {
         let s = found.remove(i);
         found.insert(0, s);
     }
+    // The remote server's own code wins over a Status field of the same
+    // class that the reporting MTA wrote (Sendmail writes "5.1.1" for a
+    // "550 5.7.1 ... blacklisted" reply).
+    let remote = found
+        .first()
+        .filter(|s| after_reply_code(diagnostic, s) && !is_unspecific(s))
+        .cloned();
     match given {
-        Some(g) if !is_unspecific(g) => Some(g.to_string()),
+        Some(g) if !is_unspecific(g) => match remote {
+            Some(r) if r[..1] == g[..1] => Some(r),
+            _ => Some(g.to_string()),
+        },
         Some(g) => found
             .into_iter()
             .find(|s| !is_unspecific(s) && s[..1] == g[..1])
@@ -241,6 +252,8 @@ const MAILBOX_FULL: &[&str] = &[
     "user is over",
     "insufficient storage",
     "mailbox has exceeded",
+    "mailbox exceeded",
+    "folder is full",
     "account is full",
     "quota",
 ];
@@ -327,6 +340,35 @@ fn reason_from_status(status: &str) -> Option<Reason> {
     })
 }
 
+/// Whether a (lower-cased) diagnostic says the refusal came at the DATA
+/// stage: "after end of data" (Exim), "in reply to end of DATA command"
+/// (Postfix), "SMTP command DATA".
+pub fn at_data_stage(lower: &str) -> bool {
+    let text = lower.split_whitespace().collect::<Vec<_>>().join(" ");
+    text.contains("end of data")
+        || text.contains("data command")
+        || text.contains("smtp command data")
+        || text.contains("after data")
+}
+
+/// "553 mx.example.com does not exist": what does not exist is a host name
+/// (dotted, no `@`, alphabetic last label), not a mailbox.
+fn host_does_not_exist(lower: &str) -> bool {
+    lower.match_indices(" does not exist").any(|(i, _)| {
+        let word = lower[..i]
+            .rsplit(|c: char| c.is_whitespace() || c == '<' || c == '(')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('>');
+        !word.contains('@')
+            && word.contains('.')
+            && word
+                .rsplit('.')
+                .next()
+                .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
+    })
+}
+
 /// Classifies one failure from its status and diagnostic text.
 pub fn reason(status: Option<&str>, diagnostic: &str) -> Reason {
     let text = diagnostic
@@ -341,7 +383,7 @@ pub fn reason(status: Option<&str>, diagnostic: &str) -> Reason {
     }
     let strong = if contains_any(&text, MAILBOX_FULL[..MAILBOX_FULL.len() - 1].as_ref()) {
         Some(Reason::MailboxFull)
-    } else if contains_any(&text, HOST_UNKNOWN) {
+    } else if contains_any(&text, HOST_UNKNOWN) || host_does_not_exist(&text) {
         Some(Reason::HostUnknown)
     } else if contains_any(&text, USER_UNKNOWN) {
         Some(Reason::UserUnknown)
@@ -350,6 +392,12 @@ pub fn reason(status: Option<&str>, diagnostic: &str) -> Reason {
     } else {
         None
     };
+    // The recipient was accepted at RCPT TO and refused only once the
+    // message itself had been sent (DATA): the refusal is about the message
+    // (a per-recipient filter), not about the address, whatever the wording.
+    if at_data_stage(&text) && matches!(strong.or(by_status), Some(Reason::UserUnknown)) {
+        return Reason::Policy;
+    }
     if let Some(r) = strong {
         // A policy status with user-unknown-like words ("address rejected")
         // stays a policy rejection unless the words are unambiguous.
@@ -446,11 +494,24 @@ mod tests {
             best_status(Some("5.0.0"), "smtp; 550 unknown").as_deref(),
             Some("5.0.0")
         );
+        // The remote server's code, right after its reply code, wins.
         assert_eq!(
             best_status(Some("5.2.2"), "550 5.1.1").as_deref(),
+            Some("5.1.1")
+        );
+        assert_eq!(
+            best_status(Some("5.2.2"), "quota: 5.1.1 seen").as_deref(),
             Some("5.2.2")
         );
         assert_eq!(best_status(None, "550-5.1.1 x").as_deref(), Some("5.1.1"));
+        assert_eq!(
+            best_status(Some("5.1.1"), "550 5.7.1 IP address blacklisted").as_deref(),
+            Some("5.7.1")
+        );
+        assert_eq!(
+            best_status(Some("4.4.7"), "550 5.7.1 blocked").as_deref(),
+            Some("4.4.7")
+        );
         assert_eq!(
             best_status(
                 Some("5.0.0"),
@@ -497,6 +558,30 @@ mod tests {
                 false,
             ),
             (Some("4.2.0"), "try later", Reason::Transient, false),
+            (
+                None,
+                "553 mx.example.com does not exist",
+                Reason::HostUnknown,
+                true,
+            ),
+            (
+                Some("5.1.1"),
+                "550 : User unknown (in reply to end of DATA command)",
+                Reason::Policy,
+                false,
+            ),
+            (
+                None,
+                "SMTP error from remote mail server after end of data: 550 Unknown user",
+                Reason::Policy,
+                false,
+            ),
+            (
+                None,
+                "SMTP error from remote mail server after RCPT TO: 550 Unknown user",
+                Reason::UserUnknown,
+                true,
+            ),
             (
                 Some("5.3.4"),
                 "message too big",

@@ -99,14 +99,21 @@ fn recipient(b: &Block, context: &str) -> Option<(RecipientDetail, Outcome)> {
     };
     // Text that explains this recipient: the diagnostic, else the lines of
     // the human-readable part around the address.
+    let near = around(context, &rcpt);
     let explain = if diag.trim().is_empty() {
-        around(context, &rcpt)
+        near
+    } else if !classify::at_data_stage(&diag.to_ascii_lowercase())
+        && classify::at_data_stage(&near.to_ascii_lowercase())
+    {
+        // Postfix puts the SMTP stage ("in reply to end of DATA command")
+        // in its human-readable text only, not in the Diagnostic-Code.
+        format!("{diag} (in reply to end of DATA command)")
     } else {
         diag.clone()
     };
-    if status.is_none() {
-        status = classify::best_status(None, &explain);
-    }
+    // Without a Diagnostic-Code, the human-readable text around the
+    // address ("a@b: 550 5.1.1 ...", OpenSMTPD) can refine a bare "5.0.0".
+    status = classify::best_status(status.as_deref(), &explain);
     let reason = classify::reason(status.as_deref(), &explain);
     if status.is_none() {
         let permanent = match outcome {

@@ -160,7 +160,37 @@ fn collect(raw: &[u8]) -> Collected {
     if c.texts.iter().all(|t| t.trim().is_empty()) {
         c.texts.extend(html);
     }
+    // A multipart whose boundary parameter is broken (an unfolded
+    // continuation line, say) yields no parts at all: read its raw body.
+    if c.texts.iter().all(|t| t.trim().is_empty()) && c.dsn.is_empty() && c.feedback.is_none() {
+        let body = raw
+            .get(msg.root_part().raw_body_offset() as usize..)
+            .unwrap_or(&[]);
+        c.texts.push(strip_mime_framing(&lossy(body)));
+    }
     c
+}
+
+/// Drops MIME boundary lines and the part headers after each of them from
+/// a raw multipart body, leaving the parts' contents.
+fn strip_mime_framing(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut in_headers = false;
+    for line in body.split_inclusive('\n') {
+        let t = line.trim_end();
+        if t.starts_with("--") && t.len() > 2 && !t.contains(char::is_whitespace) {
+            in_headers = true;
+            continue;
+        }
+        if in_headers {
+            if t.is_empty() {
+                in_headers = false;
+            }
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 fn unfold(v: &str) -> String {
@@ -263,6 +293,26 @@ fn parse_inner(raw: &[u8], depth: u8) -> BounceReport {
                     return r;
                 }
             }
+        }
+    }
+    // `X-Failed-Recipients` is the header in which the reporting MTA itself
+    // (Exim, Google's mailers and others) lists the addresses it failed to
+    // deliver to. It is only a fallback, for reports whose text names no
+    // failed address: a group system's rejection written in prose ("the
+    // group you tried to contact may not exist"), an Exim redirection
+    // ("save to ..."), or a report whose failed address is also its own
+    // To. Only a report from a mail system carries it: an ordinary message
+    // with such a header is not trusted.
+    if bounce_like || !c.dsn.is_empty() {
+        let named: Vec<String> = c
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "x-failed-recipients")
+            .flat_map(|(_, v)| addrs_of(v))
+            .filter(|a| !addr::is_system_local(a))
+            .collect();
+        if let Some((kind, details)) = text::parse_named(&context, &named) {
+            return BounceReport::from_details(kind, details);
         }
     }
     BounceReport::not_bounce(if autoreply {

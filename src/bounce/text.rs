@@ -116,6 +116,8 @@ const FAILURE_PHRASES: &[&str] = &[
     "temporarily deferred",
     "not yet been delivered",
     "delivery problem",
+    // RFC 5321's wording of the 450, 550, 551, 552 and 553 replies.
+    "requested action not taken",
 ];
 
 /// Byte offset just after a phrase announcing the list of failed recipients.
@@ -174,10 +176,23 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
         {
             continue;
         }
+        // An address alone on its line after the announcement ("The
+        // following addresses had delivery problems:\n  a@b.c") is an item
+        // of the report's own list: it is kept even when it is a role
+        // address (postmaster@) or the report's own To (a message sent to
+        // oneself).
+        let listed = list_start.is_some_and(|p| f.start > p)
+            && line
+                .trim()
+                .trim_end_matches(':')
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .eq_ignore_ascii_case(&f.addr);
         // "/home/u/mbox@host" or "|prog@host": a file or pipe, not an address.
         if f.addr.starts_with(['/', '|'])
-            || addr::is_system_local(&f.addr)
-            || exclude.iter().any(|e| e.eq_ignore_ascii_case(&f.addr))
+            || (!listed
+                && (addr::is_system_local(&f.addr)
+                    || exclude.iter().any(|e| e.eq_ignore_ascii_case(&f.addr))))
         {
             continue;
         }
@@ -209,18 +224,7 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
     if found.iter().any(at_line_start) {
         found.retain(at_line_start);
     }
-    let lower = body.to_lowercase();
-    let permanent = if lower.contains("permanent") || lower.contains("fatal") {
-        Some(true)
-    } else if lower.contains("temporar")
-        || lower.contains("will retry")
-        || lower.contains("delayed")
-        || lower.contains("still trying")
-    {
-        Some(false)
-    } else {
-        None
-    };
+    let permanent = permanence(body);
     let mut details = Vec::new();
     for (i, f) in found.iter().enumerate() {
         let line_start = body[..f.start].rfind('\n').map_or(0, |i| i + 1);
@@ -230,31 +234,7 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
                 .map_or(g.start, |i| i + 1)
                 .max(f.end)
         });
-        let mut segment = body[line_start..end].to_string();
-        if classify::best_status(None, &segment).is_none()
-            && classify::find_reply_code(&segment).is_none()
-        {
-            segment = format!("{segment}\n{body}");
-        }
-        let mut status = classify::best_status(None, &segment);
-        let reason = classify::reason(status.as_deref(), &segment);
-        if status.is_none() {
-            status = classify::derive_status(reason, &segment, permanent);
-        }
-        let diagnostic = segment.trim();
-        let diagnostic =
-            (!diagnostic.is_empty()).then(|| diagnostic.chars().take(500).collect::<String>());
-        let hard = classify::is_hard(reason, status.as_deref());
-        details.push(RecipientDetail {
-            recipient: f.addr.clone(),
-            original_recipient: None,
-            action: None,
-            status,
-            diagnostic,
-            remote_mta: None,
-            reason,
-            hard,
-        });
+        details.push(detail(&f.addr, &body[line_start..end], body, permanent));
     }
     let delayed = permanent == Some(false)
         && details.iter().all(|d| {
@@ -262,6 +242,69 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
                 && !matches!(d.reason, Reason::UserUnknown | Reason::HostUnknown)
         });
     Some((if delayed { Kind::Delay } else { Kind::Bounce }, details))
+}
+
+/// Whether the wording of a report says the failure is permanent
+/// (`Some(true)`), temporary (`Some(false)`) or does not say.
+fn permanence(body: &str) -> Option<bool> {
+    let lower = body.to_lowercase();
+    if lower.contains("permanent") || lower.contains("fatal") {
+        Some(true)
+    } else if lower.contains("temporar")
+        || lower.contains("will retry")
+        || lower.contains("delayed")
+        || lower.contains("still trying")
+    {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Classifies one failed recipient from the text about it (`segment`),
+/// falling back to the whole report when the segment carries no code.
+fn detail(recipient: &str, segment: &str, body: &str, permanent: Option<bool>) -> RecipientDetail {
+    let mut segment = segment.to_string();
+    if classify::best_status(None, &segment).is_none()
+        && classify::find_reply_code(&segment).is_none()
+    {
+        segment = format!("{segment}\n{body}");
+    }
+    let mut status = classify::best_status(None, &segment);
+    let reason = classify::reason(status.as_deref(), &segment);
+    if status.is_none() {
+        status = classify::derive_status(reason, &segment, permanent);
+    }
+    let diagnostic = segment.trim();
+    let diagnostic =
+        (!diagnostic.is_empty()).then(|| diagnostic.chars().take(500).collect::<String>());
+    let hard = classify::is_hard(reason, status.as_deref());
+    RecipientDetail {
+        recipient: recipient.to_string(),
+        original_recipient: None,
+        action: None,
+        status,
+        diagnostic,
+        remote_mta: None,
+        reason,
+        hard,
+    }
+}
+
+/// Builds the details of a bounce whose failed recipients are named
+/// outside its text (the `X-Failed-Recipients` header), classifying each
+/// from the report's text before the returned message.
+pub fn parse_named(text: &str, recipients: &[String]) -> Option<(Kind, Vec<RecipientDetail>)> {
+    if recipients.is_empty() {
+        return None;
+    }
+    let body = cut_original(text);
+    let permanent = permanence(body);
+    let details = recipients
+        .iter()
+        .map(|r| detail(r, "", body, permanent))
+        .collect();
+    Some((Kind::Bounce, details))
 }
 
 #[cfg(test)]
