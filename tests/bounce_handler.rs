@@ -493,3 +493,54 @@ async fn verp_tags() {
         )]
     );
 }
+
+/// Refusals recorded by fan-out at SMTP hand-off are consumed once and go
+/// through the same scoring.
+#[tokio::test]
+async fn hand_off_failures_are_consumed_and_scored() {
+    let r = Rig::new(BounceScope::List);
+    let l = r
+        .list("dev@a.org", &["bob@y.org", "amy@y.org"], |_| {})
+        .await;
+    for (member, reply) in [
+        ("Bob@y.org", USER_UNKNOWN),
+        ("amy@y.org", "552 5.2.2 mailbox full"),
+        ("gone@y.org", USER_UNKNOWN),
+    ] {
+        r.store
+            .record_failure(&DeliveryFailure {
+                list: l.key(),
+                member: member.into(),
+                message: "post".into(),
+                reply: reply.into(),
+                at: 0,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(r.handler.process_failures().await.unwrap(), 3);
+    assert!(r.store.pending_failures(10).await.unwrap().is_empty());
+    assert_eq!(r.handler.process_failures().await.unwrap(), 0);
+    let v = handler::show(r.store.as_ref(), BounceScope::List, &l, None)
+        .await
+        .unwrap();
+    let got: Vec<(String, f64, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["member"].as_str().unwrap().to_string(),
+                s["score"].as_f64().unwrap(),
+                s["last_status"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("amy@y.org".to_string(), 0.5, "5.2.2".to_string()),
+            ("bob@y.org".to_string(), 1.0, "5.1.1".to_string())
+        ]
+    );
+}
