@@ -460,6 +460,9 @@ fn print_human(req: &Request, v: &Value) {
             }
         }
         Request::BounceShow { .. } => {
+            if v.as_array().is_none_or(|a| a.is_empty()) {
+                println!("no bounce records");
+            }
             for b in v.as_array().into_iter().flatten() {
                 println!(
                     "{}\tscore {}\t{} bounces\tlast {} ({} {})\t{}\t{} warnings",
