@@ -10,7 +10,6 @@
 //! without XVERP. Set FANOUT_SIZES=10000,100000 to choose the sizes.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::process::Command;

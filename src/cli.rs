@@ -148,6 +148,13 @@ pub struct ImportArgs {
 pub enum BounceCmd {
     /// Parse one message on stdin and print what it reports, as JSON.
     Parse,
+    /// Show bounce records: score, last bounce, reason, disabled, warnings.
+    Show {
+        list: String,
+        member: Option<String>,
+    },
+    /// Forget a member's bounce record and re-enable their delivery.
+    Reset { list: String, member: String },
 }
 
 /// Members sent per admin request during an import.
@@ -242,6 +249,8 @@ fn request(cmd: Command) -> Result<Request> {
             MemberCmd::Import(_) | MemberCmd::Export { .. } => bail!("handled elsewhere"),
         },
         Command::Queue => Request::Queue,
+        Command::Bounce(BounceCmd::Show { list, member }) => Request::BounceShow { list, member },
+        Command::Bounce(BounceCmd::Reset { list, member }) => Request::BounceReset { list, member },
         _ => bail!("not an administration command"),
     })
 }
@@ -279,6 +288,7 @@ impl Client {
             self.local = Some(Admin {
                 store,
                 delimiter: self.config.intake.recipient_delimiter,
+                bounce_scope: self.config.bounce.scope,
             });
         }
         match &self.local {
@@ -447,6 +457,28 @@ fn print_human(req: &Request, v: &Value) {
             println!("{} removed", v["removed"]);
             for a in v["not_members"].as_array().into_iter().flatten() {
                 eprintln!("not a member: {}", a.as_str().unwrap_or(""));
+            }
+        }
+        Request::BounceShow { .. } => {
+            if v.as_array().is_none_or(|a| a.is_empty()) {
+                println!("no bounce records");
+            }
+            for b in v.as_array().into_iter().flatten() {
+                println!(
+                    "{}\tscore {}\t{} bounces\tlast {} ({} {})\t{}\t{} warnings",
+                    b["member"].as_str().unwrap_or_default(),
+                    b["score"],
+                    b["bounces"],
+                    crate::notice::rfc5322_date(b["last_bounce"].as_u64().unwrap_or(0)),
+                    b["last_reason"].as_str().unwrap_or("-"),
+                    b["last_status"].as_str().unwrap_or("-"),
+                    if b["disabled"].as_bool() == Some(true) {
+                        "delivery disabled"
+                    } else {
+                        "delivery on"
+                    },
+                    b["warnings_sent"],
+                );
             }
         }
         Request::Queue => print_queue(v),

@@ -101,6 +101,30 @@ pub struct Config {
     pub admin: AdminConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub bounce: BounceConfig,
+}
+
+/// Bounce processing (docs/bounces.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BounceConfig {
+    /// Which lists share a member's bounce state: `list`, `domain` or `site`
+    /// (an opaque domain never shares across domains).
+    pub scope: crate::bounce::scope::BounceScope,
+    /// How often the handler looks for queued bounces and hand-off failures.
+    pub poll_interval_ms: u64,
+    /// How often warnings, removals and staleness are checked.
+    pub pass_interval_secs: u64,
+}
+
+impl Default for BounceConfig {
+    fn default() -> Self {
+        BounceConfig {
+            scope: Default::default(),
+            poll_interval_ms: 1000,
+            pass_interval_secs: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -220,6 +244,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            bounce: BounceConfig::default(),
         }
     }
 }
@@ -338,6 +363,8 @@ impl Config {
             ("fanout.lease_secs", self.fanout.lease_secs),
             ("fanout.poll_interval_ms", self.fanout.poll_interval_ms),
             ("fanout.retry_min_secs", self.fanout.retry_min_secs),
+            ("bounce.poll_interval_ms", self.bounce.poll_interval_ms),
+            ("bounce.pass_interval_secs", self.bounce.pass_interval_secs),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -58,6 +58,19 @@ pub struct ListSettings {
     pub owners: Vec<String>,
     /// Addresses that approve held posts.
     pub moderators: Vec<String>,
+    /// Bounce score at which a member's delivery is disabled (a hard failure
+    /// scores 1, a soft one 0.5, at most once a day).
+    pub bounce_score_threshold: f64,
+    /// A score whose last bounce is older than this starts again from zero.
+    pub bounce_info_stale_after_secs: u64,
+    /// Warnings a disabled member gets before removal (0 = remove at once).
+    pub bounce_warnings: u32,
+    pub bounce_warning_interval_secs: u64,
+    /// Tell the owners when a member is removed for bouncing.
+    pub bounce_notify_owner_on_removal: bool,
+    /// Share (0–1) of one post's recipients whose policy/spam/DMARC bounces
+    /// suspend scoring for that post and alert the owners.
+    pub bounce_policy_suspend_share: f64,
 }
 
 impl Default for ListSettings {
@@ -72,6 +85,12 @@ impl Default for ListSettings {
             archive_url: String::new(),
             owners: Vec::new(),
             moderators: Vec::new(),
+            bounce_score_threshold: 5.0,
+            bounce_info_stale_after_secs: 7 * 86400,
+            bounce_warnings: 3,
+            bounce_warning_interval_secs: 7 * 86400,
+            bounce_notify_owner_on_removal: true,
+            bounce_policy_suspend_share: 0.1,
         }
     }
 }
@@ -135,6 +154,12 @@ impl ListSettings {
         }
         if self.max_rcpt_per_txn == 0 {
             return Err("max_rcpt_per_txn must be at least 1".into());
+        }
+        if self.bounce_score_threshold.is_nan() || self.bounce_score_threshold <= 0.0 {
+            return Err("bounce_score_threshold must be greater than 0".into());
+        }
+        if !(0.0..=1.0).contains(&self.bounce_policy_suspend_share) {
+            return Err("bounce_policy_suspend_share must be between 0 and 1".into());
         }
         Ok(())
     }

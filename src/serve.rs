@@ -29,6 +29,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let admin = Arc::new(Admin {
         store: store.clone(),
         delimiter: config.intake.recipient_delimiter,
+        bounce_scope: config.bounce.scope,
     });
     let admin_path = config.admin_socket();
     let admin_task = {
@@ -52,6 +53,13 @@ pub async fn serve(config: Config) -> Result<()> {
     smtp_cfg.max_connections = config.smtp.max_connections;
     smtp_cfg.connect_timeout = Duration::from_secs(config.smtp.connect_timeout_secs);
     smtp_cfg.command_timeout = Duration::from_secs(config.smtp.command_timeout_secs);
+    let bounces = crate::bounce::handler::Handler::start(
+        store.clone(),
+        &config,
+        secret.clone(),
+        smtp::Client::new(smtp_cfg.clone()),
+        stop.clone(),
+    );
     let fanout = Fanout::new(
         store.clone(),
         smtp::Client::new(smtp_cfg),
@@ -86,6 +94,7 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     let _ = tokio::time::timeout(DRAIN, fanout_task).await;
     let _ = prune_task.await;
+    let _ = bounces.await;
     let _ = admin_task.await;
     info!("stopped");
     Ok(())

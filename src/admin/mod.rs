@@ -70,6 +70,14 @@ pub enum Request {
         list: String,
     },
     Queue,
+    BounceShow {
+        list: String,
+        member: Option<String>,
+    },
+    BounceReset {
+        list: String,
+        member: String,
+    },
 }
 
 fn parse_address(what: &str, s: &str) -> Result<Address, AdminError> {
@@ -103,19 +111,26 @@ pub struct Admin {
     pub store: Arc<dyn Store>,
     /// The recipient delimiter, which a list name may not contain.
     pub delimiter: char,
+    /// The site's bounce scope (`[bounce] scope`), for bounce show/reset.
+    pub bounce_scope: crate::bounce::BounceScope,
 }
 
 impl Admin {
     /// Executes a request against the store and returns its JSON result.
     /// Changes are durable when it returns.
     pub async fn execute(&self, req: Request) -> Result<Value, AdminError> {
-        let value = execute(self.store.as_ref(), self.delimiter, req).await?;
+        let value = execute(self.store.as_ref(), self.delimiter, self.bounce_scope, req).await?;
         self.store.sync().await?;
         Ok(value)
     }
 }
 
-async fn execute(store: &dyn Store, delimiter: char, req: Request) -> Result<Value, AdminError> {
+async fn execute(
+    store: &dyn Store,
+    delimiter: char,
+    bounce_scope: crate::bounce::BounceScope,
+    req: Request,
+) -> Result<Value, AdminError> {
     Ok(match req {
         Request::DomainCreate { name, opaque } => {
             let name = name.to_ascii_lowercase();
@@ -256,6 +271,21 @@ async fn execute(store: &dyn Store, delimiter: char, req: Request) -> Result<Val
                     })
                     .collect(),
             )
+        }
+        Request::BounceShow { list, member } => {
+            let l = existing_list(store, &list).await?;
+            crate::bounce::handler::show(store, bounce_scope, &l, member.as_deref()).await?
+        }
+        Request::BounceReset { list, member } => {
+            let l = existing_list(store, &list).await?;
+            let m = parse_address("member address", &member)?;
+            if store.member(&l.key(), &m.key()).await?.is_none() {
+                return Err(AdminError::Invalid(format!(
+                    "{m} is not a member of {}",
+                    l.address
+                )));
+            }
+            crate::bounce::handler::reset(store, bounce_scope, &l, &m.key()).await?
         }
         Request::Queue => json!({
             "messages": store.messages(true).await?,

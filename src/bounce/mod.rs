@@ -13,13 +13,18 @@ pub mod autoreply;
 pub mod classify;
 pub mod dsn;
 pub mod fields;
+pub mod handler;
 pub mod report;
+pub mod scope;
+pub mod score;
 pub mod ses;
 pub mod text;
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
 pub use report::{BounceReport, Kind, Reason, RecipientDetail};
+pub use scope::{scope_key, BounceScope};
+pub use score::{BounceState, PostBounces};
 
 /// Parses one raw message. Never panics, whatever the input.
 pub fn parse(raw: &[u8]) -> BounceReport {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::address::Suffix;
+use crate::bounce::{BounceState, PostBounces};
 use crate::model::{Domain, List, Member};
 
 pub use self::sled::SledStore;
@@ -219,4 +220,24 @@ pub trait Store: Send + Sync {
     async fn chunks(&self) -> Result<Vec<ChunkState>>;
     async fn record_failure(&self, failure: &DeliveryFailure) -> Result<()>;
     async fn failures(&self, list: &str) -> Result<Vec<DeliveryFailure>>;
+
+    // --- bounces
+    /// One member of a list (by lowercased address).
+    async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>>;
+    /// Turns a member's delivery on or off; `false` if not a member.
+    async fn set_delivery(&self, list: &str, member_key: &str, enabled: bool) -> Result<bool>;
+    /// A member's bounce state under a scope key (see `bounce::scope_key`).
+    async fn bounce_state(&self, scope: &str, member_key: &str) -> Result<Option<BounceState>>;
+    /// Every bounce state, or those under one scope key.
+    async fn bounce_states(&self, scope: Option<&str>) -> Result<Vec<BounceState>>;
+    async fn put_bounce_state(&self, state: &BounceState) -> Result<()>;
+    async fn delete_bounce_state(&self, scope: &str, member_key: &str) -> Result<bool>;
+    /// Hand-off failures not yet scored, up to `max`, with their ids.
+    async fn pending_failures(&self, max: usize) -> Result<Vec<(String, DeliveryFailure)>>;
+    async fn delete_failure(&self, list: &str, id: &str) -> Result<()>;
+    /// The policy bounces of one post of a list.
+    async fn post_bounces(&self, list: &str, post: &str) -> Result<Option<PostBounces>>;
+    async fn put_post_bounces(&self, p: &PostBounces) -> Result<()>;
+    /// Drops post records first seen before `before` (seconds); returns how many.
+    async fn prune_post_bounces(&self, before: u64) -> Result<usize>;
 }

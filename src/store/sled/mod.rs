@@ -3,6 +3,7 @@
 //! (one directory sync and one sled flush per batch), and one flusher thread
 //! that makes concurrent progress writes durable with shared flushes.
 
+mod bounce;
 mod fanout;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use super::{
     AcceptOutcome, ChunkState, Claim, DeliveryFailure, Job, MessageMeta, MessageState, NewMessage,
     Result, Store, StoreError, WindowEntry,
 };
+use crate::bounce::{BounceState, PostBounces};
 use crate::model::{now, Domain, List, Member};
 
 /// Most accept calls folded into one group commit.
@@ -36,6 +38,7 @@ struct Trees {
     chunk_members: sled::Tree,
     counters: sled::Tree,
     failures: sled::Tree,
+    bounces: sled::Tree,
 }
 
 impl Trees {
@@ -51,6 +54,7 @@ impl Trees {
             chunk_members: db.open_tree("chunk_members")?,
             counters: db.open_tree("counters")?,
             failures: db.open_tree("failures")?,
+            bounces: db.open_tree("bounces")?,
             db,
         })
     }
@@ -606,5 +610,51 @@ impl Store for SledStore {
 
     async fn window_entry(&self, list: &str, message_id: &str) -> Result<Option<WindowEntry>> {
         get(&self.trees.window, key2(list, message_id))
+    }
+
+    // --- bounces (src/store/sled/bounce.rs)
+    async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>> {
+        get(&self.trees.members, self::member_key(list, member_key))
+    }
+
+    async fn set_delivery(&self, list: &str, member_key: &str, enabled: bool) -> Result<bool> {
+        bounce::set_delivery(&self.trees, &self::member_key(list, member_key), enabled)
+    }
+
+    async fn bounce_state(&self, scope: &str, member_key: &str) -> Result<Option<BounceState>> {
+        bounce::state(&self.trees, scope, member_key)
+    }
+
+    async fn bounce_states(&self, scope: Option<&str>) -> Result<Vec<BounceState>> {
+        bounce::states(&self.trees, scope)
+    }
+
+    async fn put_bounce_state(&self, state: &BounceState) -> Result<()> {
+        bounce::put_state(&self.trees, state)
+    }
+
+    async fn delete_bounce_state(&self, scope: &str, member_key: &str) -> Result<bool> {
+        bounce::delete_state(&self.trees, scope, member_key)
+    }
+
+    async fn pending_failures(&self, max: usize) -> Result<Vec<(String, DeliveryFailure)>> {
+        bounce::pending_failures(&self.trees, max)
+    }
+
+    async fn delete_failure(&self, list: &str, id: &str) -> Result<()> {
+        self.trees.failures.remove(key2(list, id))?;
+        Ok(())
+    }
+
+    async fn post_bounces(&self, list: &str, post: &str) -> Result<Option<PostBounces>> {
+        bounce::post(&self.trees, list, post)
+    }
+
+    async fn put_post_bounces(&self, p: &PostBounces) -> Result<()> {
+        bounce::put_post(&self.trees, p)
+    }
+
+    async fn prune_post_bounces(&self, before: u64) -> Result<usize> {
+        bounce::prune_posts(&self.trees, before)
     }
 }

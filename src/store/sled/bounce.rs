@@ -1,0 +1,84 @@
+//! Bounce state in sled: one `bounces` tree holding per-member records under
+//! `s\0SCOPE\0MEMBER` and per-post policy counts under `p\0LIST\0POST`.
+
+use super::{get, key2, put, values, Trees};
+use crate::bounce::{BounceState, PostBounces};
+use crate::model::Member;
+use crate::store::{DeliveryFailure, Result};
+
+fn state_key(scope: &str, member: &str) -> Vec<u8> {
+    let mut k = b"s\0".to_vec();
+    k.extend(key2(scope, member));
+    k
+}
+
+fn post_key(list: &str, post: &str) -> Vec<u8> {
+    let mut k = b"p\0".to_vec();
+    k.extend(key2(list, post));
+    k
+}
+
+pub fn set_delivery(t: &Trees, key: &[u8], enabled: bool) -> Result<bool> {
+    let Some(mut m) = get::<Member>(&t.members, key)? else {
+        return Ok(false);
+    };
+    if m.delivery_enabled != enabled {
+        m.delivery_enabled = enabled;
+        put(&t.members, key, &m)?;
+    }
+    Ok(true)
+}
+
+pub fn state(t: &Trees, scope: &str, member: &str) -> Result<Option<BounceState>> {
+    get(&t.bounces, state_key(scope, member))
+}
+
+pub fn states(t: &Trees, scope: Option<&str>) -> Result<Vec<BounceState>> {
+    match scope {
+        Some(s) => values(t.bounces.scan_prefix(state_key(s, ""))),
+        None => values(t.bounces.scan_prefix(b"s\0")),
+    }
+}
+
+pub fn put_state(t: &Trees, s: &BounceState) -> Result<()> {
+    put(&t.bounces, state_key(&s.scope, &s.member), s)
+}
+
+pub fn delete_state(t: &Trees, scope: &str, member: &str) -> Result<bool> {
+    Ok(t.bounces.remove(state_key(scope, member))?.is_some())
+}
+
+pub fn pending_failures(t: &Trees, max: usize) -> Result<Vec<(String, DeliveryFailure)>> {
+    let mut out = Vec::new();
+    for kv in t.failures.iter().take(max) {
+        let (k, v) = kv?;
+        let id = k
+            .iter()
+            .position(|&b| b == 0)
+            .map(|i| String::from_utf8_lossy(&k[i + 1..]).into_owned())
+            .unwrap_or_default();
+        out.push((id, serde_json::from_slice(&v)?));
+    }
+    Ok(out)
+}
+
+pub fn post(t: &Trees, list: &str, post: &str) -> Result<Option<PostBounces>> {
+    get(&t.bounces, post_key(list, post))
+}
+
+pub fn put_post(t: &Trees, p: &PostBounces) -> Result<()> {
+    put(&t.bounces, post_key(&p.list, &p.post), p)
+}
+
+pub fn prune_posts(t: &Trees, before: u64) -> Result<usize> {
+    let mut n = 0;
+    for kv in t.bounces.scan_prefix(b"p\0") {
+        let (k, v) = kv?;
+        let p: PostBounces = serde_json::from_slice(&v)?;
+        if p.first_at < before {
+            t.bounces.remove(k)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}

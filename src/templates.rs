@@ -1,0 +1,206 @@
+//! The texts people receive. Every one is a named template with a built-in
+//! default, overridable by a file `NAME.txt` under `DATA_DIR/templates/`, at
+//! site level, domain level (`domains/DOMAIN/`) or list level
+//! (`lists/LIST@DOMAIN/`); the most specific file wins.
+//!
+//! A template starts with a `Subject:` line, then an empty line, then the
+//! body. `{name}` is replaced by the value given for `name`; `{{` and `}}`
+//! write braces; unknown placeholders are left as they are.
+
+use std::path::{Path, PathBuf};
+
+use crate::model::List;
+
+/// The built-in defaults: (name, text).
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "bounce-disabled",
+        "Subject: Your delivery from {list} is disabled\n\n\
+Mail from the list {list} to your address {member} has been bouncing\n\
+(last reason: {reason}), so we stopped sending it. You are still\n\
+subscribed. This is warning {warning} of {warnings}; after the last one\n\
+your address will be removed from the list.\n\n\
+To get mail again, ask the list owner ({owner}) to re-enable delivery.\n",
+    ),
+    (
+        "bounce-owner-removed",
+        "Subject: {member} removed from {list} for bouncing\n\n\
+The address {member} was removed from the list {list} because mail to it\n\
+kept bouncing (score {score}, last reason: {reason}, status {status}).\n",
+    ),
+    (
+        "bounce-policy-alert",
+        "Subject: Policy rejections of a post to {list}\n\n\
+{count} of {recipients} recipients of the post {post} to {list} were\n\
+refused for policy reasons (spam, DMARC, blocking), such as {member}:\n\n\
+  {diagnostic}\n\n\
+This is usually a problem of the sender's domain or of the list, not of\n\
+the members, so bounce scoring for this post is suspended.\n",
+    ),
+];
+
+/// A rendered template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub body: String,
+}
+
+/// Where templates are looked up.
+#[derive(Debug, Clone, Default)]
+pub struct Templates {
+    /// `DATA_DIR/templates`; `None` = built-in defaults only.
+    root: Option<PathBuf>,
+}
+
+impl Templates {
+    pub fn new(data_dir: &Path) -> Self {
+        Templates {
+            root: Some(data_dir.join("templates")),
+        }
+    }
+
+    pub fn builtin() -> Self {
+        Templates { root: None }
+    }
+
+    /// The text of template `name` for `list` (site level without a list):
+    /// the most specific override, else the built-in default.
+    pub fn text(&self, name: &str, list: Option<&List>) -> Option<String> {
+        if let Some(root) = &self.root {
+            let file = format!("{name}.txt");
+            let mut candidates = Vec::new();
+            if let Some(l) = list {
+                candidates.push(root.join("lists").join(l.key()).join(&file));
+                candidates.push(root.join("domains").join(l.address.domain()).join(&file));
+            }
+            candidates.push(root.join(&file));
+            for c in candidates {
+                if let Ok(t) = std::fs::read_to_string(&c) {
+                    return Some(t);
+                }
+            }
+        }
+        BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.to_string())
+    }
+
+    /// Renders template `name` with `vars`; `None` for an unknown name.
+    pub fn render(
+        &self,
+        name: &str,
+        list: Option<&List>,
+        vars: &[(&str, &str)],
+    ) -> Option<Rendered> {
+        let text = self.text(name, list)?;
+        let text = substitute(&text.replace("\r\n", "\n"), vars);
+        let (subject, body) = match text.strip_prefix("Subject:") {
+            Some(rest) => {
+                let (s, b) = rest.split_once('\n').unwrap_or((rest, ""));
+                (
+                    s.trim().to_string(),
+                    b.strip_prefix('\n').unwrap_or(b).to_string(),
+                )
+            }
+            None => (name.to_string(), text),
+        };
+        Some(Rendered { subject, body })
+    }
+}
+
+/// Replaces `{name}` placeholders.
+pub fn substitute(text: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+            continue;
+        }
+        if tail.starts_with('{') {
+            if let Some(end) = tail.find('}') {
+                let key = &tail[1..end];
+                if let Some((_, v)) = vars.iter().find(|(k, _)| *k == key) {
+                    out.push_str(v);
+                    rest = &tail[end + 1..];
+                    continue;
+                }
+            }
+        }
+        out.push_str(&tail[..1]);
+        rest = &tail[1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::Address;
+
+    #[test]
+    fn placeholders() {
+        assert_eq!(
+            substitute("a {x} {{x}} {y} }} {", &[("x", "1")]),
+            "a 1 {x} {y} } {"
+        );
+    }
+
+    #[test]
+    fn overrides_list_then_domain_then_site_then_builtin() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Templates::new(dir.path());
+        let list = List::new(Address::parse("dev@x.org").unwrap());
+        let other = List::new(Address::parse("ops@x.org").unwrap());
+        let vars = [("list", "dev@x.org"), ("member", "bob@y.org")];
+        let r = t.render("bounce-disabled", Some(&list), &vars).unwrap();
+        assert_eq!(r.subject, "Your delivery from dev@x.org is disabled");
+        assert!(r.body.contains("bob@y.org"), "{}", r.body);
+        let root = dir.path().join("templates");
+        std::fs::create_dir_all(root.join("domains/x.org")).unwrap();
+        std::fs::create_dir_all(root.join("lists/dev@x.org")).unwrap();
+        std::fs::write(
+            root.join("bounce-disabled.txt"),
+            "Subject: site {list}\n\nS",
+        )
+        .unwrap();
+        assert_eq!(
+            t.render("bounce-disabled", Some(&list), &vars)
+                .unwrap()
+                .subject,
+            "site dev@x.org"
+        );
+        std::fs::write(
+            root.join("domains/x.org/bounce-disabled.txt"),
+            "Subject: dom\n\nD",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("lists/dev@x.org/bounce-disabled.txt"),
+            "Subject: lst\n\nL {member}",
+        )
+        .unwrap();
+        let r = t.render("bounce-disabled", Some(&list), &vars).unwrap();
+        assert_eq!(
+            (r.subject.as_str(), r.body.as_str()),
+            ("lst", "L bob@y.org")
+        );
+        assert_eq!(
+            t.render("bounce-disabled", Some(&other), &vars)
+                .unwrap()
+                .subject,
+            "dom"
+        );
+        assert_eq!(
+            t.render("bounce-disabled", None, &vars).unwrap().subject,
+            "site dev@x.org"
+        );
+        assert!(t.render("no-such-template", None, &vars).is_none());
+    }
+}
