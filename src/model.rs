@@ -19,7 +19,7 @@ pub fn now() -> u64 {
 pub struct Domain {
     pub name: String,
     /// An opaque domain neither shares its members' bounce state with other
-    /// domains nor receives theirs (see docs/configuration.md, bounce scope).
+    /// domains nor receives theirs (see docs/bounces.md, the scope matrix).
     #[serde(default)]
     pub opaque: bool,
     #[serde(default)]

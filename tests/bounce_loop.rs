@@ -160,7 +160,9 @@ fn poll(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 fn queue_empty(d: &Dirs) -> bool {
-    cli(d, &["queue"]).as_array().is_some_and(|a| a.is_empty())
+    cli(d, &["queue"])["messages"]
+        .as_array()
+        .is_some_and(|a| a.is_empty())
 }
 
 fn secret(data: &Path) -> listrelay::secret::Secret {
