@@ -136,6 +136,7 @@ impl Fanout {
         {
             return Ok(Stop::LeaseLost);
         }
+        self.store.sync().await?;
         *s = released;
         self.work.notify_waiters();
         Ok(Stop::Released)
@@ -175,7 +176,13 @@ impl Fanout {
             if *shutdown.borrow() {
                 return Err(self.release(owner, held, 0).await);
             }
-            match self.send(&list, job, txn, xverp, &copy).await {
+            // The previous transaction's progress becomes durable while this
+            // one is on the wire: at most two transactions per worker are
+            // ever unrecorded (docs/architecture.md, Guarantees).
+            let (sent, synced) =
+                tokio::join!(self.send(&list, job, txn, xverp, &copy), self.store.sync());
+            synced.map_err(Err)?;
+            match sent {
                 Sent::MtaDown(e) => return Err(self.mta_down(owner, held, e).await),
                 Sent::Answered(statuses) => {
                     let mut s = held.state.lock().await;
@@ -188,6 +195,7 @@ impl Fanout {
                 }
             }
         }
+        self.store.sync().await.map_err(Err)?;
         self.retry_due(owner, job, &list, held, &copy, shutdown)
             .await?;
         let next = held
@@ -242,6 +250,7 @@ impl Fanout {
                     let mut s = held.state.lock().await;
                     let failures = self.apply(&mut s, job, &txn.rcpts, statuses);
                     self.save(owner, held, &mut s).await?;
+                    self.store.sync().await.map_err(Err)?;
                     drop(s);
                     self.record(failures).await;
                 }

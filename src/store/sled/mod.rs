@@ -22,6 +22,9 @@ use super::{
 use crate::bounce::{BounceState, PostBounces};
 use crate::model::{now, Domain, List, Member};
 
+/// sled's page cache.
+const SLED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Most accept calls folded into one group commit.
 const MAX_BATCH: usize = 256;
 
@@ -118,6 +121,9 @@ impl SledStore {
     pub fn open(data_dir: &Path) -> Result<Self> {
         let db = sled::Config::new()
             .path(data_dir.join("db"))
+            // sled's default page cache is 1 GiB; records are small and the
+            // hot set (chunk states, lists) is tiny.
+            .cache_capacity(SLED_CACHE_BYTES)
             .open()
             .map_err(|e| {
                 StoreError::Backend(format!("opening {}: {e}", data_dir.join("db").display()))
@@ -576,11 +582,7 @@ impl Store for SledStore {
     }
 
     async fn update_chunk(&self, owner: &str, state: &ChunkState, lease_ms: u64) -> Result<bool> {
-        let ok = fanout::update_chunk(&self.trees, owner, state, lease_ms)?;
-        if ok {
-            self.durable().await?;
-        }
-        Ok(ok)
+        fanout::update_chunk(&self.trees, owner, state, lease_ms)
     }
 
     async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Option<Job>> {
