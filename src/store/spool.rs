@@ -32,9 +32,9 @@ impl Spool {
         self.dir.join(format!("{id}.{ext}"))
     }
 
-    /// Writes and syncs one message's file and renames it into place. The rename
-    /// is durable only after [`Spool::sync_dir`].
-    pub fn write(&self, msg: &NewMessage) -> Result<()> {
+    /// Writes one message's file as `ID.tmp`, not yet synced: a batch syncs
+    /// its files together ([`sync_files`]) and then [`Spool::publish`]es them.
+    pub fn write(&self, msg: &NewMessage) -> Result<File> {
         let tmp = self.path(&msg.meta.id, "tmp");
         let meta = serde_json::to_vec(msg)?;
         let result = (|| {
@@ -46,13 +46,24 @@ impl Spool {
             head.extend_from_slice(&meta);
             f.write_all(&head)?;
             f.write_all(&msg.body)?;
-            f.sync_data()?;
-            fs::rename(&tmp, self.path(&msg.meta.id, "msg"))
+            Ok(f)
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         result.map_err(io_err(&tmp))
+    }
+
+    /// Renames a synced `ID.tmp` to `ID.msg`; durable after [`Spool::sync_dir`].
+    pub fn publish(&self, id: &str) -> Result<()> {
+        let tmp = self.path(id, "tmp");
+        fs::rename(&tmp, self.path(id, "msg")).map_err(io_err(&tmp))
+    }
+
+    /// Drops a message's file, published or not.
+    pub fn discard(&self, id: &str) {
+        let _ = fs::remove_file(self.path(id, "tmp"));
+        let _ = self.remove(id);
     }
 
     /// Makes the renames of the batch durable.
@@ -103,6 +114,27 @@ impl Spool {
         ids.sort();
         Ok(ids)
     }
+}
+
+/// Syncs the data of several files at once, from a few threads: concurrent
+/// syncs share the file system's journal commits, where one thread syncing
+/// them in turn pays one commit each.
+pub fn sync_files(files: &[&File]) -> Vec<std::io::Result<()>> {
+    const THREADS: usize = 8;
+    let per = files.len().div_ceil(THREADS).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().map(|f| f.sync_data()).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err(std::io::Error::other("sync thread panicked"))])
+            })
+            .collect()
+    })
 }
 
 fn decode(buf: &[u8]) -> Option<NewMessage> {

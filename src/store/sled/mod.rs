@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::spool::Spool;
+use super::spool::{self, Spool};
 use super::{
     AcceptOutcome, ChunkState, Claim, DeliveryFailure, Job, MessageMeta, MessageState, NewMessage,
     Result, Store, StoreError, WindowEntry,
@@ -220,10 +220,11 @@ fn commit_batch(
     // Window claims made earlier in this batch, not yet in sled.
     let mut claimed: HashMap<Vec<u8>, WindowEntry> = HashMap::new();
     let mut results: Vec<Result<Vec<AcceptOutcome>>> = Vec::with_capacity(commits.len());
+    // Files written for the batch: (commit index, message id, file).
+    let mut files: Vec<(usize, String, std::fs::File)> = Vec::new();
     let now = now();
-    for commit in commits {
+    for (c, commit) in commits.iter().enumerate() {
         let mut outcomes = Vec::with_capacity(commit.batch.len());
-        let mut written = Vec::new();
         let mut failure = None;
         for msg in &commit.batch {
             let outcome = match window_check(trees, &claimed, msg, now) {
@@ -234,11 +235,13 @@ fn commit_batch(
                 }
             };
             if outcome == AcceptOutcome::Accepted {
-                if let Err(e) = spool.write(msg) {
-                    failure = Some(e);
-                    break;
+                match spool.write(msg) {
+                    Ok(f) => files.push((c, msg.meta.id.clone(), f)),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 }
-                written.push(msg.meta.id.clone());
                 if let Some(d) = &msg.meta.dedup {
                     claimed.insert(
                         key2(&msg.meta.list, &d.message_id),
@@ -252,18 +255,52 @@ fn commit_batch(
             }
             outcomes.push(outcome);
         }
-        results.push(match failure {
-            None => Ok(outcomes),
-            Some(e) => {
-                for id in &written {
-                    let _ = spool.remove(id);
-                }
-                claimed.retain(|_, w| !written.contains(&w.message));
-                Err(e)
+        results.push(failure.map_or(Ok(outcomes), Err));
+    }
+    // Sync every file of the batch together, then publish them.
+    let synced = spool::sync_files(&files.iter().map(|(_, _, f)| f).collect::<Vec<_>>());
+    for ((c, id, _), sync) in files.iter().zip(synced) {
+        if let Err(e) = sync
+            .map_err(|e| StoreError::Io {
+                path: id.clone(),
+                source: e,
+            })
+            .and_then(|_| spool.publish(id))
+        {
+            if results[*c].is_ok() {
+                results[*c] = Err(e);
             }
+        }
+    }
+    // A failed commit drops all its files, and so fails any commit of the
+    // batch that was told it duplicates one of them.
+    let failed: std::collections::HashSet<&str> = files
+        .iter()
+        .filter(|(c, _, _)| results[*c].is_err())
+        .map(|(_, id, _)| id.as_str())
+        .collect();
+    for id in &failed {
+        spool.discard(id);
+    }
+    for r in results.iter_mut() {
+        let leans_on_failed = r.as_ref().is_ok_and(|outcomes| {
+            outcomes.iter().any(|o| match o {
+                AcceptOutcome::Redelivery { existing } | AcceptOutcome::Duplicate { existing } => {
+                    failed.contains(existing.as_str())
+                }
+                AcceptOutcome::Accepted => false,
+            })
         });
+        if leans_on_failed {
+            *r = Err(StoreError::Backend(
+                "a copy in the same batch failed to store".into(),
+            ));
+        }
     }
     if let Err(e) = spool.sync_dir() {
+        for (_, id, _) in &files {
+            spool.discard(id);
+        }
         return commits
             .iter()
             .map(|_| Err(StoreError::Backend(e.to_string())))
