@@ -206,7 +206,8 @@ async fn main() {
             println!("{n:>8} {verp:>5}% {limit:>16.0} {rate:>16.0} {ratio:>7.2} {rss:>13.1}   (ratios {spread})");
         }
     }
-    let n = sizes.first().copied().unwrap_or(10_000);
+    // Postfix's own throughput bounds this path; a smaller list says enough.
+    let n = sizes.first().copied().unwrap_or(10_000).min(10_000);
     println!("\nthrough a real Postfix (re-injection port -> sink), {n} members at 100 % VERP:");
     for xverp in [false, true] {
         match through_postfix(n, xverp).await {

@@ -365,10 +365,10 @@ async fn import(config: &Config, args: ImportArgs, json: bool) -> Result<()> {
 }
 
 async fn integration(config: &Config, mta: &str) -> Result<()> {
-    let lists = Client::new(config)
-        .call(Request::ListList { domain: None })
-        .await?;
-    let domains = Client::new(config).call(Request::DomainList).await?;
+    // One client: a second would try to open the store a second time.
+    let mut client = Client::new(config);
+    let lists = client.call(Request::ListList { domain: None }).await?;
+    let domains = client.call(Request::DomainList).await?;
     let mut params = crate::integration::Params {
         domains: Vec::new(),
         lmtp: match config.lmtp.listen.first() {

@@ -280,3 +280,74 @@ async fn mta_stopped_during_fanout_nothing_is_lost() {
     );
     pf.stop();
 }
+
+/// Posts `body` with a fixed Message-ID over LMTP; returns the reply code.
+async fn post_window(port: u16, body: &str) -> u16 {
+    let mut c = Client::connect_greeted(("127.0.0.1", port)).await.unwrap();
+    c.cmd("LHLO test").await.unwrap();
+    c.cmd("MAIL FROM:<poster@example.com>").await.unwrap();
+    c.cmd(&format!("RCPT TO:<{LIST}>")).await.unwrap();
+    c.cmd("DATA").await.unwrap();
+    let msg = format!("Message-ID: <window@example.com>\r\nSubject: w\r\n\r\n{body}\r\n.\r\n");
+    c.send(msg.as_bytes()).await.unwrap();
+    c.read_reply().await.unwrap().code
+}
+
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A post's Message-ID leaves the window when its job is done plus the grace:
+/// the same Message-ID is then a new post, while before it is a duplicate.
+/// The operator's counters show it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_id_leaves_the_window_after_delivery_and_grace() {
+    let sink = Sink::builder().start().await.unwrap();
+    let metrics_port = ports::free_port();
+    let mut lr = Listrelay::with_smtp(
+        sink.port(),
+        &format!("[intake]\nduplicate_grace_secs = 2\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
+    );
+    lr.cli_ok(&["list", "create", LIST]);
+    lr.cli_ok(&["list", "set", LIST, "duplicate_policy", "reject"]);
+    lr.cli_ok(&["member", "add", LIST, "a@one.example.net"]);
+    lr.start();
+    assert_eq!(post_window(lr.lmtp_port, "first").await, 250);
+    sink.wait_rcpts(1, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(
+        post_window(lr.lmtp_port, "second").await,
+        550,
+        "in the window during the grace"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        post_window(lr.lmtp_port, "third").await,
+        250,
+        "out of the window after the grace"
+    );
+    sink.wait_rcpts(2, Duration::from_secs(30)).await.unwrap();
+
+    let done = support::poll_until(Duration::from_secs(10), || {
+        scrape(metrics_port).contains("listrelay_fanout_jobs_completed_total 2")
+    });
+    let text = scrape(metrics_port);
+    assert!(done, "{text}");
+    assert!(
+        text.contains("listrelay_intake_recipients_total{outcome=\"stored\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("listrelay_intake_recipients_total{outcome=\"duplicate_rejected\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("listrelay_fanout_envelopes_total{verp=\"true\"} 2"),
+        "{text}"
+    );
+    lr.stop();
+}
