@@ -16,7 +16,6 @@ use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
 use crate::config::FanoutConfig;
-use crate::model::Member;
 use crate::secret::Secret;
 use crate::smtp;
 use crate::store::{Job, MessageMeta, Store, StoreError};
@@ -115,14 +114,10 @@ impl Fanout {
             self.store.finish_message(&post.id, self.grace_secs).await?;
             return Ok(false);
         };
-        let members: Vec<String> = self
+        let members = self
             .store
-            .members(&post.list)
-            .await?
-            .into_iter()
-            .filter(|m: &Member| m.delivery_enabled && m.added_at <= post.received_at)
-            .map(|m| m.address.to_string())
-            .collect();
+            .delivery_addresses(&post.list, post.received_at)
+            .await?;
         let chunks = plan::chunks(members, self.config.chunk_size);
         if chunks.is_empty() {
             info!(id = %post.id, list = %post.list, "post to a list without members");

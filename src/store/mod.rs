@@ -181,6 +181,18 @@ pub trait Store: Send + Sync {
     async fn add_members(&self, list: &str, members: &[Member]) -> Result<Vec<bool>>;
     async fn remove_member(&self, list: &str, member_key: &str) -> Result<bool>;
     async fn members(&self, list: &str) -> Result<Vec<Member>>;
+    /// The addresses a post received at `received_at` goes to: members with
+    /// delivery enabled who had joined by then, grouped by domain. Lighter
+    /// than [`Store::members`] for large lists.
+    async fn delivery_addresses(&self, list: &str, received_at: u64) -> Result<Vec<String>> {
+        Ok(self
+            .members(list)
+            .await?
+            .into_iter()
+            .filter(|m| m.delivery_enabled && m.added_at <= received_at)
+            .map(|m| m.address.to_string())
+            .collect())
+    }
     async fn member_count(&self, list: &str) -> Result<u64>;
 
     // --- messages

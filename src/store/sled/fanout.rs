@@ -54,6 +54,7 @@ pub fn create_job(t: &Trees, mut job: Job, chunks: Vec<Vec<String>>) -> Result<J
             ))
         })
         .collect::<Result<_>>()?;
+    drop(chunks);
     (&t.jobs, &t.chunks, &t.chunk_members, &t.counters)
         .transaction(|(jobs, chunk_tree, member_tree, counters)| {
             if jobs.get(&job.message)?.is_some() {

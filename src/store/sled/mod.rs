@@ -23,7 +23,7 @@ use crate::bounce::{BounceState, PostBounces};
 use crate::model::{now, Domain, List, Member};
 
 /// sled's page cache.
-const SLED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+const SLED_CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Most accept calls folded into one group commit.
 const MAX_BATCH: usize = 256;
@@ -517,6 +517,31 @@ impl Store for SledStore {
 
     async fn members(&self, list: &str) -> Result<Vec<Member>> {
         values(self.trees.members.scan_prefix(key2(list, "")))
+    }
+
+    async fn delivery_addresses(&self, list: &str, received_at: u64) -> Result<Vec<String>> {
+        /// The fields planning needs, borrowed from the record.
+        #[derive(serde::Deserialize)]
+        struct View<'a> {
+            #[serde(borrow)]
+            address: std::borrow::Cow<'a, str>,
+            #[serde(default)]
+            added_at: u64,
+            #[serde(default = "enabled")]
+            delivery_enabled: bool,
+        }
+        fn enabled() -> bool {
+            true
+        }
+        let mut out = Vec::new();
+        for kv in self.trees.members.scan_prefix(key2(list, "")) {
+            let (_, v) = kv?;
+            let m: View = serde_json::from_slice(&v)?;
+            if m.delivery_enabled && m.added_at <= received_at {
+                out.push(m.address.into_owned());
+            }
+        }
+        Ok(out)
     }
 
     async fn member_count(&self, list: &str) -> Result<u64> {
