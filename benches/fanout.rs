@@ -124,6 +124,7 @@ fn site(smtp_port: u16, n: usize, verp: u8, xverp: bool, lmtp_port: u16) -> List
     );
     std::fs::write(&lr.config, cfg).unwrap();
     lr.cli_ok(&["list", "create", LIST]);
+    lr.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     let members: Vec<String> = (0..n)
         .map(|i| format!("m{i}@d{}.example.net", i % DOMAINS))
         .collect();

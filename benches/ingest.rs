@@ -73,6 +73,11 @@ fn free_port() -> u16 {
 
 fn start_listrelay(bin: &PathBuf, data: &std::path::Path) -> (Server, String) {
     run_cli(bin, data, &["list", "create", LIST]);
+    run_cli(
+        bin,
+        data,
+        &["list", "set", LIST, "nonmember_action", "accept"],
+    );
     run_cli(bin, data, &["member", "add", LIST, "alice@example.net"]);
     let addr = format!("127.0.0.1:{}", free_port());
     let child = Command::new(bin)

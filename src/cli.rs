@@ -69,6 +69,23 @@ pub enum Command {
     /// Bounce tools.
     #[command(subcommand)]
     Bounce(BounceCmd),
+    /// Posts held for moderation.
+    #[command(subcommand)]
+    Held(HeldCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HeldCmd {
+    /// The held posts of a list.
+    List { list: String },
+    /// One held post, with the message.
+    Show { list: String, message_id: String },
+    /// Release the post to the members.
+    Approve { list: String, message_id: String },
+    /// Drop the post and tell its sender.
+    Reject { list: String, message_id: String },
+    /// Drop the post silently.
+    Discard { list: String, message_id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +147,13 @@ pub enum MemberCmd {
     },
     /// Add members from a file (or - for stdin), one address per line.
     Import(ImportArgs),
+    /// Set a member's flag: `moderated` or `delivery_enabled`, true or false.
+    Set {
+        list: String,
+        address: String,
+        key: String,
+        value: String,
+    },
     /// Print members one per line (to a file or stdout).
     Export {
         list: String,
@@ -246,11 +270,37 @@ fn request(cmd: Command) -> Result<Request> {
             MemberCmd::Add { list, addresses } => Request::MemberAdd { list, addresses },
             MemberCmd::Remove { list, addresses } => Request::MemberRemove { list, addresses },
             MemberCmd::List { list } => Request::MemberList { list },
+            MemberCmd::Set {
+                list,
+                address,
+                key,
+                value,
+            } => Request::MemberSet {
+                list,
+                address,
+                key,
+                value,
+            },
             MemberCmd::Import(_) | MemberCmd::Export { .. } => bail!("handled elsewhere"),
         },
         Command::Queue => Request::Queue,
         Command::Bounce(BounceCmd::Show { list, member }) => Request::BounceShow { list, member },
         Command::Bounce(BounceCmd::Reset { list, member }) => Request::BounceReset { list, member },
+        Command::Held(c) => {
+            use crate::moderation::Action;
+            let act = |list, message_id, action| Request::HeldAct {
+                list,
+                message_id,
+                action,
+            };
+            match c {
+                HeldCmd::List { list } => Request::HeldList { list },
+                HeldCmd::Show { list, message_id } => Request::HeldShow { list, message_id },
+                HeldCmd::Approve { list, message_id } => act(list, message_id, Action::Approve),
+                HeldCmd::Reject { list, message_id } => act(list, message_id, Action::Reject),
+                HeldCmd::Discard { list, message_id } => act(list, message_id, Action::Discard),
+            }
+        }
         _ => bail!("not an administration command"),
     })
 }
@@ -285,10 +335,21 @@ impl Client {
                     self.socket.display()
                 )
             })?;
+            let moderation = crate::secret::Secret::load_or_create(&self.config.secret_path())
+                .ok()
+                .map(|secret| {
+                    Arc::new(crate::moderation::Service::new(
+                        store.clone(),
+                        &self.config,
+                        secret,
+                        crate::smtp::Client::new(crate::serve::smtp_config(&self.config)),
+                    ))
+                });
             self.local = Some(Admin {
                 store,
                 delimiter: self.config.intake.recipient_delimiter,
                 bounce_scope: self.config.bounce.scope,
+                moderation,
             });
         }
         match &self.local {
@@ -482,6 +543,35 @@ fn print_human(req: &Request, v: &Value) {
             }
         }
         Request::Queue => print_queue(v),
+        Request::HeldList { .. } => {
+            if v.as_array().is_none_or(|a| a.is_empty()) {
+                println!("no held posts");
+            }
+            for h in v.as_array().into_iter().flatten() {
+                println!(
+                    "<{}>\t{}\t{}\t{}\t{}",
+                    h["message_id"].as_str().unwrap_or_default(),
+                    h["sender"].as_str().unwrap_or_default(),
+                    h["reason"].as_str().unwrap_or_default(),
+                    crate::notice::rfc5322_date(h["held_at"].as_u64().unwrap_or(0)),
+                    h["subject"].as_str().unwrap_or_default(),
+                );
+            }
+        }
+        Request::HeldShow { .. } => {
+            println!("{}", v["message"].as_str().unwrap_or_default());
+        }
+        Request::HeldAct { .. } => {
+            if v["done"].as_bool() == Some(true) {
+                println!(
+                    "{}: {}",
+                    v["action"].as_str().unwrap_or(""),
+                    v["message_id"].as_str().unwrap_or("")
+                );
+            } else {
+                println!("already handled: nothing done");
+            }
+        }
         _ => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
     }
 }

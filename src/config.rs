@@ -102,6 +102,45 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub bounce: BounceConfig,
+    pub moderation: ModerationConfig,
+    pub http: HttpConfig,
+}
+
+/// Moderation and subscription by email (docs/moderation.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModerationConfig {
+    /// How often the handler looks for requests, confirmations and actions.
+    pub poll_interval_ms: u64,
+    /// How often held posts are checked for expiry.
+    pub pass_interval_secs: u64,
+    /// How long a confirmation address works.
+    pub confirm_token_ttl_secs: u64,
+    /// Automatic mails (confirmations, help, hold and rejection notices) one
+    /// address may get per day; more are dropped silently.
+    pub max_mails_per_address_per_day: u32,
+}
+
+impl Default for ModerationConfig {
+    fn default() -> Self {
+        ModerationConfig {
+            poll_interval_ms: 1000,
+            pass_interval_secs: 3600,
+            confirm_token_ttl_secs: 3 * 86400,
+            max_mails_per_address_per_day: 5,
+        }
+    }
+}
+
+/// The one-click unsubscribe listener (RFC 8058).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `host:port` to listen on; unset = off.
+    pub listen: Option<String>,
+    /// Public URL the listener is reached at (e.g. behind a proxy), used in
+    /// `List-Unsubscribe` for lists without their own `base_url`; empty = none.
+    pub base_url: String,
 }
 
 /// Bounce processing (docs/bounces.md).
@@ -245,6 +284,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             bounce: BounceConfig::default(),
+            moderation: ModerationConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -365,6 +406,18 @@ impl Config {
             ("fanout.retry_min_secs", self.fanout.retry_min_secs),
             ("bounce.poll_interval_ms", self.bounce.poll_interval_ms),
             ("bounce.pass_interval_secs", self.bounce.pass_interval_secs),
+            (
+                "moderation.poll_interval_ms",
+                self.moderation.poll_interval_ms,
+            ),
+            (
+                "moderation.pass_interval_secs",
+                self.moderation.pass_interval_secs,
+            ),
+            (
+                "moderation.confirm_token_ttl_secs",
+                self.moderation.confirm_token_ttl_secs,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -382,6 +435,24 @@ impl Config {
             return Err(invalid(
                 "intake.recipient_delimiter",
                 format!("{d:?} cannot separate a tag"),
+            ));
+        }
+        if let Some(l) = &self.http.listen {
+            if l.rsplit_once(':')
+                .and_then(|(h, p)| (!h.is_empty()).then_some(p))
+                .and_then(|p| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(invalid("http.listen", format!("{l:?} is not host:port")));
+            }
+        }
+        if !(self.http.base_url.is_empty()
+            || self.http.base_url.starts_with("https://")
+            || self.http.base_url.starts_with("http://"))
+        {
+            return Err(invalid(
+                "http.base_url",
+                "must start with https:// (or http://)",
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -456,6 +527,7 @@ mod tests {
             "secret_file".to_string(),
             "admin.socket".into(),
             "metrics.listen".into(),
+            "http.listen".into(),
         ];
         for (name, value) in defaults.as_table().unwrap() {
             match value.as_table() {

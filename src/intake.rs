@@ -241,6 +241,7 @@ impl Intake {
                     dedup,
                     size: body.len() as u64,
                     state: MessageState::Queued,
+                    policy: None,
                 },
                 body,
             });

@@ -37,6 +37,32 @@ pub enum DuplicatePolicy {
     Reject,
 }
 
+/// What a list does with a post from an address that is not a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NonmemberAction {
+    /// Keep it for the moderators to approve, reject or discard.
+    #[default]
+    Hold,
+    /// Refuse it with a notice to the sender.
+    Reject,
+    /// Drop it silently.
+    Discard,
+    /// Distribute it like a member's post.
+    Accept,
+}
+
+/// What happens to a held post nobody acted on in `max_days_to_hold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldExpiryAction {
+    /// Drop it; the sender and the moderators are told.
+    #[default]
+    Discard,
+    /// Refuse it with the rejection notice; the moderators are told.
+    Reject,
+}
+
 /// Per-list settings, stored with the list and read on every post, so a change
 /// made with `listrelay list set` applies at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +97,23 @@ pub struct ListSettings {
     /// Share (0–1) of one post's recipients whose policy/spam/DMARC bounces
     /// suspend scoring for that post and alert the owners.
     pub bounce_policy_suspend_share: f64,
+    /// Posts from non-members: `hold`, `reject`, `discard` or `accept`.
+    pub nonmember_action: NonmemberAction,
+    /// Posts larger than this many bytes are held (0 = only the site limit).
+    pub max_message_size: u64,
+    /// Hold every post, members' too.
+    pub emergency: bool,
+    /// Days a held post waits for a moderator (0 = forever).
+    pub max_days_to_hold: u32,
+    /// What becomes of a held post after `max_days_to_hold`.
+    pub hold_expiry_action: HoldExpiryAction,
+    /// Leaving by email needs a confirmation from the address.
+    pub confirm_leave: bool,
+    /// Tell the owners when someone joins or leaves.
+    pub notify_owner_on_join_leave: bool,
+    /// Base URL of the one-click unsubscribe listener for this list (empty =
+    /// the site's `http.base_url`; both empty = no one-click links).
+    pub base_url: String,
 }
 
 impl Default for ListSettings {
@@ -91,6 +134,14 @@ impl Default for ListSettings {
             bounce_warning_interval_secs: 7 * 86400,
             bounce_notify_owner_on_removal: true,
             bounce_policy_suspend_share: 0.1,
+            nonmember_action: NonmemberAction::Hold,
+            max_message_size: 0,
+            emergency: false,
+            max_days_to_hold: 14,
+            hold_expiry_action: HoldExpiryAction::Discard,
+            confirm_leave: true,
+            notify_owner_on_join_leave: false,
+            base_url: String::new(),
         }
     }
 }
@@ -161,6 +212,12 @@ impl ListSettings {
         if !(0.0..=1.0).contains(&self.bounce_policy_suspend_share) {
             return Err("bounce_policy_suspend_share must be between 0 and 1".into());
         }
+        if !(self.base_url.is_empty()
+            || self.base_url.starts_with("https://")
+            || self.base_url.starts_with("http://"))
+        {
+            return Err("base_url must start with https:// (or http://)".into());
+        }
         Ok(())
     }
 }
@@ -230,6 +287,9 @@ pub struct Member {
     /// Delivery can be disabled (by bounces or by the member) without unsubscribing.
     #[serde(default = "yes")]
     pub delivery_enabled: bool,
+    /// The member's posts are held for the moderators.
+    #[serde(default)]
+    pub moderated: bool,
 }
 
 fn yes() -> bool {
@@ -242,6 +302,7 @@ impl Member {
             address,
             added_at: now(),
             delivery_enabled: true,
+            moderated: false,
         }
     }
 }

@@ -78,6 +78,19 @@ pub struct Notice {
     pub to: Vec<String>,
     pub subject: String,
     pub body: String,
+    /// Where replies go (e.g. a confirmation address).
+    pub reply_to: Option<String>,
+    /// A message attached as `message/rfc822` (e.g. a held post).
+    pub attachment: Option<Vec<u8>>,
+}
+
+/// Optional parts of a notice beyond its template.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// `From:` instead of `LIST-owner`.
+    pub from: Option<String>,
+    pub reply_to: Option<String>,
+    pub attachment: Option<Vec<u8>>,
 }
 
 impl Notice {
@@ -86,19 +99,52 @@ impl Notice {
         let id = format!("{}.notice@{hostname}", crate::store::new_id());
         let subject: String = self.subject.chars().filter(|c| !c.is_control()).collect();
         let mut m = format!(
-            "From: {}\r\nTo: {}\r\nSubject: {subject}\r\nDate: {}\r\nMessage-ID: <{id}>\r\n\
-             MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Content-Transfer-Encoding: 8bit\r\nAuto-Submitted: auto-generated\r\n\
-             Precedence: list\r\n\r\n",
+            "From: {}\r\nTo: {}\r\nSubject: {subject}\r\nDate: {}\r\nMessage-ID: <{id}>\r\n",
             self.from,
             self.to.join(", "),
             rfc5322_date(now)
         );
+        if let Some(r) = &self.reply_to {
+            let r: String = r.chars().filter(|c| !c.is_control()).collect();
+            m.push_str(&format!("Reply-To: {r}\r\n"));
+        }
+        m.push_str("MIME-Version: 1.0\r\n");
+        let text_headers =
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n";
+        let boundary = format!("=_listrelay_{:016x}", rand::random::<u64>());
+        match &self.attachment {
+            None => m.push_str(text_headers),
+            Some(_) => m.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n"
+            )),
+        }
+        m.push_str("Auto-Submitted: auto-generated\r\nPrecedence: list\r\n\r\n");
+        if self.attachment.is_some() {
+            m.push_str(&format!("--{boundary}\r\n{text_headers}\r\n"));
+        }
         for line in self.body.lines() {
             m.push_str(line);
             m.push_str("\r\n");
         }
-        m.into_bytes()
+        let mut m = m.into_bytes();
+        if let Some(a) = &self.attachment {
+            m.extend_from_slice(
+                format!(
+                    "\r\n--{boundary}\r\nContent-Type: message/rfc822\r\n\
+                     Content-Disposition: inline\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            // CRLF line ends throughout, whatever the post had.
+            for line in a.split_inclusive(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\n").unwrap_or(line);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                m.extend_from_slice(line);
+                m.extend_from_slice(b"\r\n");
+            }
+            m.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        }
+        m
     }
 }
 
@@ -130,6 +176,20 @@ impl Notifier {
         vars: &[(&str, &str)],
         now: u64,
     ) -> Result<(), String> {
+        self.send_with(list, to, template, vars, now, Extras::default())
+            .await
+    }
+
+    /// [`Notifier::send`] with another From, a Reply-To or an attachment.
+    pub async fn send_with(
+        &self,
+        list: &List,
+        to: &[String],
+        template: &str,
+        vars: &[(&str, &str)],
+        now: u64,
+        extras: Extras,
+    ) -> Result<(), String> {
         if to.is_empty() {
             return Ok(());
         }
@@ -149,10 +209,12 @@ impl Notifier {
             .render(template, Some(list), &all)
             .ok_or_else(|| format!("no template {template:?}"))?;
         let notice = Notice {
-            from: owner.clone(),
+            from: extras.from.unwrap_or(owner.clone()),
             to: to.to_vec(),
             subject: r.subject,
             body: r.body,
+            reply_to: extras.reply_to,
+            attachment: extras.attachment,
         };
         let envelope = Envelope {
             mail_from: list.suffix_address(Suffix::Bounces),
@@ -185,6 +247,8 @@ mod tests {
             to: vec!["bob@y.org".into()],
             subject: "Hi\r\nBcc: evil".into(),
             body: "line 1\nline 2\n".into(),
+            reply_to: None,
+            attachment: None,
         };
         let m = String::from_utf8(n.compose("h.x.org", 0)).unwrap();
         assert!(
@@ -195,5 +259,27 @@ mod tests {
         assert!(m.contains("\r\nPrecedence: list\r\n"));
         assert!(m.contains("@h.x.org>\r\n"));
         assert!(m.ends_with("\r\n\r\nline 1\r\nline 2\r\n"));
+    }
+
+    #[test]
+    fn attaches_a_message_and_sets_reply_to() {
+        let n = Notice {
+            from: "dev-owner@x.org".into(),
+            to: vec!["mod@y.org".into()],
+            subject: "held".into(),
+            body: "see below".into(),
+            reply_to: Some("dev-confirm+t@x.org".into()),
+            attachment: Some(b"From: a@b.org\nSubject: s\n\nbody\n".to_vec()),
+        };
+        let m = String::from_utf8(n.compose("h.x.org", 0)).unwrap();
+        assert!(m.contains("\r\nReply-To: dev-confirm+t@x.org\r\n"));
+        assert!(m.contains("Content-Type: multipart/mixed; boundary="));
+        assert!(m.contains(
+            "Content-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\nFrom: a@b.org\r\nSubject: s\r\n\r\nbody\r\n"
+        ));
+        let parsed = mail_parser::MessageParser::new()
+            .parse(m.as_bytes())
+            .unwrap();
+        assert_eq!(parsed.attachment_count(), 1);
     }
 }

@@ -10,9 +10,10 @@ use tracing::{info, warn};
 
 use crate::admin::{self, Admin};
 use crate::config::{Config, SocketAddress};
-use crate::fanout::Fanout;
+use crate::fanout::{Fanout, Hooks};
 use crate::intake::Intake;
 use crate::lmtp::{self, SessionConfig};
+use crate::moderation::Service;
 use crate::secret::Secret;
 use crate::smtp;
 use crate::store::Store;
@@ -26,10 +27,45 @@ pub async fn serve(config: Config) -> Result<()> {
     let listeners = lmtp::bind(&config.lmtp.listen).await?;
     let (stop_tx, stop) = watch::channel(false);
 
+    let secret = Secret::load_or_create(&config.secret_path())?;
+    let smtp_cfg = smtp_config(&config);
+    let bounces = crate::bounce::handler::Handler::start(
+        store.clone(),
+        &config,
+        secret.clone(),
+        smtp::Client::new(smtp_cfg.clone()),
+        stop.clone(),
+    );
+    let fanout = Fanout::new(
+        store.clone(),
+        smtp::Client::new(smtp_cfg.clone()),
+        secret.clone(),
+        config.fanout.clone(),
+        config.intake.duplicate_grace_secs,
+        &config.hostname,
+    );
+    let mut moderation = Service::new(store.clone(), &config, secret, smtp::Client::new(smtp_cfg));
+    moderation.posts = Some(fanout.posts.clone());
+    let moderation = Arc::new(moderation);
+    fanout.set_hooks(Hooks {
+        gate: Some(moderation.clone()),
+        base_url: config.http.base_url.clone(),
+    });
+    let moderation_task = moderation.clone().start(stop.clone());
+    let http_task = config.http.listen.clone().map(|listen| {
+        let (svc, stop) = (moderation.clone(), stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::http::serve(&listen, svc, stop).await {
+                warn!(error = %e, %listen, "the HTTP listener failed");
+            }
+        })
+    });
+
     let admin = Arc::new(Admin {
         store: store.clone(),
         delimiter: config.intake.recipient_delimiter,
         bounce_scope: config.bounce.scope,
+        moderation: Some(moderation),
     });
     let admin_path = config.admin_socket();
     let admin_task = {
@@ -41,33 +77,6 @@ pub async fn serve(config: Config) -> Result<()> {
             }
         })
     };
-
-    let secret = Secret::load_or_create(&config.secret_path())?;
-    let mut smtp_cfg = smtp::ClientConfig::new(
-        match &config.smtp.relay {
-            SocketAddress::Tcp(a) => smtp::Target::Tcp(a.clone()),
-            SocketAddress::Unix(p) => smtp::Target::Unix(p.clone()),
-        },
-        config.hostname.clone(),
-    );
-    smtp_cfg.max_connections = config.smtp.max_connections;
-    smtp_cfg.connect_timeout = Duration::from_secs(config.smtp.connect_timeout_secs);
-    smtp_cfg.command_timeout = Duration::from_secs(config.smtp.command_timeout_secs);
-    let bounces = crate::bounce::handler::Handler::start(
-        store.clone(),
-        &config,
-        secret.clone(),
-        smtp::Client::new(smtp_cfg.clone()),
-        stop.clone(),
-    );
-    let fanout = Fanout::new(
-        store.clone(),
-        smtp::Client::new(smtp_cfg),
-        secret,
-        config.fanout.clone(),
-        config.intake.duplicate_grace_secs,
-        &config.hostname,
-    );
     let fanout_task = tokio::spawn(fanout.clone().run(stop.clone()));
     let prune_task = tokio::spawn(prune_window(store.clone(), stop.clone()));
 
@@ -95,9 +104,28 @@ pub async fn serve(config: Config) -> Result<()> {
     let _ = tokio::time::timeout(DRAIN, fanout_task).await;
     let _ = prune_task.await;
     let _ = bounces.await;
+    let _ = moderation_task.await;
+    if let Some(t) = http_task {
+        let _ = t.await;
+    }
     let _ = admin_task.await;
     info!("stopped");
     Ok(())
+}
+
+/// The re-injection client's settings from the configuration.
+pub fn smtp_config(config: &Config) -> smtp::ClientConfig {
+    let mut smtp_cfg = smtp::ClientConfig::new(
+        match &config.smtp.relay {
+            SocketAddress::Tcp(a) => smtp::Target::Tcp(a.clone()),
+            SocketAddress::Unix(p) => smtp::Target::Unix(p.clone()),
+        },
+        config.hostname.clone(),
+    );
+    smtp_cfg.max_connections = config.smtp.max_connections;
+    smtp_cfg.connect_timeout = Duration::from_secs(config.smtp.connect_timeout_secs);
+    smtp_cfg.command_timeout = Duration::from_secs(config.smtp.command_timeout_secs);
+    smtp_cfg
 }
 
 async fn wait_for_signal() -> Result<()> {

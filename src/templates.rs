@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::model::List;
 
 /// The built-in defaults: (name, text).
-const BUILTIN: &[(&str, &str)] = &[
+pub const BUILTIN: &[(&str, &str)] = &[
     (
         "bounce-disabled",
         "Subject: Your delivery from {list} is disabled\n\n\
@@ -36,6 +36,98 @@ refused for policy reasons (spam, DMARC, blocking), such as {member}:\n\n\
   {diagnostic}\n\n\
 This is usually a problem of the sender's domain or of the list, not of\n\
 the members, so bounce scoring for this post is suspended.\n",
+    ),
+    (
+        "moderator-notice",
+        "Subject: {list}: post from {sender} awaits approval\n\n\
+A post to {list} is held for approval ({reason}).\n\n\
+  From:       {sender}\n\
+  Subject:    {subject}\n\
+  Message-ID: <{message_id}>\n\
+  Size:       {size} bytes\n\n\
+The post is attached. To act on it, send any message to one of:\n\n\
+  approve: {approve}\n\
+  reject:  {reject}\n\
+  discard: {discard}\n\n\
+or write from your moderator address to {request} a line such as\n\n\
+  approve <{message_id}> {approve_sig}\n\
+  reject <{message_id}> {reject_sig}\n\
+  discard <{message_id}> {discard_sig}\n\n\
+Unless someone acts, it expires in {days} days ({expiry}).\n",
+    ),
+    (
+        "held-sender",
+        "Subject: Your post to {list} awaits approval\n\n\
+Your message \"{subject}\" to the list {list} is held until a moderator\n\
+looks at it: {reason}. You will hear again if it is rejected.\n",
+    ),
+    (
+        "post-rejected",
+        "Subject: Your post to {list} was rejected\n\n\
+Your message \"{subject}\" (Message-ID <{message_id}>) to the list {list}\n\
+was not distributed: {reason}.\n\n\
+Questions go to the list owners at {owner}.\n",
+    ),
+    (
+        "held-expired-sender",
+        "Subject: Your post to {list} expired\n\n\
+Your message \"{subject}\" to the list {list} waited {days} days for a\n\
+moderator and was not distributed ({action}).\n",
+    ),
+    (
+        "held-expired-moderators",
+        "Subject: {list}: a held post expired\n\n\
+The post \"{subject}\" from {sender} (Message-ID <{message_id}>) waited\n\
+{days} days without a decision and was handled as the list says: {action}.\n",
+    ),
+    (
+        "confirm-join",
+        "Subject: Confirm your subscription to {list}\n\n\
+Someone (perhaps you) asked to subscribe {address} to the list {list}.\n\n\
+To confirm, reply to this message or send any message to\n\n\
+  {confirm}\n\n\
+within {hours} hours. If you did not ask, ignore this message: nothing\n\
+happens without your reply.\n",
+    ),
+    (
+        "confirm-leave",
+        "Subject: Confirm leaving {list}\n\n\
+Someone (perhaps you) asked to unsubscribe {address} from the list {list}.\n\n\
+To confirm, reply to this message or send any message to\n\n\
+  {confirm}\n\n\
+within {hours} hours. If you did not ask, ignore this message.\n",
+    ),
+    (
+        "welcome",
+        "Subject: Welcome to {list}\n\n\
+{address} is now subscribed to {list}. Write to {list} to post.\n\n\
+To leave, send a message to {leave}; for help, write \"help\" to {request}.\n",
+    ),
+    (
+        "goodbye",
+        "Subject: You have left {list}\n\n\
+{address} is no longer subscribed to {list}. To join again, send a\n\
+message to {join}.\n",
+    ),
+    (
+        "help",
+        "Subject: Help for {list}\n\n\
+Commands go to {request}, one per line, in the subject or the body:\n\n\
+  subscribe [ADDRESS]     join the list (a confirmation is sent)\n\
+  unsubscribe [ADDRESS]   leave the list\n\
+  help                    this text\n\n\
+Moderators can also write\n\n\
+  approve|reject|discard <MESSAGE-ID> SIGNATURE\n\n\
+with the signature from the moderation notice.\n\n\
+Shortcuts: {join} joins, {leave} leaves. The owners are at {owner}.\n",
+    ),
+    (
+        "owner-join",
+        "Subject: {address} joined {list}\n\n{address} has subscribed to {list} ({how}).\n",
+    ),
+    (
+        "owner-leave",
+        "Subject: {address} left {list}\n\n{address} has unsubscribed from {list} ({how}).\n",
     ),
 ];
 

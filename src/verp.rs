@@ -35,7 +35,7 @@ pub fn selected(seq: u64, percent: u8, member_key: &str) -> bool {
     (point + RING - start) % RING < width
 }
 
-fn base32(bytes: &[u8]) -> String {
+pub(crate) fn base32(bytes: &[u8]) -> String {
     let mut out = String::new();
     let (mut buf, mut bits) = (0u32, 0);
     for &b in bytes {

@@ -156,6 +156,7 @@ impl Rig {
             dedup: None,
             size: raw.len() as u64,
             state: MessageState::Queued,
+            policy: None,
         };
         self.store
             .accept(vec![NewMessage {

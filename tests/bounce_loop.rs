@@ -194,6 +194,7 @@ async fn bounce_loop(kind: Kind) {
 
     let d = dirs();
     cli(&d, &["list", "create", LIST]);
+    cli(&d, &["list", "set", LIST, "nonmember_action", "accept"]);
     cli(
         &d,
         &[

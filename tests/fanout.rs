@@ -112,6 +112,7 @@ async fn verp_share_rotation_and_runtime_change_through_postfix() {
         .unwrap();
     let mut lr = Listrelay::new(lmtp_port, pf.reinject_port, "");
     lr.cli_ok(&["list", "create", LIST]);
+    lr.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     let all = members(1000, 30);
     lr.import(LIST, &all);
     lr.cli_ok(&["list", "set", LIST, "verp_percent", "30"]);
@@ -178,6 +179,7 @@ async fn kill9_during_fanout_every_member_gets_a_copy() {
         &format!("[fanout]\nworkers = {workers}\nchunk_size = 250\npoll_interval_ms = 100\n"),
     );
     lr.cli_ok(&["list", "create", LIST]);
+    lr.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     let all = members(5000, 100);
     lr.import(LIST, &all);
     lr.cli_ok(&["list", "set", LIST, "verp_percent", "30"]);
@@ -250,6 +252,7 @@ async fn mta_stopped_during_fanout_nothing_is_lost() {
         .unwrap();
     let mut lr = Listrelay::new(lmtp_port, pf.reinject_port, "");
     lr.cli_ok(&["list", "create", LIST]);
+    lr.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     let all = members(2000, 40);
     lr.import(LIST, &all);
     lr.cli_ok(&["list", "set", LIST, "verp_percent", "100"]);

@@ -367,6 +367,13 @@ fn same_message_id_on_two_lists_is_not_a_duplicate() {
     // Separately too, with different bytes.
     env.cli_ok(&["list", "create", "third@lists.example.org"]);
     env.cli_ok(&[
+        "list",
+        "set",
+        "third@lists.example.org",
+        "nonmember_action",
+        "accept",
+    ]);
+    env.cli_ok(&[
         "member",
         "add",
         "third@lists.example.org",

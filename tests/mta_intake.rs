@@ -98,6 +98,7 @@ async fn setup(kind: &str) -> (Sink, Mta, Listrelay) {
     let mut lr = Listrelay::new(lmtp_port, mta.reinject(), "");
     for list in [DEV, OPS] {
         lr.cli_ok(&["list", "create", list]);
+        lr.cli_ok(&["list", "set", list, "nonmember_action", "accept"]);
     }
     lr.cli_ok(&[
         "member",

@@ -78,6 +78,27 @@ pub enum Request {
         list: String,
         member: String,
     },
+    /// Held posts of a list.
+    HeldList {
+        list: String,
+    },
+    HeldShow {
+        list: String,
+        message_id: String,
+    },
+    /// Approve, reject or discard a held post.
+    HeldAct {
+        list: String,
+        message_id: String,
+        action: crate::moderation::Action,
+    },
+    /// Sets a member's flag (`moderated`).
+    MemberSet {
+        list: String,
+        address: String,
+        key: String,
+        value: String,
+    },
 }
 
 fn parse_address(what: &str, s: &str) -> Result<Address, AdminError> {
@@ -113,15 +134,75 @@ pub struct Admin {
     pub delimiter: char,
     /// The site's bounce scope (`[bounce] scope`), for bounce show/reset.
     pub bounce_scope: crate::bounce::BounceScope,
+    /// Moderation (held posts); `None` where there is no way to send notices.
+    pub moderation: Option<Arc<crate::moderation::Service>>,
 }
 
 impl Admin {
     /// Executes a request against the store and returns its JSON result.
     /// Changes are durable when it returns.
     pub async fn execute(&self, req: Request) -> Result<Value, AdminError> {
-        let value = execute(self.store.as_ref(), self.delimiter, self.bounce_scope, req).await?;
+        let value = match req {
+            Request::HeldList { .. } | Request::HeldShow { .. } | Request::HeldAct { .. } => {
+                self.held(req).await?
+            }
+            req => execute(self.store.as_ref(), self.delimiter, self.bounce_scope, req).await?,
+        };
         self.store.sync().await?;
         Ok(value)
+    }
+}
+
+impl Admin {
+    async fn held(&self, req: Request) -> Result<Value, AdminError> {
+        let store = self.store.as_ref();
+        let held_json = |h: &crate::moderation::HeldPost| {
+            json!({"id": h.id, "message_id": h.message_id, "hash": h.hash, "reason": h.reason,
+                   "sender": h.sender, "subject": h.subject, "size": h.size, "held_at": h.held_at})
+        };
+        let svc = || {
+            self.moderation
+                .clone()
+                .ok_or_else(|| AdminError::Invalid("moderation is not available here".into()))
+        };
+        Ok(match req {
+            Request::HeldList { list } => {
+                let l = existing_list(store, &list).await?;
+                Value::Array(
+                    store
+                        .held_posts(Some(&l.key()))
+                        .await?
+                        .iter()
+                        .map(held_json)
+                        .collect(),
+                )
+            }
+            Request::HeldShow { list, message_id } => {
+                let l = existing_list(store, &list).await?;
+                let h = svc()?.find_held(&l, &message_id).await?.ok_or_else(|| {
+                    AdminError::Invalid(format!("nothing held with Message-ID {message_id}"))
+                })?;
+                let mut v = held_json(&h);
+                let body = store.message_body(&h.id).await?;
+                v["message"] = Value::String(String::from_utf8_lossy(&body).into_owned());
+                v
+            }
+            Request::HeldAct {
+                list,
+                message_id,
+                action,
+            } => {
+                let l = existing_list(store, &list).await?;
+                let s = svc()?;
+                let h = s.find_held(&l, &message_id).await?.ok_or_else(|| {
+                    AdminError::Invalid(format!("nothing held with Message-ID {message_id}"))
+                })?;
+                let done = s.act(&l, &h, action, "admin").await?;
+                json!({"message_id": h.message_id, "action": action.name(),
+                       "done": done == crate::moderation::actions::Acted::Done(action)})
+            }
+            _ => return Err(AdminError::Invalid("not a held-post request".into())),
+        })
     }
 }
 
@@ -267,10 +348,42 @@ async fn execute(
                     .iter()
                     .map(|m| {
                         json!({"address": m.address.to_string(), "added_at": m.added_at,
-                               "delivery_enabled": m.delivery_enabled})
+                               "delivery_enabled": m.delivery_enabled, "moderated": m.moderated})
                     })
                     .collect(),
             )
+        }
+        Request::MemberSet {
+            list,
+            address,
+            key,
+            value,
+        } => {
+            let l = existing_list(store, &list).await?;
+            let a = parse_address("member address", &address)?;
+            let mut m = store.member(&l.key(), &a.key()).await?.ok_or_else(|| {
+                AdminError::Invalid(format!("{a} is not a member of {}", l.address))
+            })?;
+            let flag: bool = value.parse().map_err(|_| {
+                AdminError::Invalid(format!("{key}: {value:?} is not true or false"))
+            })?;
+            match key.as_str() {
+                "moderated" => m.moderated = flag,
+                "delivery_enabled" => m.delivery_enabled = flag,
+                _ => {
+                    return Err(AdminError::Invalid(format!(
+                        "unknown member setting {key:?} (known: moderated, delivery_enabled)"
+                    )))
+                }
+            }
+            store.update_member(&l.key(), &m).await?;
+            json!({"address": m.address.to_string(), "moderated": m.moderated,
+                   "delivery_enabled": m.delivery_enabled})
+        }
+        Request::HeldList { .. } | Request::HeldShow { .. } | Request::HeldAct { .. } => {
+            return Err(AdminError::Invalid(
+                "held posts need the moderation service".into(),
+            ))
         }
         Request::BounceShow { list, member } => {
             let l = existing_list(store, &list).await?;

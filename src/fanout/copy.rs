@@ -54,7 +54,23 @@ fn field_name(field: &[u8]) -> String {
         .to_ascii_lowercase()
 }
 
-fn list_headers(list: &List) -> String {
+/// The `List-Unsubscribe` of one envelope when the list offers one-click
+/// unsubscribe: a VERP envelope (one member) gets the member's signed
+/// one-click URL before the mailto and `List-Unsubscribe-Post` (RFC 8058);
+/// a batched envelope the mailto alone. The shared copy then carries none.
+pub fn unsubscribe_header(list: &List, one_click_url: Option<&str>) -> Vec<u8> {
+    let leave = list.suffix_address(Suffix::Leave);
+    match one_click_url {
+        Some(url) => format!(
+            "List-Unsubscribe: <{url}>, <mailto:{leave}>\r\n\
+             List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        ),
+        None => format!("List-Unsubscribe: <mailto:{leave}>\r\n"),
+    }
+    .into_bytes()
+}
+
+fn list_headers(list: &List, shared_unsubscribe: bool) -> String {
     let a = |s| list.suffix_address(s);
     let name = if list.settings.description.is_empty() {
         String::new()
@@ -66,13 +82,18 @@ fn list_headers(list: &List) -> String {
     };
     let mut h = format!(
         "List-Id: {name}<{id}>\r\nList-Post: <mailto:{post}>\r\nList-Help: <mailto:{req}?subject=help>\r\n\
-         List-Subscribe: <mailto:{join}>\r\nList-Unsubscribe: <mailto:{leave}>\r\n",
+         List-Subscribe: <mailto:{join}>\r\n",
         id = list.list_id(),
         post = a(Suffix::Post),
         req = a(Suffix::Request),
         join = a(Suffix::Join),
-        leave = a(Suffix::Leave),
     );
+    if shared_unsubscribe {
+        h.push_str(&format!(
+            "List-Unsubscribe: <mailto:{}>\r\n",
+            a(Suffix::Leave)
+        ));
+    }
     if !list.settings.archive_url.is_empty() {
         h.push_str(&format!(
             "List-Archive: <{}>\r\n",
@@ -100,9 +121,15 @@ fn plain_text(fields: &[&[u8]]) -> bool {
 
 /// The copy members receive.
 pub fn prepare(list: &List, raw: &[u8]) -> Vec<u8> {
+    prepare_for(list, raw, true)
+}
+
+/// The copy, with the shared mailto `List-Unsubscribe` or (for lists with
+/// one-click links, whose envelopes each get [`unsubscribe_header`]) without.
+pub fn prepare_for(list: &List, raw: &[u8], shared_unsubscribe: bool) -> Vec<u8> {
     let (fields, rest) = split_headers(raw);
     let mut out = Vec::with_capacity(raw.len() + 512);
-    out.extend_from_slice(list_headers(list).as_bytes());
+    out.extend_from_slice(list_headers(list, shared_unsubscribe).as_bytes());
     let prefix = list.settings.subject_prefix.as_str();
     for f in &fields {
         let name = field_name(f);
@@ -186,6 +213,32 @@ mod tests {
         assert!(
             !html.contains("-- \r\nunsubscribe"),
             "no footer in multipart"
+        );
+    }
+
+    #[test]
+    fn one_click_lists_leave_unsubscribe_to_the_envelope() {
+        let out = String::from_utf8(prepare_for(
+            &list(),
+            b"List-Unsubscribe: <x>\r\nSubject: s\r\n\r\nb",
+            false,
+        ))
+        .unwrap();
+        assert!(!out.contains("List-Unsubscribe"), "{out}");
+        let h = String::from_utf8(unsubscribe_header(
+            &list(),
+            Some("https://l.org/unsubscribe/T"),
+        ))
+        .unwrap();
+        assert_eq!(
+            h,
+            "List-Unsubscribe: <https://l.org/unsubscribe/T>, <mailto:dev-leave@lists.example.org>\r\n\
+             List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        );
+        let h = String::from_utf8(unsubscribe_header(&list(), None)).unwrap();
+        assert_eq!(
+            h,
+            "List-Unsubscribe: <mailto:dev-leave@lists.example.org>\r\n"
         );
     }
 }

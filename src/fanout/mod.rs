@@ -8,7 +8,7 @@ pub mod plan;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -19,6 +19,28 @@ use crate::config::FanoutConfig;
 use crate::secret::Secret;
 use crate::smtp;
 use crate::store::{Job, MessageMeta, Store, StoreError};
+
+/// The posting policy, applied to each new post before it is planned.
+#[async_trait::async_trait]
+pub trait PostGate: Send + Sync {
+    /// `true`: plan the post now; `false`: it was held, rejected or discarded.
+    async fn check(&self, post: &MessageMeta) -> Result<bool, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl PostGate for crate::moderation::Service {
+    async fn check(&self, post: &MessageMeta) -> Result<bool, StoreError> {
+        self.check_post(post).await
+    }
+}
+
+/// What `serve` adds to fan-out: the policy step and the site's one-click
+/// base URL. Without them every post is planned as it is (benchmarks, tests).
+pub struct Hooks {
+    pub gate: Option<Arc<dyn PostGate>>,
+    /// `http.base_url`, for lists without their own `base_url`.
+    pub base_url: String,
+}
 
 /// What the planner and the workers share.
 pub struct Fanout {
@@ -36,6 +58,7 @@ pub struct Fanout {
     copies: Mutex<HashMap<String, Arc<Vec<u8>>>>,
     /// Identifies this process's workers in leases.
     instance: String,
+    hooks: OnceLock<Hooks>,
 }
 
 impl Fanout {
@@ -61,7 +84,40 @@ impl Fanout {
                 std::process::id(),
                 rand::random::<u32>()
             ),
+            hooks: OnceLock::new(),
         })
+    }
+
+    /// Installs the policy step and the one-click base URL (once, before `run`).
+    pub fn set_hooks(&self, hooks: Hooks) {
+        let _ = self.hooks.set(hooks);
+    }
+
+    /// The base URL of a list's one-click links, if it has one.
+    fn one_click_base(&self, list: &crate::model::List) -> Option<String> {
+        let site = self.hooks.get().map(|h| h.base_url.as_str()).unwrap_or("");
+        let base = if list.settings.base_url.is_empty() {
+            site
+        } else {
+            list.settings.base_url.as_str()
+        };
+        (!base.is_empty()).then(|| base.to_string())
+    }
+
+    /// The per-envelope `List-Unsubscribe` header of a transaction, for
+    /// lists with one-click links (see `copy::unsubscribe_header`).
+    fn envelope_headers(
+        &self,
+        list: &crate::model::List,
+        verp_member: Option<&str>,
+    ) -> Option<Vec<u8>> {
+        let base = self.one_click_base(list)?;
+        let url = verp_member.map(|m| {
+            let token =
+                crate::subscription::oneclick::encode(&self.secret, &list.key(), &m.to_lowercase());
+            crate::subscription::oneclick::url(&base, &token)
+        });
+        Some(copy::unsubscribe_header(list, url.as_deref()))
     }
 
     /// Runs the planner and the workers until shutdown.
@@ -99,7 +155,18 @@ impl Fanout {
 
     async fn plan_all(&self) -> Result<usize, StoreError> {
         let mut n = 0;
+        let gate = self.hooks.get().and_then(|h| h.gate.clone());
         for post in self.store.unplanned_posts().await? {
+            if let (None, Some(gate)) = (post.policy, &gate) {
+                match gate.check(&post).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        warn!(id = %post.id, error = %e, "the posting policy failed; retrying");
+                        continue;
+                    }
+                }
+            }
             if self.plan(&post).await? {
                 n += 1;
             }
@@ -160,7 +227,8 @@ impl Fanout {
             return Ok(c);
         }
         let raw = self.store.message_body(&job.message).await?;
-        let copy = Arc::new(copy::prepare(list, &raw));
+        let shared_unsubscribe = self.one_click_base(list).is_none();
+        let copy = Arc::new(copy::prepare_for(list, &raw, shared_unsubscribe));
         if let Ok(mut m) = self.copies.lock() {
             // Few posts are in flight at once; an unbounded map would only grow
             // if jobs never finished, so keep it small.

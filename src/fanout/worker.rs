@@ -313,7 +313,15 @@ impl Fanout {
         };
         metrics::counter!("listrelay_fanout_envelopes_total", "verp" => if txn.verp || xverp { "true" } else { "false" })
             .increment(txn.rcpts.len() as u64);
-        match self.smtp.send(&envelope, &[copy]).await {
+        // Lists with one-click links: the envelope's own List-Unsubscribe
+        // goes before the shared copy (which then has none).
+        let verp_member = txn.verp.then(|| txn.rcpts[0].as_str());
+        let header = self.envelope_headers(list, verp_member);
+        let parts: Vec<&[u8]> = match &header {
+            Some(h) => vec![h, copy],
+            None => vec![copy],
+        };
+        match self.smtp.send(&envelope, &parts).await {
             Ok(outcome) => Sent::Answered(outcome.rcpts),
             Err(SendError::MailFromRejected(r)) if r.is_permanent() => {
                 // Our own MTA refusing our bounce address is a configuration

@@ -14,6 +14,8 @@ use thiserror::Error;
 use crate::address::Suffix;
 use crate::bounce::{BounceState, PostBounces};
 use crate::model::{Domain, List, Member};
+use crate::moderation::HeldPost;
+use crate::subscription::Pending;
 
 pub use self::sled::SledStore;
 pub use jobs::{now_ms, ChunkState, Claim, DeliveryFailure, Job, RetryItem};
@@ -104,6 +106,20 @@ pub struct MessageMeta {
     pub size: u64,
     #[serde(default)]
     pub state: MessageState,
+    /// Set once the list's posting policy let the post through (or a
+    /// moderator approved it), so it is never applied twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyMark>,
+}
+
+/// Why a post passed the posting policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyMark {
+    /// The policy accepted it.
+    Accepted,
+    /// A moderator approved it after it was held.
+    Approved,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -112,6 +128,8 @@ pub enum MessageState {
     /// Stored and waiting for its handler.
     #[default]
     Queued,
+    /// A post held for the moderators (see `moderation`).
+    Held,
     /// Handled; the Message-ID stays in the window until the grace passes.
     Done,
 }
@@ -211,7 +229,7 @@ pub trait Store: Send + Sync {
     async fn prune_window(&self) -> Result<usize>;
 
     // --- fan-out
-    /// Queued posts that have no job yet.
+    /// Queued posts that have no job yet (never held ones).
     async fn unplanned_posts(&self) -> Result<Vec<MessageMeta>>;
     /// Creates a post's job and its chunks at once, assigning the list's next
     /// post counter to `job.seq`. Fails with `Exists` if the job exists.
@@ -253,4 +271,31 @@ pub trait Store: Send + Sync {
     async fn put_post_bounces(&self, p: &PostBounces) -> Result<()>;
     /// Drops post records first seen before `before` (seconds); returns how many.
     async fn prune_post_bounces(&self, before: u64) -> Result<usize>;
+
+    // --- moderation and subscription (src/store/sled/moderation.rs)
+    /// Marks a queued post as having passed the posting policy; `false` if it
+    /// is no longer queued.
+    async fn mark_accepted(&self, id: &str) -> Result<bool>;
+    /// Holds a queued post and indexes it by its list and hash, at once;
+    /// `false` if it was no longer queued (nothing written).
+    async fn hold_post(&self, held: &HeldPost) -> Result<bool>;
+    /// Takes a held post out of the hold, once: approved, it goes back to
+    /// `Queued` marked `Approved`; otherwise to `Done` (the caller then
+    /// finishes it). `None` if it was not held (already acted on).
+    async fn release_held(&self, id: &str, approve: bool) -> Result<Option<MessageMeta>>;
+    /// Held posts of one list, or of every list.
+    async fn held_posts(&self, list: Option<&str>) -> Result<Vec<HeldPost>>;
+    /// Held posts of a list whose Message-ID hash is `hash`.
+    async fn held_by_hash(&self, list: &str, hash: &str) -> Result<Vec<HeldPost>>;
+    /// Stores a pending confirmation under the hash of its token.
+    async fn put_pending(&self, token_hash: &str, pending: &Pending) -> Result<()>;
+    /// Removes and returns a pending confirmation: a token works once.
+    async fn take_pending(&self, token_hash: &str) -> Result<Option<Pending>>;
+    /// Drops pending confirmations that expired before `now`; returns how many.
+    async fn prune_pending(&self, now: u64) -> Result<usize>;
+    /// Counts one mail to `address` on `day` if fewer than `limit` were sent;
+    /// `false` (nothing counted) when the limit is reached.
+    async fn rate_take(&self, address: &str, day: u64, limit: u32) -> Result<bool>;
+    /// Replaces a member's record (e.g. its `moderated` flag); `false` if not a member.
+    async fn update_member(&self, list: &str, member: &Member) -> Result<bool>;
 }

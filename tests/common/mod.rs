@@ -95,6 +95,10 @@ impl Env {
         let env = self;
         env.cli_ok(&["list", "create", DEV]);
         env.cli_ok(&["list", "create", OTHER]);
+        // The posts come from non-members: let them through the policy.
+        for list in [DEV, OTHER] {
+            env.cli_ok(&["list", "set", list, "nonmember_action", "accept"]);
+        }
         // Members on both lists: a post to a list without members is done at
         // once and leaves the queue.
         env.cli_ok(&["member", "add", DEV, "alice@example.net"]);

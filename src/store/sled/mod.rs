@@ -5,6 +5,7 @@
 
 mod bounce;
 mod fanout;
+mod moderation;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,6 +22,8 @@ use super::{
 };
 use crate::bounce::{BounceState, PostBounces};
 use crate::model::{now, Domain, List, Member};
+use crate::moderation::HeldPost;
+use crate::subscription::Pending;
 
 /// sled's page cache.
 const SLED_CACHE_BYTES: u64 = 4 * 1024 * 1024;
@@ -42,6 +45,7 @@ struct Trees {
     counters: sled::Tree,
     failures: sled::Tree,
     bounces: sled::Tree,
+    moderation: sled::Tree,
 }
 
 impl Trees {
@@ -58,6 +62,7 @@ impl Trees {
             counters: db.open_tree("counters")?,
             failures: db.open_tree("failures")?,
             bounces: db.open_tree("bounces")?,
+            moderation: db.open_tree("moderation")?,
             db,
         })
     }
@@ -611,7 +616,10 @@ impl Store for SledStore {
         let all: Vec<MessageMeta> = values(self.trees.messages.iter())?;
         let mut out = Vec::new();
         for m in all {
-            if m.suffix == crate::address::Suffix::Post && !self.trees.jobs.contains_key(&m.id)? {
+            if m.suffix == crate::address::Suffix::Post
+                && m.state == MessageState::Queued
+                && !self.trees.jobs.contains_key(&m.id)?
+            {
                 out.push(m);
             }
         }
@@ -720,5 +728,59 @@ impl Store for SledStore {
 
     async fn prune_post_bounces(&self, before: u64) -> Result<usize> {
         bounce::prune_posts(&self.trees, before)
+    }
+
+    // --- moderation and subscription (src/store/sled/moderation.rs)
+    async fn mark_accepted(&self, id: &str) -> Result<bool> {
+        moderation::mark_accepted(&self.trees, id)
+    }
+
+    async fn hold_post(&self, held: &HeldPost) -> Result<bool> {
+        let held = held.clone();
+        let ok = self
+            .blocking(move |t| moderation::hold_post(t, &held))
+            .await?;
+        self.durable().await?;
+        Ok(ok)
+    }
+
+    async fn release_held(&self, id: &str, approve: bool) -> Result<Option<MessageMeta>> {
+        let id = id.to_string();
+        let meta = self
+            .blocking(move |t| moderation::release_held(t, &id, approve))
+            .await?;
+        self.durable().await?;
+        Ok(meta)
+    }
+
+    async fn held_posts(&self, list: Option<&str>) -> Result<Vec<HeldPost>> {
+        moderation::held_posts(&self.trees, list)
+    }
+
+    async fn held_by_hash(&self, list: &str, hash: &str) -> Result<Vec<HeldPost>> {
+        moderation::held_by_hash(&self.trees, list, hash)
+    }
+
+    async fn put_pending(&self, token_hash: &str, pending: &Pending) -> Result<()> {
+        moderation::put_pending(&self.trees, token_hash, pending)?;
+        self.durable().await
+    }
+
+    async fn take_pending(&self, token_hash: &str) -> Result<Option<Pending>> {
+        let p = moderation::take_pending(&self.trees, token_hash)?;
+        self.durable().await?;
+        Ok(p)
+    }
+
+    async fn prune_pending(&self, now: u64) -> Result<usize> {
+        moderation::prune_pending(&self.trees, now)
+    }
+
+    async fn rate_take(&self, address: &str, day: u64, limit: u32) -> Result<bool> {
+        moderation::rate_take(&self.trees, address, day, limit)
+    }
+
+    async fn update_member(&self, list: &str, member: &Member) -> Result<bool> {
+        moderation::update_member(&self.trees, list, member)
     }
 }

@@ -1,0 +1,241 @@
+//! The posting policy: who the sender of a post is, whether it is an
+//! automatic message (which never gets a notice: no backscatter), and what
+//! the list does with it. Pure, so every rule is unit-tested.
+
+use mail_parser::MessageParser;
+
+use crate::address::Address;
+use crate::model::{ListSettings, Member, NonmemberAction};
+
+/// What the policy reads from a post.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sender {
+    /// The From header's address.
+    pub from: Option<Address>,
+    /// The envelope sender, if any.
+    pub envelope: Option<Address>,
+    /// Empty MAIL FROM, `Auto-Submitted` other than `no`, or `Precedence`
+    /// bulk/junk/list: never answered.
+    pub automatic: bool,
+    pub subject: String,
+}
+
+impl Sender {
+    /// Where notices about the post go: the From address, else the envelope
+    /// sender; `None` for automatic messages.
+    pub fn reply_address(&self) -> Option<&Address> {
+        if self.automatic {
+            return None;
+        }
+        self.from.as_ref().or(self.envelope.as_ref())
+    }
+
+    /// The sender as shown to moderators.
+    pub fn display(&self) -> String {
+        self.from
+            .as_ref()
+            .or(self.envelope.as_ref())
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// Reads the sender of a message.
+pub fn sender(mail_from: &str, raw: &[u8]) -> Sender {
+    let envelope = Address::parse(mail_from).ok();
+    let parsed = MessageParser::new().parse_headers(raw);
+    let Some(msg) = parsed else {
+        return Sender {
+            envelope,
+            automatic: mail_from.trim().is_empty(),
+            ..Default::default()
+        };
+    };
+    let from = msg
+        .from()
+        .and_then(|f| f.first())
+        .and_then(|a| a.address())
+        .and_then(|a| Address::parse(a).ok());
+    let header = |name: &str| {
+        msg.header_raw(name)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_default()
+    };
+    let auto_submitted = header("Auto-Submitted");
+    let precedence = header("Precedence");
+    let automatic = mail_from.trim().is_empty()
+        || (!auto_submitted.is_empty() && !auto_submitted.starts_with("no"))
+        || ["bulk", "junk", "list"].contains(&precedence.as_str());
+    Sender {
+        from,
+        envelope,
+        automatic,
+        subject: msg.subject().unwrap_or_default().to_string(),
+    }
+}
+
+/// What becomes of a post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Accept,
+    /// Held for the moderators, with the reason.
+    Hold(&'static str),
+    Reject(&'static str),
+    Discard(&'static str),
+}
+
+/// Applies the list's policy. `member` is the sender's membership (From or
+/// envelope address), `size` the post's size in bytes.
+pub fn decide(settings: &ListSettings, member: Option<&Member>, size: u64) -> Decision {
+    if settings.emergency {
+        return Decision::Hold("emergency");
+    }
+    if settings.max_message_size > 0 && size > settings.max_message_size {
+        return Decision::Hold("size");
+    }
+    match member {
+        Some(m) if m.moderated => Decision::Hold("moderated"),
+        Some(_) => Decision::Accept,
+        None => match settings.nonmember_action {
+            NonmemberAction::Accept => Decision::Accept,
+            NonmemberAction::Hold => Decision::Hold("nonmember"),
+            NonmemberAction::Reject => Decision::Reject("nonmember"),
+            NonmemberAction::Discard => Decision::Discard("nonmember"),
+        },
+    }
+}
+
+/// The explanation of a reason, for notices.
+pub fn explain(reason: &str) -> &'static str {
+    match reason {
+        "emergency" => "the list is in emergency moderation: every post is held",
+        "size" => "the message is larger than the list allows",
+        "moderated" => "posts from your address are moderated",
+        "nonmember" => "only members may post to the list without approval",
+        "moderator" => "a moderator rejected it",
+        "expired" => "no moderator acted on it in time",
+        _ => "the list's posting policy",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(moderated: bool) -> Member {
+        let mut m = Member::new(Address::parse("bob@x.org").unwrap());
+        m.moderated = moderated;
+        m
+    }
+
+    #[test]
+    fn decisions() {
+        type Case = (
+            &'static str,
+            Box<dyn Fn(&mut ListSettings)>,
+            Option<Member>,
+            u64,
+            Decision,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "member",
+                Box::new(|_| {}),
+                Some(member(false)),
+                10,
+                Decision::Accept,
+            ),
+            (
+                "moderated member",
+                Box::new(|_| {}),
+                Some(member(true)),
+                10,
+                Decision::Hold("moderated"),
+            ),
+            (
+                "nonmember default",
+                Box::new(|_| {}),
+                None,
+                10,
+                Decision::Hold("nonmember"),
+            ),
+            (
+                "nonmember reject",
+                Box::new(|s| s.nonmember_action = NonmemberAction::Reject),
+                None,
+                10,
+                Decision::Reject("nonmember"),
+            ),
+            (
+                "nonmember discard",
+                Box::new(|s| s.nonmember_action = NonmemberAction::Discard),
+                None,
+                10,
+                Decision::Discard("nonmember"),
+            ),
+            (
+                "nonmember accept",
+                Box::new(|s| s.nonmember_action = NonmemberAction::Accept),
+                None,
+                10,
+                Decision::Accept,
+            ),
+            (
+                "too big",
+                Box::new(|s| s.max_message_size = 5),
+                Some(member(false)),
+                10,
+                Decision::Hold("size"),
+            ),
+            (
+                "size fits",
+                Box::new(|s| s.max_message_size = 10),
+                Some(member(false)),
+                10,
+                Decision::Accept,
+            ),
+            (
+                "emergency",
+                Box::new(|s| s.emergency = true),
+                Some(member(false)),
+                1,
+                Decision::Hold("emergency"),
+            ),
+        ];
+        for (name, set, m, size, want) in cases {
+            let mut s = ListSettings::default();
+            set(&mut s);
+            assert_eq!(decide(&s, m.as_ref(), size), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn senders_and_automatic_messages() {
+        let s = sender(
+            "bounce@x.org",
+            b"From: Bob <Bob@X.org>\r\nSubject: hi\r\n\r\nb",
+        );
+        assert_eq!(s.from.unwrap().key(), "bob@x.org");
+        assert!(!s.automatic);
+        assert_eq!(s.subject, "hi");
+        for (mail_from, headers) in [
+            ("", "From: a@x.org\r\n"),
+            (
+                "a@x.org",
+                "From: a@x.org\r\nAuto-Submitted: auto-replied\r\n",
+            ),
+            ("a@x.org", "From: a@x.org\r\nPrecedence: bulk\r\n"),
+            ("a@x.org", "From: a@x.org\r\nPrecedence: junk\r\n"),
+            ("a@x.org", "From: a@x.org\r\nPrecedence: list\r\n"),
+        ] {
+            let raw = format!("{headers}\r\nbody");
+            let s = sender(mail_from, raw.as_bytes());
+            assert!(s.automatic, "{mail_from:?} {headers:?}");
+            assert!(s.reply_address().is_none());
+        }
+        let s = sender("a@x.org", b"From: a@x.org\r\nAuto-Submitted: no\r\n\r\nb");
+        assert!(!s.automatic);
+        let s = sender("env@x.org", b"Subject: no from\r\n\r\nb");
+        assert_eq!(s.reply_address().unwrap().to_string(), "env@x.org");
+    }
+}

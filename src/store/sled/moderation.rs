@@ -1,0 +1,194 @@
+//! Moderation and subscription state in sled: one `moderation` tree holding
+//! held-post index records under `h\0LIST\0HASH\0ID`, pending confirmations
+//! under `t\0TOKENHASH` and per-address daily mail counts under
+//! `r\0ADDRESS\0DAY`. Holding and releasing a post change the message record
+//! and the index in one sled transaction, and releasing checks the post is
+//! still held: an action is performed once, whoever races for it.
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::{get, key2, member_key, put, values, Trees};
+use crate::model::Member;
+use crate::moderation::{held::message_hash, HeldPost};
+use crate::store::{MessageMeta, MessageState, PolicyMark, Result, StoreError};
+use crate::subscription::Pending;
+
+fn held_key(list: &str, hash: &str, id: &str) -> Vec<u8> {
+    let mut k = b"h\0".to_vec();
+    k.extend(key2(list, hash));
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn held_prefix(list: &str, hash: Option<&str>) -> Vec<u8> {
+    let mut k = b"h\0".to_vec();
+    k.extend_from_slice(list.as_bytes());
+    k.push(0);
+    if let Some(h) = hash {
+        k.extend_from_slice(h.as_bytes());
+        k.push(0);
+    }
+    k
+}
+
+fn token_key(hash: &str) -> Vec<u8> {
+    let mut k = b"t\0".to_vec();
+    k.extend_from_slice(hash.as_bytes());
+    k
+}
+
+fn tx_err(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => e.into(),
+    }
+}
+
+fn abort(e: impl Into<StoreError>) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e.into())
+}
+
+pub fn mark_accepted(t: &Trees, id: &str) -> Result<bool> {
+    loop {
+        let Some(old) = t.messages.get(id)? else {
+            return Ok(false);
+        };
+        let mut meta: MessageMeta = serde_json::from_slice(&old)?;
+        if meta.state != MessageState::Queued {
+            return Ok(false);
+        }
+        if meta.policy.is_some() {
+            return Ok(true);
+        }
+        meta.policy = Some(PolicyMark::Accepted);
+        let new = serde_json::to_vec(&meta)?;
+        if t.messages
+            .compare_and_swap(id, Some(old), Some(new))?
+            .is_ok()
+        {
+            return Ok(true);
+        }
+    }
+}
+
+pub fn hold_post(t: &Trees, held: &HeldPost) -> Result<bool> {
+    let record = serde_json::to_vec(held)?;
+    let key = held_key(&held.list, &held.hash, &held.id);
+    (&t.messages, &t.moderation)
+        .transaction(|(messages, moderation)| {
+            let Some(old) = messages.get(&held.id)? else {
+                return Ok(false);
+            };
+            let mut meta: MessageMeta = serde_json::from_slice(&old).map_err(abort)?;
+            if meta.state != MessageState::Queued {
+                return Ok(false);
+            }
+            meta.state = MessageState::Held;
+            messages.insert(
+                held.id.as_bytes(),
+                serde_json::to_vec(&meta).map_err(abort)?,
+            )?;
+            moderation.insert(key.clone(), record.clone())?;
+            Ok(true)
+        })
+        .map_err(tx_err)
+}
+
+pub fn release_held(t: &Trees, id: &str, approve: bool) -> Result<Option<MessageMeta>> {
+    (&t.messages, &t.moderation)
+        .transaction(|(messages, moderation)| {
+            let Some(old) = messages.get(id)? else {
+                return Ok(None);
+            };
+            let mut meta: MessageMeta = serde_json::from_slice(&old).map_err(abort)?;
+            if meta.state != MessageState::Held {
+                return Ok(None);
+            }
+            let hash = message_hash(meta.message_id.as_deref().unwrap_or_default());
+            moderation.remove(held_key(&meta.list, &hash, id))?;
+            if approve {
+                meta.state = MessageState::Queued;
+                meta.policy = Some(PolicyMark::Approved);
+            } else {
+                meta.state = MessageState::Done;
+            }
+            messages.insert(id.as_bytes(), serde_json::to_vec(&meta).map_err(abort)?)?;
+            Ok(Some(meta))
+        })
+        .map_err(tx_err)
+}
+
+pub fn held_posts(t: &Trees, list: Option<&str>) -> Result<Vec<HeldPost>> {
+    match list {
+        Some(l) => values(t.moderation.scan_prefix(held_prefix(l, None))),
+        None => values(t.moderation.scan_prefix(b"h\0")),
+    }
+}
+
+pub fn held_by_hash(t: &Trees, list: &str, hash: &str) -> Result<Vec<HeldPost>> {
+    values(t.moderation.scan_prefix(held_prefix(list, Some(hash))))
+}
+
+pub fn put_pending(t: &Trees, hash: &str, p: &Pending) -> Result<()> {
+    put(&t.moderation, token_key(hash), p)
+}
+
+pub fn take_pending(t: &Trees, hash: &str) -> Result<Option<Pending>> {
+    t.moderation
+        .remove(token_key(hash))?
+        .map(|v| serde_json::from_slice(&v).map_err(StoreError::from))
+        .transpose()
+}
+
+pub fn prune_pending(t: &Trees, now: u64) -> Result<usize> {
+    let mut n = 0;
+    for kv in t.moderation.scan_prefix(b"t\0") {
+        let (k, v) = kv?;
+        let p: Pending = serde_json::from_slice(&v)?;
+        if p.expires_at <= now {
+            t.moderation.remove(k)?;
+            n += 1;
+        }
+    }
+    // Counters of past days are no longer needed.
+    let today = now / 86400;
+    for kv in t.moderation.scan_prefix(b"r\0") {
+        let (k, _) = kv?;
+        let day = k
+            .rsplit(|&b| b == 0)
+            .next()
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| d.parse::<u64>().ok())
+            .unwrap_or(0);
+        if day < today {
+            t.moderation.remove(k)?;
+        }
+    }
+    Ok(n)
+}
+
+pub fn rate_take(t: &Trees, address: &str, day: u64, limit: u32) -> Result<bool> {
+    let mut k = b"r\0".to_vec();
+    k.extend(key2(address, &day.to_string()));
+    let mut taken = false;
+    t.moderation.update_and_fetch(&k, |old| {
+        let n = old
+            .and_then(|v| v.try_into().ok())
+            .map(u32::from_be_bytes)
+            .unwrap_or(0);
+        taken = n < limit;
+        Some(if taken { n + 1 } else { n }.to_be_bytes().to_vec())
+    })?;
+    Ok(taken)
+}
+
+pub fn update_member(t: &Trees, list: &str, member: &Member) -> Result<bool> {
+    let key = member_key(list, &member.address.key());
+    if get::<Member>(&t.members, &key)?.is_none() {
+        return Ok(false);
+    }
+    put(&t.members, key, member)?;
+    Ok(true)
+}

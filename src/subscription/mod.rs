@@ -1,0 +1,325 @@
+//! Subscription by email (double opt-in) and the `LIST-request` commands.
+//!
+//! `LIST-join` (or `subscribe` to `LIST-request`) sends a confirmation to the
+//! address with a one-time address `LIST-confirm+TOKEN@DOMAIN`; a message to
+//! it subscribes the address and a welcome follows. Leaving works the same
+//! way when the list's `confirm_leave` is on. A token is 128 bits from the OS
+//! CSPRNG in base32; the store keeps only its SHA-256 (a lookup by hash leaks
+//! nothing about the token, and the stored hash is compared again in
+//! constant time). It expires after `moderation.confirm_token_ttl_secs` and
+//! is removed by its first use. Every automatic mail to an address counts
+//! against its daily limit (`moderation.max_mails_per_address_per_day`);
+//! beyond it the request is dropped silently. Automatic messages (empty
+//! sender, `Auto-Submitted`, `Precedence: bulk`) are never answered.
+
+pub mod commands;
+pub mod oneclick;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::address::{Address, Suffix};
+use crate::model::{List, Member};
+use crate::moderation::policy::Sender;
+use crate::moderation::Service;
+use crate::notice::Extras;
+use crate::store::Result;
+use commands::Command;
+
+/// What a confirmation token stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PendingAction {
+    Join,
+    Leave,
+}
+
+/// A confirmation waiting for its reply, stored under the token's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub list: String,
+    pub address: String,
+    pub action: PendingAction,
+    pub token_hash: String,
+    pub created_at: u64,
+    pub expires_at: u64,
+}
+
+/// A new token: 128 bits from the OS CSPRNG, base32 (26 characters,
+/// lowercase, so an MTA that folds case cannot break it).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    crate::verp::base32(&bytes)
+}
+
+/// The hash under which a token is stored.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.trim().to_ascii_lowercase().as_bytes()))
+}
+
+impl Service {
+    fn list_vars(&self, list: &List) -> [(&'static str, String); 3] {
+        [
+            ("join", list.suffix_address(Suffix::Join)),
+            ("leave", list.suffix_address(Suffix::Leave)),
+            ("request", list.suffix_address(Suffix::Request)),
+        ]
+    }
+
+    /// Sends `template` to `address` with the list's addresses as variables.
+    async fn tell(
+        &self,
+        list: &List,
+        address: &str,
+        template: &str,
+        extra: &[(&str, &str)],
+        extras: Extras,
+    ) {
+        let lv = self.list_vars(list);
+        let mut vars: Vec<(&str, &str)> = lv.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        vars.push(("address", address));
+        vars.extend_from_slice(extra);
+        self.notify(list, &[address.to_string()], template, &vars, extras)
+            .await;
+    }
+
+    async fn tell_owners(&self, list: &List, template: &str, address: &str, how: &str) {
+        if list.settings.notify_owner_on_join_leave {
+            let vars = [("address", address), ("how", how)];
+            self.notify(
+                list,
+                &list.settings.owners,
+                template,
+                &vars,
+                Extras::default(),
+            )
+            .await;
+        }
+    }
+
+    /// Starts a join: a confirmation to `address`.
+    pub async fn begin(
+        &self,
+        list: &List,
+        address: &Address,
+        action: PendingAction,
+    ) -> Result<String> {
+        let key = address.key();
+        let member = self.store.member(&list.key(), &key).await?;
+        match (action, member.is_some()) {
+            (PendingAction::Join, true) => return Ok("already a member".into()),
+            (PendingAction::Leave, false) => return Ok("not a member".into()),
+            _ => {}
+        }
+        if !self.may_mail(&key).await {
+            return Ok("rate limited".into());
+        }
+        let token = new_token();
+        let hash = token_hash(&token);
+        let now = self.now();
+        let pending = Pending {
+            list: list.key(),
+            address: address.to_string(),
+            action,
+            token_hash: hash.clone(),
+            created_at: now,
+            expires_at: now + self.config.confirm_token_ttl_secs,
+        };
+        self.store.put_pending(&hash, &pending).await?;
+        let confirm = self.tagged(list, Suffix::Confirm, &token);
+        let hours = (self.config.confirm_token_ttl_secs / 3600).to_string();
+        let template = match action {
+            PendingAction::Join => "confirm-join",
+            PendingAction::Leave => "confirm-leave",
+        };
+        let extras = Extras {
+            from: Some(list.suffix_address(Suffix::Request)),
+            reply_to: Some(confirm.clone()),
+            attachment: None,
+        };
+        self.tell(
+            list,
+            &address.to_string(),
+            template,
+            &[("confirm", &confirm), ("hours", &hours)],
+            extras,
+        )
+        .await;
+        Ok(format!("confirmation sent to {address}"))
+    }
+
+    /// A message to `LIST-join`.
+    pub async fn join_by_mail(&self, list: &List, sender: &Sender) -> Result<String> {
+        match sender.reply_address() {
+            Some(a) => self.begin(list, &a.clone(), PendingAction::Join).await,
+            None => Ok("ignored: automatic message".into()),
+        }
+    }
+
+    /// A message to `LIST-leave`: a confirmation, or at once when the list
+    /// does not ask for one.
+    pub async fn leave_by_mail(&self, list: &List, sender: &Sender) -> Result<String> {
+        let Some(a) = sender.reply_address().cloned() else {
+            return Ok("ignored: automatic message".into());
+        };
+        if list.settings.confirm_leave {
+            return self.begin(list, &a, PendingAction::Leave).await;
+        }
+        self.leave_now(list, &a.key(), "by email").await
+    }
+
+    /// Removes a member at once, with a goodbye and the owners' notice.
+    pub async fn leave_now(&self, list: &List, key: &str, how: &str) -> Result<String> {
+        if !self.store.remove_member(&list.key(), key).await? {
+            return Ok("not a member".into());
+        }
+        self.store.sync().await?;
+        info!(list = %list.address, member = %key, how, "member left");
+        if how != "one-click" {
+            self.tell(list, key, "goodbye", &[], Extras::default())
+                .await;
+        }
+        self.tell_owners(list, "owner-leave", key, how).await;
+        Ok("unsubscribed".into())
+    }
+
+    /// A message to `LIST-confirm+TOKEN`.
+    pub async fn confirm(&self, list: &List, token: &str, sender: &Sender) -> Result<String> {
+        if sender.automatic {
+            return Ok("ignored: automatic message".into());
+        }
+        let hash = token_hash(token);
+        let Some(p) = self.store.take_pending(&hash).await? else {
+            warn!(list = %list.address, "unknown or already used confirmation token; refused");
+            metrics::counter!("listrelay_subscription_refused_total").increment(1);
+            return Ok("refused: unknown or used token".into());
+        };
+        let same = bool::from(subtle::ConstantTimeEq::ct_eq(
+            p.token_hash.as_bytes(),
+            hash.as_bytes(),
+        ));
+        if !same || p.list != list.key() {
+            warn!(list = %list.address, "confirmation token for another list; refused");
+            return Ok("refused: token for another list".into());
+        }
+        if p.expires_at <= self.now() {
+            warn!(list = %list.address, address = %p.address, "expired confirmation token; refused");
+            metrics::counter!("listrelay_subscription_refused_total").increment(1);
+            return Ok("refused: expired token".into());
+        }
+        let Ok(address) = Address::parse(&p.address) else {
+            return Ok("refused: bad address".into());
+        };
+        match p.action {
+            PendingAction::Join => {
+                let added = self
+                    .store
+                    .add_members(&list.key(), &[Member::new(address.clone())])
+                    .await?;
+                self.store.sync().await?;
+                if added.first() != Some(&true) {
+                    return Ok("already a member".into());
+                }
+                info!(list = %list.address, member = %address, "member joined by confirmation");
+                self.tell(
+                    list,
+                    &address.to_string(),
+                    "welcome",
+                    &[],
+                    Extras::default(),
+                )
+                .await;
+                self.tell_owners(
+                    list,
+                    "owner-join",
+                    &address.to_string(),
+                    "confirmed by email",
+                )
+                .await;
+                Ok("subscribed".into())
+            }
+            PendingAction::Leave => {
+                self.leave_now(list, &address.key(), "confirmed by email")
+                    .await
+            }
+        }
+    }
+
+    /// A message to `LIST-request`: its commands, in order.
+    pub async fn request(&self, list: &List, sender: &Sender, raw: &[u8]) -> Result<String> {
+        if sender.automatic {
+            return Ok("ignored: automatic message".into());
+        }
+        let parsed = mail_parser::MessageParser::new().parse(raw);
+        let body = parsed
+            .as_ref()
+            .and_then(|m| m.body_text(0))
+            .map(|b| b.into_owned())
+            .unwrap_or_default();
+        let cmds = commands::parse(&sender.subject, &body);
+        let mut results = Vec::new();
+        let mut help = cmds.iter().all(|c| matches!(c, Command::Unknown(_)));
+        for c in cmds {
+            let target = |arg: &Option<String>| -> Option<Address> {
+                match arg {
+                    Some(a) => Address::parse(a).ok(),
+                    None => sender.reply_address().cloned(),
+                }
+            };
+            let r = match &c {
+                Command::Subscribe(arg) => match target(arg) {
+                    Some(a) => self.begin(list, &a, PendingAction::Join).await?,
+                    None => "bad address".into(),
+                },
+                Command::Unsubscribe(arg) => match target(arg) {
+                    // Without confirmation, only one's own address.
+                    Some(a) if list.settings.confirm_leave => {
+                        self.begin(list, &a, PendingAction::Leave).await?
+                    }
+                    Some(a) if arg.is_none() => self.leave_now(list, &a.key(), "by email").await?,
+                    _ => "refused: give no address when leaving without confirmation".into(),
+                },
+                Command::Help => {
+                    help = true;
+                    "help".into()
+                }
+                Command::Moderate {
+                    action,
+                    message_id,
+                    sig,
+                } => {
+                    self.moderate_command(list, sender, *action, message_id, sig)
+                        .await?
+                }
+                Command::Unknown(_) => continue,
+            };
+            results.push(r);
+        }
+        if help {
+            if let Some(to) = sender.reply_address() {
+                if self.may_mail(&to.key()).await {
+                    self.tell(list, &to.to_string(), "help", &[], Extras::default())
+                        .await;
+                }
+            }
+        }
+        Ok(results.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_hashed_case_blind() {
+        let a = new_token();
+        assert_eq!(a.len(), 26);
+        assert_ne!(a, new_token());
+        assert_eq!(token_hash(&a), token_hash(&a.to_uppercase()));
+        assert_ne!(token_hash(&a), token_hash(&new_token()));
+    }
+}

@@ -1,0 +1,466 @@
+//! Subscription by email and one-click unsubscribe, through a real Postfix
+//! (tests/support): `LIST-join` sends a confirmation to the sink; the reply to
+//! its one-time address subscribes and a welcome follows; the token used
+//! again does nothing; the next post reaches the new member. A real HTTP POST
+//! to the per-member one-click URL of a VERPed copy removes the member, a
+//! forged token does not, and the next post no longer reaches them. In
+//! process with a moved clock: an expired token is refused, the per-address
+//! daily limit holds, `help` answers.
+//!
+//! Needs root and postfix (scripts/install-test-deps).
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use listrelay::address::Address;
+use listrelay::integration::{DomainParams, LmtpTarget};
+use listrelay::model::{Domain, List};
+use listrelay::moderation::policy;
+use listrelay::notice::{Notifier, Outbox};
+use listrelay::smtp::Envelope;
+use listrelay::store::{SledStore, Store};
+use support::lmtp::smtp_send;
+use support::postfix::Postfix;
+use support::server::Listrelay;
+use support::sink::{Sink, Transaction};
+use support::MtaConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LIST: &str = "dev@lists.example.org";
+const WAIT: Duration = Duration::from_secs(15);
+
+fn text(t: &Transaction) -> String {
+    String::from_utf8_lossy(t.data.as_deref().unwrap_or_default()).into_owned()
+}
+
+fn mail(from: &str, to: &str, subject: &str, body: &str, mid: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{mid}>\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+fn count(sink: &Sink, rcpt: &str, needle: &str) -> usize {
+    sink.records()
+        .iter()
+        .filter(|t| t.rcpts.iter().any(|r| r == rcpt) && text(t).contains(needle))
+        .count()
+}
+
+async fn setup(extra: &str) -> (Sink, Postfix, Listrelay) {
+    let sink = Sink::builder().keep_data(true).start().await.unwrap();
+    let lmtp = support::ports::free_port();
+    let cfg = MtaConfig {
+        domains: vec![DomainParams {
+            name: "lists.example.org".into(),
+            local_parts: listrelay::address::list_local_parts("dev"),
+        }],
+        lmtp: LmtpTarget::Tcp(format!("127.0.0.1:{lmtp}")),
+        sink_port: sink.port(),
+    };
+    let pf = tokio::task::spawn_blocking(move || Postfix::start(&cfg))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lr = Listrelay::new(
+        lmtp,
+        pf.reinject_port,
+        &format!("[moderation]\npoll_interval_ms = 100\n{extra}"),
+    );
+    lr.cli_ok(&["list", "create", LIST]);
+    lr.cli_ok(&["list", "set", LIST, "owners", "owner@example.com"]);
+    lr.cli_ok(&["list", "set", LIST, "notify_owner_on_join_leave", "true"]);
+    lr.cli_ok(&["member", "add", LIST, "alice@example.com"]);
+    (sink, pf, lr)
+}
+
+fn members(lr: &Listrelay) -> Vec<String> {
+    lr.json(&["member", "list", LIST])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["address"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_by_email_end_to_end() {
+    let t0 = Instant::now();
+    let (sink, pf, mut lr) = setup("").await;
+    lr.start();
+    smtp_send(
+        pf.inbound_port,
+        "carol@example.com",
+        &["dev-join@lists.example.org"],
+        &mail(
+            "Carol <carol@example.com>",
+            "dev-join@lists.example.org",
+            "join",
+            "",
+            "j1@example.com",
+        ),
+    )
+    .await
+    .unwrap();
+    let c = sink
+        .wait_records(1, WAIT, |t| {
+            t.rcpts.iter().any(|r| r == "carol@example.com")
+                && text(t).contains("Confirm your subscription")
+        })
+        .await
+        .unwrap_or_else(|r| panic!("no confirmation: {r:?}\n{}\n{}", lr.log_text(), pf.log()));
+    let conf = text(&c[0]);
+    let reply_to = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("Reply-To: "))
+        .expect("Reply-To")
+        .trim()
+        .to_string();
+    assert!(
+        reply_to.starts_with("dev-confirm+") && reply_to.ends_with("@lists.example.org"),
+        "{reply_to}"
+    );
+    assert!(conf.contains(&reply_to), "the address is in the text too");
+    assert!(
+        !members(&lr).contains(&"carol@example.com".to_string()),
+        "nothing before the reply"
+    );
+
+    // The reply subscribes; a welcome follows; the owner is told.
+    let reply = mail(
+        "carol@example.com",
+        &reply_to,
+        "Re: Confirm your subscription",
+        "yes",
+        "j2@example.com",
+    );
+    smtp_send(pf.inbound_port, "carol@example.com", &[&reply_to], &reply)
+        .await
+        .unwrap();
+    sink.wait_records(1, WAIT, |t| {
+        t.rcpts.iter().any(|r| r == "carol@example.com") && text(t).contains("Welcome to")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no welcome\n{}", lr.log_text()));
+    sink.wait_records(1, WAIT, |t| {
+        t.rcpts.iter().any(|r| r == "owner@example.com") && text(t).contains("joined")
+    })
+    .await
+    .expect("owner told");
+    assert!(members(&lr).contains(&"carol@example.com".to_string()));
+
+    // The same token again: refused, nothing sent.
+    let again = mail(
+        "carol@example.com",
+        &reply_to,
+        "Re: again",
+        "yes",
+        "j3@example.com",
+    );
+    smtp_send(pf.inbound_port, "carol@example.com", &[&reply_to], &again)
+        .await
+        .unwrap();
+    let end = Instant::now() + WAIT;
+    while !lr
+        .log_text()
+        .contains("unknown or already used confirmation token")
+        && Instant::now() < end
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        lr.log_text()
+            .contains("unknown or already used confirmation token"),
+        "{}",
+        lr.log_text()
+    );
+
+    // The next post reaches the new member.
+    let p = mail(
+        "alice@example.com",
+        LIST,
+        "news",
+        "hello carol",
+        "p1@example.com",
+    );
+    smtp_send(pf.inbound_port, "alice@example.com", &[LIST], &p)
+        .await
+        .unwrap();
+    sink.wait_until(WAIT, |s| count(s, "carol@example.com", "hello carol") == 1)
+        .await
+        .unwrap_or_else(|_| panic!("post did not reach carol\n{}", lr.log_text()));
+    assert_eq!(
+        count(&sink, "carol@example.com", "Welcome to"),
+        1,
+        "no second welcome"
+    );
+    eprintln!("subscription through postfix in {:?}", t0.elapsed());
+}
+
+/// A minimal HTTP/1.1 request; returns the status and the whole response.
+async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_click_unsubscribe_over_http() {
+    let t0 = Instant::now();
+    let port = support::ports::free_port();
+    let (sink, pf, mut lr) = setup(&format!(
+        "[http]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"http://127.0.0.1:{port}/\"\n"
+    ))
+    .await;
+    lr.cli_ok(&["member", "add", LIST, "dave@example.com"]);
+    lr.start();
+    let p = mail(
+        "alice@example.com",
+        LIST,
+        "one",
+        "first post",
+        "o1@example.com",
+    );
+    smtp_send(pf.inbound_port, "alice@example.com", &[LIST], &p)
+        .await
+        .unwrap();
+    let got = sink
+        .wait_records(1, WAIT, |t| {
+            t.rcpts.iter().any(|r| r == "dave@example.com") && text(t).contains("first post")
+        })
+        .await
+        .unwrap_or_else(|r| panic!("no copy: {r:?}\n{}", lr.log_text()));
+    let copy = text(&got[0]);
+    assert_eq!(copy.matches("List-Unsubscribe:").count(), 1, "{copy}");
+    assert!(
+        copy.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"),
+        "{copy}"
+    );
+    let header = copy
+        .lines()
+        .find(|l| l.starts_with("List-Unsubscribe: <"))
+        .unwrap();
+    assert!(
+        header.contains("<mailto:dev-leave@lists.example.org>"),
+        "{header}"
+    );
+    let url = &header["List-Unsubscribe: <".len()..header.find('>').unwrap()];
+    let prefix = format!("http://127.0.0.1:{port}");
+    let path = url
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{url}"))
+        .to_string();
+    assert!(path.starts_with("/unsubscribe/"));
+
+    // GET only shows the page.
+    let (status, page) = http(port, "GET", &path, "").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<form method=\"post\">") && page.contains("dave@example.com"),
+        "{page}"
+    );
+    assert!(members(&lr).contains(&"dave@example.com".to_string()));
+    // A forged token (alice's address in dave's signed token) is refused.
+    let token = path.trim_start_matches("/unsubscribe/");
+    let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+    parts[1] = hex::encode("alice@example.com");
+    let (status, _) = http(
+        port,
+        "POST",
+        &format!("/unsubscribe/{}", parts.join(".")),
+        "List-Unsubscribe=One-Click",
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(members(&lr).contains(&"alice@example.com".to_string()));
+    // The real one-click POST removes dave at once.
+    let (status, resp) = http(port, "POST", &path, "List-Unsubscribe=One-Click").await;
+    assert_eq!(status, 200, "{resp}");
+    assert!(!members(&lr).contains(&"dave@example.com".to_string()));
+    assert!(members(&lr).contains(&"alice@example.com".to_string()));
+
+    // The next post does not reach dave.
+    let p = mail(
+        "alice@example.com",
+        LIST,
+        "two",
+        "second post",
+        "o2@example.com",
+    );
+    smtp_send(pf.inbound_port, "alice@example.com", &[LIST], &p)
+        .await
+        .unwrap();
+    sink.wait_until(WAIT, |s| count(s, "alice@example.com", "second post") == 1)
+        .await
+        .unwrap_or_else(|_| panic!("second post not delivered\n{}", lr.log_text()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(&sink, "dave@example.com", "second post"), 0);
+    eprintln!("one-click through postfix and HTTP in {:?}", t0.elapsed());
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(Vec<String>, String)>>);
+
+#[async_trait]
+impl Outbox for Recorder {
+    async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<(), String> {
+        self.0.lock().unwrap().push((
+            envelope.rcpts.clone(),
+            String::from_utf8_lossy(message).into_owned(),
+        ));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_tokens_rate_limits_and_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    store
+        .create_domain(&Domain {
+            name: "lists.example.org".into(),
+            opaque: false,
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    let list = List::new(Address::parse(LIST).unwrap());
+    store.create_list(&list).await.unwrap();
+    let now = Arc::new(std::sync::atomic::AtomicU64::new(1_000_000_000));
+    let clock_now = now.clone();
+    let outbox = Arc::new(Recorder::default());
+    let svc = listrelay::moderation::Service {
+        store: store.clone(),
+        secret: listrelay::secret::Secret::from_bytes(vec![9; 32]),
+        notifier: Notifier::new(
+            outbox.clone(),
+            listrelay::templates::Templates::builtin(),
+            "h.example.org",
+        ),
+        clock: Arc::new(move || clock_now.load(std::sync::atomic::Ordering::SeqCst)),
+        config: Default::default(),
+        delimiter: '+',
+        grace_secs: 60,
+        posts: None,
+    };
+    let carol = policy::sender(
+        "carol@example.com",
+        b"From: carol@example.com\r\nSubject: join\r\n\r\n",
+    );
+    assert!(svc
+        .join_by_mail(&list, &carol)
+        .await
+        .unwrap()
+        .starts_with("confirmation sent"));
+    let confirm = |i: usize| -> String {
+        let sent = outbox.0.lock().unwrap();
+        let m = &sent[i].1;
+        let r = m
+            .lines()
+            .find_map(|l| l.strip_prefix("Reply-To: "))
+            .unwrap();
+        r.trim_start_matches("dev-confirm+")
+            .trim_end_matches("@lists.example.org")
+            .to_string()
+    };
+    let token = confirm(0);
+    // Three days and a second later the token no longer works.
+    now.fetch_add(3 * 86400 + 1, std::sync::atomic::Ordering::SeqCst);
+    let r = svc.confirm(&list, &token, &carol).await.unwrap();
+    assert_eq!(r, "refused: expired token");
+    assert!(store
+        .member(&list.key(), "carol@example.com")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        svc.confirm(&list, &token, &carol).await.unwrap(),
+        "refused: unknown or used token"
+    );
+    // A made-up token is refused; an automatic message is ignored.
+    assert!(svc
+        .confirm(&list, "aaaaaaaaaaaaaaaaaaaaaaaaaa", &carol)
+        .await
+        .unwrap()
+        .starts_with("refused"));
+    let bot = policy::sender("", b"From: carol@example.com\r\n\r\n");
+    assert!(svc
+        .join_by_mail(&list, &bot)
+        .await
+        .unwrap()
+        .starts_with("ignored"));
+
+    // The per-address daily limit (5): a sixth confirmation is not sent.
+    outbox.0.lock().unwrap().clear();
+    let victim = policy::sender("victim@example.net", b"From: victim@example.net\r\n\r\n");
+    let mut sent = 0;
+    for _ in 0..8 {
+        if svc
+            .join_by_mail(&list, &victim)
+            .await
+            .unwrap()
+            .starts_with("confirmation sent")
+        {
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 5);
+    assert_eq!(outbox.0.lock().unwrap().len(), 5);
+    // A new day, a new allowance; a valid token subscribes once.
+    now.fetch_add(86400, std::sync::atomic::Ordering::SeqCst);
+    assert!(svc
+        .join_by_mail(&list, &victim)
+        .await
+        .unwrap()
+        .starts_with("confirmation sent"));
+    let token = confirm(5);
+    assert_eq!(
+        svc.confirm(&list, &token, &victim).await.unwrap(),
+        "subscribed"
+    );
+    assert_eq!(
+        svc.confirm(&list, &token, &victim).await.unwrap(),
+        "refused: unknown or used token"
+    );
+
+    // help to LIST-request.
+    outbox.0.lock().unwrap().clear();
+    let raw = b"From: carol@example.com\r\nSubject: help\r\n\r\n";
+    let s = policy::sender("carol@example.com", raw);
+    svc.request(&list, &s, raw).await.unwrap();
+    let sent = outbox.0.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0]
+            .1
+            .contains("Subject: Help for dev@lists.example.org"),
+        "{}",
+        sent[0].1
+    );
+    // A moderation command from a non-moderator is refused.
+    let raw = b"From: carol@example.com\r\nSubject: x\r\n\r\napprove <a@b.org> zzzz\r\n";
+    let s = policy::sender("carol@example.com", raw);
+    assert_eq!(
+        svc.request(&list, &s, raw).await.unwrap(),
+        "refused: not a moderator"
+    );
+}
