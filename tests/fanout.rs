@@ -318,6 +318,7 @@ async fn message_id_leaves_the_window_after_delivery_and_grace() {
     );
     lr.cli_ok(&["list", "create", LIST]);
     lr.cli_ok(&["list", "set", LIST, "duplicate_policy", "reject"]);
+    lr.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     lr.cli_ok(&["member", "add", LIST, "a@one.example.net"]);
     lr.start();
     assert_eq!(post_window(lr.lmtp_port, "first").await, 250);
