@@ -26,3 +26,16 @@ fi
 out=$(python3 "$scorer" -j "$(nproc)" --no-mta "$@" "$cmd")
 printf '%s\n' "$out" | head -n 1
 if [ "$#" -gt 0 ]; then printf '%s\n' "$out" | tail -n +2; fi
+
+# The reference, measured in the same run: GNU Mailman's parser (flufl.bounce,
+# from PyPI; installed for this user if missing).
+python3 -c 'import flufl.bounce' 2>/dev/null || python3 -m pip install --quiet --user flufl.bounce >/dev/null 2>&1 || true
+if python3 -c 'import flufl.bounce' 2>/dev/null; then
+    ref=$(python3 "$scorer" -j "$(nproc)" --no-mta "python3 $root/bench/mailman_bounce.py" | head -n 1)
+    printf '%s\n' "$ref"
+    ours=$(printf '%s\n' "$out" | head -n 1 | sed -n 's/.*recipient_exact=\([0-9.]*\)%.*/\1/p')
+    theirs=$(printf '%s\n' "$ref" | sed -n 's/.*recipient_exact=\([0-9.]*\)%.*/\1/p')
+    python3 -c "print(f'recipient_exact: listrelay {$ours}% / Mailman {$theirs}% = {$ours/$theirs:.2f}x')"
+else
+    echo "reference (flufl.bounce) not available: no ratio"
+fi
