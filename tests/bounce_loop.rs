@@ -10,15 +10,15 @@
 
 mod support;
 
+use support::mta::{Kind, Mta};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use listrelay::integration::{DomainParams, LmtpTarget};
 use serde_json::Value;
-use support::exim::Exim;
 use support::lmtp::smtp_send;
-use support::postfix::Postfix;
 use support::sink::Sink;
 use support::MtaConfig;
 
@@ -110,44 +110,6 @@ fn serve_log(d: &Dirs) -> String {
     std::fs::read_to_string(d.data.join("serve.log")).unwrap_or_default()
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Postfix,
-    Exim,
-}
-
-enum Mta {
-    Postfix(Postfix),
-    Exim(Exim),
-}
-
-impl Mta {
-    fn inbound(&self) -> u16 {
-        match self {
-            Mta::Postfix(p) => p.inbound_port,
-            Mta::Exim(e) => e.inbound_port,
-        }
-    }
-    fn reinject(&self) -> u16 {
-        match self {
-            Mta::Postfix(p) => p.reinject_port,
-            Mta::Exim(e) => e.reinject_port,
-        }
-    }
-    fn log(&self) -> String {
-        match self {
-            Mta::Postfix(p) => p.log(),
-            Mta::Exim(e) => e.log(),
-        }
-    }
-    fn wait_queue_empty(&self) -> bool {
-        match self {
-            Mta::Postfix(p) => p.wait_queue_empty(WAIT),
-            Mta::Exim(e) => e.wait_queue_empty(WAIT),
-        }
-    }
-}
-
 fn poll(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
@@ -185,12 +147,7 @@ async fn bounce_loop(kind: Kind) {
         lmtp: LmtpTarget::Tcp(format!("127.0.0.1:{lmtp}")),
         sink_port: sink.port(),
     };
-    let mta = tokio::task::spawn_blocking(move || match kind {
-        Kind::Postfix => Mta::Postfix(Postfix::start(&cfg).unwrap_or_else(|e| panic!("{e}"))),
-        Kind::Exim => Mta::Exim(Exim::start(&cfg).unwrap_or_else(|e| panic!("{e}"))),
-    })
-    .await
-    .unwrap();
+    let mta = Mta::start_async(kind, cfg).await;
 
     let d = dirs();
     cli(&d, &["list", "create", LIST]);
@@ -272,7 +229,7 @@ Auto-Submitted: auto-replied\r\nMessage-ID: <away@example.com>\r\n\r\nI am away 
     smtp_send(mta.inbound(), "", &[&alice_verp], vacation.as_bytes())
         .await
         .unwrap();
-    assert!(mta.wait_queue_empty(), "{kind:?}\n{}", mta.log());
+    assert!(mta.wait_queue_empty(WAIT), "{kind:?}\n{}", mta.log());
     assert!(
         poll(WAIT, || queue_empty(&d)),
         "{kind:?}: bounces not handled\n{}",

@@ -9,11 +9,11 @@
 
 mod support;
 
+use support::mta::{Kind, Mta};
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::exim::Exim;
 use support::lmtp::smtp_send;
-use support::postfix::Postfix;
 use support::sink::Sink;
 use support::MtaConfig;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -150,52 +150,6 @@ impl StubLmtp {
 
 // ---------------------------------------------------------------- MTAs
 
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Postfix,
-    Exim,
-}
-
-enum Mta {
-    Postfix(Postfix),
-    Exim(Exim),
-}
-
-impl Mta {
-    fn start(kind: Kind, cfg: &MtaConfig) -> Mta {
-        match kind {
-            Kind::Postfix => {
-                Mta::Postfix(Postfix::start(cfg).unwrap_or_else(|e| panic!("postfix: {e}")))
-            }
-            Kind::Exim => Mta::Exim(Exim::start(cfg).unwrap_or_else(|e| panic!("exim: {e}"))),
-        }
-    }
-    fn inbound(&self) -> u16 {
-        match self {
-            Mta::Postfix(p) => p.inbound_port,
-            Mta::Exim(e) => e.inbound_port,
-        }
-    }
-    fn reinject(&self) -> u16 {
-        match self {
-            Mta::Postfix(p) => p.reinject_port,
-            Mta::Exim(e) => e.reinject_port,
-        }
-    }
-    fn log(&self) -> String {
-        match self {
-            Mta::Postfix(p) => p.log(),
-            Mta::Exim(e) => format!("{}\n--- paniclog:\n{}", e.log(), e.panic_log()),
-        }
-    }
-    fn wait_queue_empty(&self) -> bool {
-        match self {
-            Mta::Postfix(p) => p.wait_queue_empty(WAIT),
-            Mta::Exim(e) => e.wait_queue_empty(WAIT),
-        }
-    }
-}
-
 struct Rig {
     stub: StubLmtp,
     sink: Sink,
@@ -251,7 +205,7 @@ async fn post_reaches_lmtp(kind: Kind) {
         t.data
     );
     assert!(
-        r.mta.wait_queue_empty(),
+        r.mta.wait_queue_empty(WAIT),
         "{kind:?}: queue not empty\n{}",
         r.mta.log()
     );
@@ -294,7 +248,7 @@ async fn dsn_goes_to_verp_address(kind: Kind) {
     );
     assert_eq!(r.sink.rcpt_count(), 0);
     assert!(
-        r.mta.wait_queue_empty(),
+        r.mta.wait_queue_empty(WAIT),
         "{kind:?}: queue not empty\n{}",
         r.mta.log()
     );
@@ -319,7 +273,7 @@ async fn multi_rcpt_one_transaction(kind: Kind) {
         "{kind:?}: {:?}",
         r.stub.txns()
     );
-    assert!(r.mta.wait_queue_empty(), "{kind:?}\n{}", r.mta.log());
+    assert!(r.mta.wait_queue_empty(WAIT), "{kind:?}\n{}", r.mta.log());
     assert_eq!(
         r.stub.txns().len(),
         1,

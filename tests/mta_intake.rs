@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use listrelay::address::list_local_parts;
 use listrelay::integration::{DomainParams, LmtpTarget};
-use support::exim::Exim;
 use support::lmtp::smtp_send;
-use support::postfix::Postfix;
+use support::mta::{Kind, Mta};
 use support::server::Listrelay;
 use support::sink::Sink;
 use support::{poll_until, ports, MtaConfig};
@@ -22,66 +21,31 @@ use support::{poll_until, ports, MtaConfig};
 const DEV: &str = "dev@lists.example.org";
 const OPS: &str = "ops@lists.example.org";
 
-enum Mta {
-    Postfix(Postfix),
-    Exim(Exim),
+async fn start_mta(kind: Kind, lmtp_port: u16, sink_port: u16) -> Mta {
+    let cfg = MtaConfig {
+        domains: vec![DomainParams {
+            name: "lists.example.org".into(),
+            local_parts: [list_local_parts("dev"), list_local_parts("ops")].concat(),
+        }],
+        lmtp: LmtpTarget::Tcp(format!("127.0.0.1:{lmtp_port}")),
+        sink_port,
+    };
+    Mta::start_async(kind, cfg).await
 }
 
-impl Mta {
-    async fn start(kind: &str, lmtp_port: u16, sink_port: u16) -> Mta {
-        let cfg = MtaConfig {
-            domains: vec![DomainParams {
-                name: "lists.example.org".into(),
-                local_parts: [list_local_parts("dev"), list_local_parts("ops")].concat(),
-            }],
-            lmtp: LmtpTarget::Tcp(format!("127.0.0.1:{lmtp_port}")),
-            sink_port,
+/// Whether the MTA logged a delivery (or a permanent failure) to `rcpt`
+/// with a reply containing `text`.
+fn logged(mta: &Mta, rcpt: &str, delivered: bool, text: &str) -> bool {
+    mta.log().lines().any(|l| {
+        let about = l.contains(&format!("<{rcpt}>")) || l.contains(&format!(" {rcpt} "));
+        let verdict = match (mta, delivered) {
+            (Mta::Postfix(_), true) => l.contains("status=sent"),
+            (Mta::Postfix(_), false) => l.contains("status=bounced"),
+            (Mta::Exim(_), true) => l.contains(" => "),
+            (Mta::Exim(_), false) => l.contains(" ** "),
         };
-        let kind = kind.to_string();
-        tokio::task::spawn_blocking(move || match kind.as_str() {
-            "postfix" => Postfix::start(&cfg).map(Mta::Postfix),
-            _ => Exim::start(&cfg).map(Mta::Exim),
-        })
-        .await
-        .unwrap()
-        .unwrap()
-    }
-
-    fn inbound(&self) -> u16 {
-        match self {
-            Mta::Postfix(p) => p.inbound_port,
-            Mta::Exim(e) => e.inbound_port,
-        }
-    }
-
-    fn reinject(&self) -> u16 {
-        match self {
-            Mta::Postfix(p) => p.reinject_port,
-            Mta::Exim(e) => e.reinject_port,
-        }
-    }
-
-    fn log(&self) -> String {
-        match self {
-            Mta::Postfix(p) => p.log(),
-            Mta::Exim(e) => e.log(),
-        }
-    }
-
-    /// Whether the MTA logged a delivery (or a permanent failure) to `rcpt`
-    /// with a reply containing `text`.
-    fn logged(&self, rcpt: &str, delivered: bool, text: &str) -> bool {
-        self.log().lines().any(|l| {
-            let about = l.contains(&format!("<{rcpt}>")) || l.contains(&format!(" {rcpt} "));
-            let verdict = match (self, delivered) {
-                (Mta::Postfix(_), true) => l.contains("status=sent"),
-                (Mta::Postfix(_), false) => l.contains("status=bounced"),
-                (Mta::Exim(_), true) => l.contains(" => "),
-                (Mta::Exim(_), false) => l.contains(" ** "),
-            };
-            about && verdict && l.contains(text)
-        })
-    }
+        about && verdict && l.contains(text)
+    })
 }
 
 fn message(id: &str, to: &str) -> Vec<u8> {
@@ -91,10 +55,10 @@ fn message(id: &str, to: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn setup(kind: &str) -> (Sink, Mta, Listrelay) {
+async fn setup(kind: Kind) -> (Sink, Mta, Listrelay) {
     let sink = Sink::builder().start().await.unwrap();
     let lmtp_port = ports::free_port();
-    let mta = Mta::start(kind, lmtp_port, sink.port()).await;
+    let mta = start_mta(kind, lmtp_port, sink.port()).await;
     let mut lr = Listrelay::new(lmtp_port, mta.reinject(), "");
     for list in [DEV, OPS] {
         lr.cli_ok(&["list", "create", list]);
@@ -122,7 +86,7 @@ fn copies(sink: &Sink) -> HashMap<String, usize> {
     n
 }
 
-async fn post_reaches_each_member_once(kind: &str) {
+async fn post_reaches_each_member_once(kind: Kind) {
     let (sink, mta, mut lr) = setup(kind).await;
     smtp_send(
         mta.inbound(),
@@ -134,19 +98,25 @@ async fn post_reaches_each_member_once(kind: &str) {
     .unwrap();
     sink.wait_rcpts(2, Duration::from_secs(30))
         .await
-        .unwrap_or_else(|n| panic!("{kind}: {n} of 2 copies\n{}\n{}", mta.log(), lr.log_text()));
+        .unwrap_or_else(|n| {
+            panic!(
+                "{kind:?}: {n} of 2 copies\n{}\n{}",
+                mta.log(),
+                lr.log_text()
+            )
+        });
     // Give a duplicate the time to show up, then count.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let counts = copies(&sink);
     assert_eq!(
         counts.get("a@one.example.net"),
         Some(&1),
-        "{kind}: {counts:?}"
+        "{kind:?}: {counts:?}"
     );
     assert_eq!(
         counts.get("b@two.example.net"),
         Some(&1),
-        "{kind}: {counts:?}"
+        "{kind:?}: {counts:?}"
     );
     assert_eq!(counts.len(), 2);
     lr.stop();
@@ -154,7 +124,7 @@ async fn post_reaches_each_member_once(kind: &str) {
 
 /// The same Message-ID is already in ops's window and ops rejects duplicates:
 /// in one LMTP transaction for dev@ and ops@, dev gets 250 and ops 550 5.7.0.
-async fn per_recipient_replies(kind: &str) {
+async fn per_recipient_replies(kind: Kind) {
     let (sink, mta, mut lr) = setup(kind).await;
     lr.cli_ok(&["list", "set", OPS, "duplicate_policy", "reject"]);
     let first = message("mixed", OPS);
@@ -171,11 +141,11 @@ async fn per_recipient_replies(kind: &str) {
         .await
         .unwrap();
     let both = poll_until(Duration::from_secs(30), || {
-        mta.logged(DEV, true, "250 2.0.0") && mta.logged(OPS, false, "5.7.0")
+        logged(&mta, DEV, true, "250 2.0.0") && logged(&mta, OPS, false, "5.7.0")
     });
     assert!(
         both,
-        "{kind}: expected dev delivered and ops refused with 5.7.0\n{}\n{}",
+        "{kind:?}: expected dev delivered and ops refused with 5.7.0\n{}\n{}",
         mta.log(),
         lr.log_text()
     );
@@ -189,7 +159,7 @@ async fn per_recipient_replies(kind: &str) {
         .await;
     assert!(
         dev_done.is_ok(),
-        "{kind}: dev's members did not get the post"
+        "{kind:?}: dev's members did not get the post"
     );
     let counts = copies(&sink);
     assert_eq!(
@@ -203,20 +173,20 @@ async fn per_recipient_replies(kind: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postfix_post_reaches_each_member_once() {
-    post_reaches_each_member_once("postfix").await;
+    post_reaches_each_member_once(Kind::Postfix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exim_post_reaches_each_member_once() {
-    post_reaches_each_member_once("exim").await;
+    post_reaches_each_member_once(Kind::Exim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postfix_multi_recipient_transaction_gets_per_recipient_replies() {
-    per_recipient_replies("postfix").await;
+    per_recipient_replies(Kind::Postfix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exim_multi_recipient_transaction_gets_per_recipient_replies() {
-    per_recipient_replies("exim").await;
+    per_recipient_replies(Kind::Exim).await;
 }
