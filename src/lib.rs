@@ -18,6 +18,7 @@ pub mod lmtp;
 pub mod model;
 pub mod moderation;
 pub mod notice;
+pub mod poll_loop;
 pub mod secret;
 pub mod serve;
 pub mod smtp;

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mail_parser::MessageParser;
 use serde_json::{json, Value};
@@ -172,31 +172,10 @@ impl Handler {
 
     /// Polls for work every `poll` and runs the periodic pass every `pass`,
     /// until `stop`.
-    pub async fn run(
-        self: Arc<Self>,
-        poll: Duration,
-        pass: Duration,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let mut last_pass: Option<Instant> = None;
-        loop {
-            if let Err(e) = self.process_queue().await {
-                warn!(error = %e, "handling queued bounces failed");
-            }
-            if let Err(e) = self.process_failures().await {
-                warn!(error = %e, "scoring hand-off failures failed");
-            }
-            if last_pass.is_none_or(|t| t.elapsed() >= pass) {
-                if let Err(e) = self.periodic().await {
-                    warn!(error = %e, "the periodic bounce pass failed");
-                }
-                last_pass = Some(Instant::now());
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-        }
+    /// Polls for work every `poll` and runs the periodic pass every `pass`,
+    /// until `stop`.
+    pub async fn run(self: Arc<Self>, poll: Duration, pass: Duration, stop: watch::Receiver<bool>) {
+        crate::poll_loop::run(self, poll, pass, stop).await
     }
 
     /// Handles every queued bounce; returns how many.
@@ -577,4 +556,22 @@ pub async fn reset(
         }
     }
     Ok(json!({"member": member, "scope": key, "had_record": had, "delivery_enabled_in": enabled}))
+}
+
+#[async_trait::async_trait]
+impl crate::poll_loop::Handler for Handler {
+    fn name(&self) -> &'static str {
+        "bounces"
+    }
+
+    async fn handle_queued(&self) -> Result<()> {
+        // Both kinds of work, whatever became of the other.
+        let queued = self.process_queue().await;
+        let failures = self.process_failures().await;
+        queued.and(failures).map(|_| ())
+    }
+
+    async fn periodic(&self) -> Result<()> {
+        Handler::periodic(self).await
+    }
 }

@@ -11,7 +11,7 @@ pub mod held;
 pub mod policy;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
@@ -147,28 +147,10 @@ impl Service {
         tokio::spawn(self.run(poll, pass, stop))
     }
 
-    pub async fn run(
-        self: Arc<Self>,
-        poll: Duration,
-        pass: Duration,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let mut last_pass: Option<Instant> = None;
-        loop {
-            if let Err(e) = self.process_queue().await {
-                warn!(error = %e, "handling queued requests failed");
-            }
-            if last_pass.is_none_or(|t| t.elapsed() >= pass) {
-                if let Err(e) = self.periodic().await {
-                    warn!(error = %e, "the periodic moderation pass failed");
-                }
-                last_pass = Some(Instant::now());
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-        }
+    /// Polls for work every `poll` and runs the periodic pass every `pass`,
+    /// until `stop`.
+    pub async fn run(self: Arc<Self>, poll: Duration, pass: Duration, stop: watch::Receiver<bool>) {
+        crate::poll_loop::run(self, poll, pass, stop).await
     }
 
     /// Handles every queued message to a moderation or subscription
@@ -232,5 +214,20 @@ impl Service {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::poll_loop::Handler for Service {
+    fn name(&self) -> &'static str {
+        "moderation"
+    }
+
+    async fn handle_queued(&self) -> crate::store::Result<()> {
+        self.process_queue().await.map(|_| ())
+    }
+
+    async fn periodic(&self) -> crate::store::Result<()> {
+        Service::periodic(self).await
     }
 }
