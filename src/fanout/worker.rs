@@ -176,12 +176,7 @@ impl Fanout {
             if *shutdown.borrow() {
                 return Err(self.release(owner, held, 0).await);
             }
-            // The previous transaction's progress becomes durable while this
-            // one is on the wire: at most two transactions per worker are
-            // ever unrecorded (docs/architecture.md, Guarantees).
-            let (sent, synced) =
-                tokio::join!(self.send(&list, job, txn, xverp, &copy), self.store.sync());
-            synced.map_err(Err)?;
+            let sent = self.send(&list, job, txn, xverp, &copy).await;
             match sent {
                 Sent::MtaDown(e) => return Err(self.mta_down(owner, held, e).await),
                 Sent::Answered(statuses) => {

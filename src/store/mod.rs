@@ -239,9 +239,11 @@ pub trait Store: Send + Sync {
     async fn claim_chunk(&self, owner: &str, lease_ms: u64) -> Result<Option<Claim>>;
     async fn chunk_members(&self, job: &str, index: u32) -> Result<Vec<String>>;
     /// Writes the holder's new state (progress, retries; `owner: None`
-    /// releases) and renews the lease; durable after the next [`Store::sync`]
-    /// (so a worker can overlap that sync with its next transaction). `false`
-    /// when the lease was taken over: the write was refused.
+    /// releases) and renews the lease. When it returns the write survives a
+    /// crash of the process (sled: its progress journal; PostgreSQL: the
+    /// commit); it survives a power cut after the next [`Store::sync`] (sled:
+    /// within 200 ms anyway). `false` when the lease was taken over: the write
+    /// was refused.
     async fn update_chunk(&self, owner: &str, state: &ChunkState, lease_ms: u64) -> Result<bool>;
     /// Ends a chunk the holder finished, adding its counts to the job; returns
     /// the job when this was its last chunk (the job is then gone). `Ok(None)`

@@ -9,7 +9,7 @@ use super::{get, key2, put, values, Trees};
 use crate::store::jobs::now_ms;
 use crate::store::{ChunkState, Claim, DeliveryFailure, Job, Result, StoreError};
 
-fn chunk_key(job: &str, index: u32) -> Vec<u8> {
+pub(super) fn chunk_key(job: &str, index: u32) -> Vec<u8> {
     let mut k = key2(job, "");
     k.extend_from_slice(&index.to_be_bytes());
     k
@@ -131,16 +131,23 @@ fn holds(cur: &ChunkState, owner: &str, generation: u64) -> bool {
     cur.generation == generation && cur.owner.as_deref() == Some(owner)
 }
 
-pub fn update_chunk(t: &Trees, owner: &str, state: &ChunkState, lease_ms: u64) -> Result<bool> {
+/// The holder's write; returns the state written (lease renewed), or `None`
+/// when the lease was taken over.
+pub fn update_chunk(
+    t: &Trees,
+    owner: &str,
+    state: &ChunkState,
+    lease_ms: u64,
+) -> Result<Option<ChunkState>> {
     let key = chunk_key(&state.job, state.index);
     loop {
         let Some(old) = t.chunks.get(&key)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let cur: ChunkState = serde_json::from_slice(&old)?;
         if !holds(&cur, owner, state.generation) {
             metrics::counter!("listrelay_fanout_fenced_writes_total").increment(1);
-            return Ok(false);
+            return Ok(None);
         }
         let mut new = state.clone();
         if new.owner.is_some() {
@@ -150,7 +157,7 @@ pub fn update_chunk(t: &Trees, owner: &str, state: &ChunkState, lease_ms: u64) -
             .compare_and_swap(&key, Some(old), Some(serde_json::to_vec(&new)?))?
             .is_ok()
         {
-            return Ok(true);
+            return Ok(Some(new));
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod bounce;
 mod fanout;
+mod journal;
 mod moderation;
 
 use std::collections::HashMap;
@@ -78,6 +79,8 @@ pub struct SledStore {
     spool: Arc<Spool>,
     committer: mpsc::Sender<Commit>,
     flusher: mpsc::Sender<oneshot::Sender<Result<()>>>,
+    /// Chunk progress, appended on every write (see journal.rs).
+    journal: Arc<std::sync::Mutex<journal::Journal>>,
 }
 
 /// Members are keyed list, domain, local part: a scan yields them grouped by
@@ -136,6 +139,10 @@ impl SledStore {
         let trees = Trees::open(db)?;
         let spool = Arc::new(Spool::open(data_dir.join("spool"))?);
         recover(&trees, &spool)?;
+        let journal = Arc::new(std::sync::Mutex::new(journal::Journal::open(
+            data_dir.join("journal"),
+            &trees,
+        )?));
         let expired = fanout::expire_leases(&trees)?;
         if expired > 0 {
             info!(
@@ -150,16 +157,17 @@ impl SledStore {
             .spawn(move || committer(rx, t, s))
             .map_err(|e| StoreError::Backend(format!("starting committer: {e}")))?;
         let (ftx, frx) = mpsc::channel();
-        let db = trees.db.clone();
+        let (db, j) = (trees.db.clone(), journal.clone());
         std::thread::Builder::new()
             .name("store-flusher".into())
-            .spawn(move || flusher(frx, db))
+            .spawn(move || flusher(frx, db, j))
             .map_err(|e| StoreError::Backend(format!("starting flusher: {e}")))?;
         Ok(SledStore {
             trees,
             spool,
             committer: tx,
             flusher: ftx,
+            journal,
         })
     }
 
@@ -183,15 +191,45 @@ impl SledStore {
     }
 }
 
-fn flusher(rx: mpsc::Receiver<oneshot::Sender<Result<()>>>, db: sled::Db) {
-    while let Ok(first) = rx.recv() {
-        let mut waiting = vec![first];
+/// How often sled is flushed when nobody asks: the progress journal holds
+/// what was written since, so a power cut loses at most this much progress.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Flushes sled when asked (sharing one flush among all waiting callers) and
+/// every [`FLUSH_EVERY`], dropping the journal file the flush covered.
+fn flusher(
+    rx: mpsc::Receiver<oneshot::Sender<Result<()>>>,
+    db: sled::Db,
+    journal: Arc<std::sync::Mutex<journal::Journal>>,
+) {
+    loop {
+        let mut waiting = match rx.recv_timeout(FLUSH_EVERY) {
+            Ok(first) => vec![first],
+            Err(mpsc::RecvTimeoutError::Timeout) => Vec::new(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         waiting.extend(rx.try_iter());
-        let result = db.flush().map(|_| ());
+        // Rotate first: everything in the old file was written to sled
+        // before it was appended, so this flush covers it.
+        let result = journal
+            .lock()
+            .map_err(|_| StoreError::Closed)
+            .and_then(|mut j| j.rotate())
+            .and_then(|old| {
+                db.flush()?;
+                if let Some(old) = old {
+                    let _ = std::fs::remove_file(old);
+                }
+                Ok(())
+            });
+        if let Err(e) = &result {
+            warn!(error = %e, "flushing the store failed");
+        }
         for w in waiting {
             let _ = w.send(
                 result
-                    .clone()
+                    .as_ref()
+                    .map(|_| ())
                     .map_err(|e| StoreError::Backend(e.to_string())),
             );
         }
@@ -652,7 +690,16 @@ impl Store for SledStore {
     }
 
     async fn update_chunk(&self, owner: &str, state: &ChunkState, lease_ms: u64) -> Result<bool> {
-        fanout::update_chunk(&self.trees, owner, state, lease_ms)
+        let Some(written) = fanout::update_chunk(&self.trees, owner, state, lease_ms)? else {
+            return Ok(false);
+        };
+        // In the kernel's hands when append returns: survives a crash of the
+        // process; sled's copy reaches the disk with the next flush.
+        self.journal
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .append(&written)?;
+        Ok(true)
     }
 
     async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Option<Job>> {
