@@ -22,7 +22,7 @@ const DRAIN: Duration = Duration::from_secs(30);
 
 pub async fn serve(config: Config) -> Result<()> {
     crate::telemetry::init(&config)?;
-    let store = crate::cli::open_store(&config)?;
+    let store = crate::cli::open_store(&config).await?;
     let listeners = lmtp::bind(&config.lmtp.listen).await?;
     let (stop_tx, stop) = watch::channel(false);
 

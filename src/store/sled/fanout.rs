@@ -209,6 +209,18 @@ pub fn expire_leases(t: &Trees) -> Result<usize> {
     Ok(n)
 }
 
+/// Writes a chunk as exported (without an owner) with its member list.
+pub fn restore_chunk(t: &Trees, state: &ChunkState, members: &[String]) -> Result<()> {
+    let key = chunk_key(&state.job, state.index);
+    let mut state = state.clone();
+    state.owner = None;
+    state.lease_expires_ms = 0;
+    put(&t.chunks, &key, &state)?;
+    t.chunk_members
+        .insert(key.as_slice(), members.join("\n").into_bytes())?;
+    Ok(())
+}
+
 pub fn record_failure(t: &Trees, f: &DeliveryFailure) -> Result<()> {
     let id = crate::store::new_id();
     put(&t.failures, key2(&f.list, &id), f)
