@@ -220,6 +220,10 @@ pub trait Store: Send + Sync {
     /// the job when this was its last chunk (the job is then gone). `Ok(None)`
     /// also when the lease was lost (nothing written).
     async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Option<Job>>;
+    /// Expires the leases whose owner starts with `owner_prefix`: those of a
+    /// previous run of this host, which is known dead (serve holds a lock on
+    /// its data directory). Returns how many.
+    async fn release_leases(&self, owner_prefix: &str) -> Result<usize>;
     async fn jobs(&self) -> Result<Vec<Job>>;
     async fn chunks(&self) -> Result<Vec<ChunkState>>;
     async fn record_failure(&self, failure: &DeliveryFailure) -> Result<()>;

@@ -35,6 +35,9 @@ use crate::model::{now, Domain, List, Member};
 /// Connections each process keeps at most.
 const POOL_SIZE: usize = 12;
 
+/// How long PostgreSQL lets a session sit idle inside a transaction.
+const IDLE_IN_TRANSACTION_MS: u32 = 5000;
+
 /// Attempts of a transaction that PostgreSQL aborted to break a deadlock or a
 /// serialization conflict (two hosts' batches locking window entries in
 /// opposite orders).
@@ -75,9 +78,20 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to the database `url` names without touching its schema.
     pub fn connect(url: &str) -> Result<Self> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
+        // A host paused inside a transaction (SIGSTOP, a VM stall) must not
+        // keep its row locks, or claims would skip those chunks until it
+        // wakes: PostgreSQL ends such a session after a few seconds.
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim());
+        if config.get_application_name().is_none() {
+            config.application_name("listrelay");
+        }
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -646,6 +660,20 @@ impl Store for PostgresStore {
 
     async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Option<Job>> {
         claims::complete_chunk(&mut self.client().await?, owner, state).await
+    }
+
+    async fn release_leases(&self, owner_prefix: &str) -> Result<usize> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE chunks SET lease_expires_ms = 0
+                 WHERE owner IS NOT NULL AND starts_with(owner, $1) AND lease_expires_ms > 0",
+                &[&owner_prefix],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(n as usize)
     }
 
     async fn jobs(&self) -> Result<Vec<Job>> {

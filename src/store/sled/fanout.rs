@@ -196,11 +196,20 @@ pub fn complete_chunk(t: &Trees, owner: &str, state: &ChunkState) -> Result<Opti
 /// Leases in an embedded store belong to a process that has exited: sled
 /// admits one process at a time. Expire them so work resumes at once.
 pub fn expire_leases(t: &Trees) -> Result<usize> {
+    expire_leases_of(t, "")
+}
+
+/// Expires the leases whose owner starts with `prefix`.
+pub fn expire_leases_of(t: &Trees, prefix: &str) -> Result<usize> {
     let mut n = 0;
     for kv in t.chunks.iter() {
         let (key, v) = kv?;
         let mut state: ChunkState = serde_json::from_slice(&v)?;
-        if state.owner.is_some() {
+        if state
+            .owner
+            .as_deref()
+            .is_some_and(|o| o.starts_with(prefix) && state.lease_expires_ms > 0)
+        {
             state.lease_expires_ms = 0;
             put(&t.chunks, key, &state)?;
             n += 1;

@@ -588,6 +588,12 @@ impl Store for SledStore {
         Ok(done)
     }
 
+    async fn release_leases(&self, owner_prefix: &str) -> Result<usize> {
+        let n = fanout::expire_leases_of(&self.trees, owner_prefix)?;
+        self.durable().await?;
+        Ok(n)
+    }
+
     async fn jobs(&self) -> Result<Vec<Job>> {
         values(self.trees.jobs.iter())
     }
