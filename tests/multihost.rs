@@ -364,12 +364,11 @@ async fn same_post_to_both_hosts_at_once_is_accepted_once() {
         assert_eq!((ra, rb), (250, 250), "round {round}");
     }
     let want = rounds * all.len();
-    let done = sink_a
-        .wait_until(Duration::from_secs(30), |s| {
-            s.rcpt_count() + sink_b.rcpt_count() >= want
-        })
-        .await;
-    assert!(done.is_ok(), "{}\n{}", a.log_text(), b.log_text());
+    let done = poll_until(Duration::from_secs(30), || {
+        sink_a.rcpt_count() + sink_b.rcpt_count() >= want
+    })
+    .await;
+    assert!(done, "{}\n{}", a.log_text(), b.log_text());
     assert!(poll_until(Duration::from_secs(10), || queue_empty(&a)).await);
     // Give a second (wrong) copy time to show up.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -383,6 +382,68 @@ async fn same_post_to_both_hosts_at_once_is_accepted_once() {
     let logs = plain(&format!("{}{}", a.log_text(), b.log_text()));
     let stored = logs.matches("listrelay::intake: stored ").count();
     assert_eq!(stored, rounds, "each post stored once\n{logs}");
+    a.stop();
+    b.stop();
+}
+
+/// bench/claims: the 10,000-member fan-out on PostgreSQL with two hosts, next
+/// to one host on sled, in the same run (`--ignored`, release build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_fanout_10k_postgres_two_hosts_vs_sled() {
+    if !pg::required("bench_fanout_10k") {
+        return;
+    }
+    let all = members(10_000, 200);
+    let extra = "[fanout]\nworkers = 4\nchunk_size = 1000\npoll_interval_ms = 100\n";
+    let union = |a: &Sink, b: &Sink| {
+        let mut m: HashSet<String> = copies(&a.records()).into_keys().collect();
+        m.extend(copies(&b.records()).into_keys());
+        m.len()
+    };
+    // One host on sled.
+    let sink = Sink::builder().start().await.unwrap();
+    let none = Sink::builder().start().await.unwrap();
+    let mut s = Listrelay::on_sled(ports::free_port(), sink.port(), extra);
+    s.cli_ok(&["list", "create", LIST]);
+    s.import(LIST, &all);
+    s.cli_ok(&["list", "set", LIST, "verp_percent", "10"]);
+    s.start();
+    let t = Instant::now();
+    assert_eq!(post_lmtp(s.lmtp_port, &post("bench-sled", "")).await, 250);
+    sink.wait_until(Duration::from_secs(300), |_| {
+        union(&sink, &none) >= all.len()
+    })
+    .await
+    .unwrap();
+    let sled = t.elapsed();
+    s.stop();
+    // Two hosts on PostgreSQL.
+    let (mut a, sink_a, mut b, sink_b) = two_hosts(extra).await;
+    a.cli_ok(&["list", "create", LIST]);
+    a.import(LIST, &all);
+    a.cli_ok(&["list", "set", LIST, "verp_percent", "10"]);
+    a.start();
+    b.start();
+    let t = Instant::now();
+    assert_eq!(post_lmtp(a.lmtp_port, &post("bench-pg", "")).await, 250);
+    sink_a
+        .wait_until(Duration::from_secs(300), |_| {
+            union(&sink_a, &sink_b) >= all.len()
+        })
+        .await
+        .unwrap();
+    let pg2 = t.elapsed();
+    eprintln!(
+        "fanout 10000 members, 10% VERP, chunk 1000, 4 workers/host: sled 1 host {:.2}s \
+         ({:.0}/s); postgres 2 hosts {:.2}s ({:.0}/s; A {} B {} copies)",
+        sled.as_secs_f64(),
+        all.len() as f64 / sled.as_secs_f64(),
+        pg2.as_secs_f64(),
+        all.len() as f64 / pg2.as_secs_f64(),
+        sink_a.rcpt_count(),
+        sink_b.rcpt_count()
+    );
     a.stop();
     b.stop();
 }

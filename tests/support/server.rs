@@ -38,6 +38,11 @@ impl Listrelay {
         }
     }
 
+    /// A site on the embedded store, whatever the selected store.
+    pub fn on_sled(lmtp_port: u16, smtp_port: u16, extra: &str) -> Listrelay {
+        Listrelay::build(lmtp_port, smtp_port, extra, None, None)
+    }
+
     /// A site on a fresh PostgreSQL database, whatever the selected store.
     pub fn on_postgres(lmtp_port: u16, smtp_port: u16, extra: &str) -> Listrelay {
         let db = TestDb::create();
