@@ -9,6 +9,7 @@
 
 pub mod exim;
 pub mod lmtp;
+pub mod pg;
 pub mod ports;
 pub mod postfix;
 pub mod server;

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use super::spool::{self, Spool};
 use super::{
     AcceptOutcome, ChunkState, Claim, DeliveryFailure, Job, MessageMeta, MessageState, NewMessage,
-    Result, Store, StoreError, WindowEntry,
+    Record, Result, Store, StoreError, WindowEntry,
 };
 use crate::bounce::{BounceState, PostBounces};
 use crate::model::{now, Domain, List, Member};
@@ -664,6 +664,12 @@ impl Store for SledStore {
         Ok(done)
     }
 
+    async fn release_leases(&self, owner_prefix: &str) -> Result<usize> {
+        let n = fanout::expire_leases_of(&self.trees, owner_prefix)?;
+        self.durable().await?;
+        Ok(n)
+    }
+
     async fn jobs(&self) -> Result<Vec<Job>> {
         values(self.trees.jobs.iter())
     }
@@ -783,4 +789,82 @@ impl Store for SledStore {
     async fn update_member(&self, list: &str, member: &Member) -> Result<bool> {
         moderation::update_member(&self.trees, list, member)
     }
+
+    async fn window_entries(&self) -> Result<Vec<(String, String, WindowEntry)>> {
+        self.trees
+            .window
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let k = String::from_utf8_lossy(&k);
+                let (list, message_id) = k.split_once('\0').unwrap_or((&k, ""));
+                Ok((
+                    list.to_string(),
+                    message_id.to_string(),
+                    serde_json::from_slice(&v)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn counters(&self) -> Result<Vec<(String, u64)>> {
+        self.trees
+            .counters
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let seq = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+                Ok((String::from_utf8_lossy(&k).into_owned(), seq))
+            })
+            .collect()
+    }
+
+    async fn restore(&self, records: Vec<Record>) -> Result<()> {
+        let (trees, spool) = (self.trees.clone(), self.spool.clone());
+        tokio::task::spawn_blocking(move || restore(&trees, &spool, records))
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))??;
+        self.durable().await
+    }
+}
+
+/// Writes exported records as they are; message files are synced first.
+fn restore(trees: &Trees, spool: &Spool, records: Vec<Record>) -> Result<()> {
+    let mut spooled = false;
+    for r in records {
+        match r {
+            Record::Header { .. } => {}
+            Record::Domain { domain } => put(&trees.domains, &domain.name, &domain)?,
+            Record::List { list } => put(&trees.lists, list.key(), &list)?,
+            Record::Member { list, member } => put(
+                &trees.members,
+                member_key(&list, &member.address.key()),
+                &member,
+            )?,
+            Record::Counter { list, seq } => {
+                trees.counters.insert(list.as_bytes(), &seq.to_be_bytes())?;
+            }
+            Record::Message { meta, body } => {
+                let msg = NewMessage {
+                    body: super::transfer::body(&body)?,
+                    meta,
+                };
+                spool.write(&msg)?;
+                spooled = true;
+                put(&trees.messages, &msg.meta.id, &msg.meta)?;
+            }
+            Record::Window {
+                list,
+                message_id,
+                entry,
+            } => put(&trees.window, key2(&list, &message_id), &entry)?,
+            Record::Job { job } => put(&trees.jobs, &job.message, &job)?,
+            Record::Chunk { state, members } => fanout::restore_chunk(trees, &state, &members)?,
+            Record::Failure { failure } => fanout::record_failure(trees, &failure)?,
+        }
+    }
+    if spooled {
+        spool.sync_dir()?;
+    }
+    Ok(())
 }
