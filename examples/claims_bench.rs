@@ -42,6 +42,7 @@ async fn main() {
                 dedup: None,
                 size: 4,
                 state: MessageState::Queued,
+                policy: None,
             },
             body: b"x\r\n\r\n".to_vec(),
         }])

@@ -56,6 +56,7 @@ async fn store_with_job(chunks: usize) -> (Site, Arc<dyn Store>, Job) {
             dedup: None,
             size: 20,
             state: MessageState::Queued,
+            policy: None,
         },
         body: b"Subject: hi\r\n\r\nhi\r\n".to_vec(),
     };

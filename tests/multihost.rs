@@ -154,6 +154,7 @@ async fn kill9_one_host_mid_fanout_the_other_finishes() {
     let (mut a, sink_a, mut b, sink_b) =
         two_hosts(&fanout_config(workers, chunk_size, lease_secs)).await;
     a.cli_ok(&["list", "create", LIST]);
+    a.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     let all = members(5000, 100);
     a.import(LIST, &all);
     a.cli_ok(&["list", "set", LIST, "verp_percent", "30"]);
@@ -272,6 +273,7 @@ async fn sigstopped_host_past_its_lease_has_its_late_writes_refused() {
     let (workers, max_rcpt) = (2, 10);
     let (mut a, sink_a, mut b, sink_b) = two_hosts(&fanout_config(workers, 100, 1)).await;
     a.cli_ok(&["list", "create", LIST]);
+    a.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     let all = members(3000, 60);
     a.import(LIST, &all);
     a.cli_ok(&["list", "set", LIST, "verp_percent", "0"]);
@@ -342,6 +344,7 @@ async fn same_post_to_both_hosts_at_once_is_accepted_once() {
     }
     let (mut a, sink_a, mut b, sink_b) = two_hosts(&fanout_config(2, 100, 10)).await;
     a.cli_ok(&["list", "create", LIST]);
+    a.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     let all = members(5, 5);
     a.import(LIST, &all);
     a.start();
@@ -406,6 +409,7 @@ async fn bench_fanout_10k_postgres_two_hosts_vs_sled() {
     let none = Sink::builder().start().await.unwrap();
     let mut s = Listrelay::on_sled(ports::free_port(), sink.port(), extra);
     s.cli_ok(&["list", "create", LIST]);
+    s.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     s.import(LIST, &all);
     s.cli_ok(&["list", "set", LIST, "verp_percent", "10"]);
     s.start();
@@ -421,6 +425,7 @@ async fn bench_fanout_10k_postgres_two_hosts_vs_sled() {
     // Two hosts on PostgreSQL.
     let (mut a, sink_a, mut b, sink_b) = two_hosts(extra).await;
     a.cli_ok(&["list", "create", LIST]);
+    a.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     a.import(LIST, &all);
     a.cli_ok(&["list", "set", LIST, "verp_percent", "10"]);
     a.start();

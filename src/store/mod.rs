@@ -313,6 +313,12 @@ pub trait Store: Send + Sync {
     async fn window_entries(&self) -> Result<Vec<(String, String, WindowEntry)>>;
     /// Every list's post counter.
     async fn counters(&self) -> Result<Vec<(String, u64)>>;
+    /// Every post's policy-bounce record.
+    async fn all_post_bounces(&self) -> Result<Vec<PostBounces>>;
+    /// Every pending confirmation with the hash of its token.
+    async fn pendings(&self) -> Result<Vec<(String, Pending)>>;
+    /// Every daily mail count: (address, day, count).
+    async fn rate_counts(&self) -> Result<Vec<(String, u64, u32)>>;
     /// Writes exported records as they are (no window check, no new ids),
     /// durably, into a store being filled by `listrelay import`.
     async fn restore(&self, records: Vec<Record>) -> Result<()>;

@@ -1,11 +1,13 @@
 //! `listrelay export` / `import`: everything a store holds, as JSON lines, so
 //! a site moves from the embedded store to PostgreSQL (and back) without
-//! losing lists, members, delivery failures (bounce state), queued or held
-//! messages, Message-ID windows or fan-out work in progress.
+//! losing lists, members, bounce state, queued or held messages, pending
+//! confirmations, Message-ID windows or fan-out work in progress.
 //!
 //! The first line is a [`Record::Header`]; then domains, lists, members, post
-//! counters, messages (bodies in hex), window entries, jobs, chunks and
-//! delivery failures, in that order (each record only needs earlier ones).
+//! counters, messages (bodies in hex), window entries, jobs, chunks, delivery
+//! failures, bounce states, post bounce records, held posts, pending
+//! confirmations and daily mail counts, in that order (each record only needs
+//! earlier ones). Version 1 files (without the last five kinds) still import.
 
 use std::io::{BufRead, Write};
 
@@ -15,10 +17,17 @@ use super::{
     ChunkState, DeliveryFailure, Job, MessageMeta, MessageState, Result, Store, StoreError,
     WindowEntry,
 };
+use crate::bounce::{BounceState, PostBounces};
 use crate::model::{Domain, List, Member};
+use crate::moderation::HeldPost;
+use crate::subscription::Pending;
 
 pub const FORMAT: &str = "listrelay-export";
-pub const VERSION: u32 = 1;
+/// Version 2 added bounce states, post bounce records, held posts, pending
+/// confirmations and mail counts.
+pub const VERSION: u32 = 2;
+/// The oldest version `import` reads.
+pub const MIN_VERSION: u32 = 1;
 
 /// One line of an export.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +73,30 @@ pub enum Record {
     Failure {
         failure: DeliveryFailure,
     },
+    /// A member's bounce score under a scope.
+    BounceState {
+        state: BounceState,
+    },
+    /// The policy bounces of one post.
+    PostBounces {
+        bounces: PostBounces,
+    },
+    /// A held post's index record (its message is a `Message` in state
+    /// `held`).
+    Held {
+        held: HeldPost,
+    },
+    /// A confirmation waiting for its reply, under the hash of its token.
+    Pending {
+        token_hash: String,
+        pending: Pending,
+    },
+    /// Mails sent to an address on a day (seconds / 86400).
+    Rate {
+        address: String,
+        day: u64,
+        count: u32,
+    },
 }
 
 /// What an export or an import counted, by kind.
@@ -78,6 +111,11 @@ pub struct Counts {
     pub jobs: u64,
     pub chunks: u64,
     pub failures: u64,
+    pub bounce_states: u64,
+    pub post_bounces: u64,
+    pub held: u64,
+    pub pending: u64,
+    pub rates: u64,
 }
 
 impl Counts {
@@ -93,6 +131,11 @@ impl Counts {
             Record::Job { .. } => self.jobs += 1,
             Record::Chunk { .. } => self.chunks += 1,
             Record::Failure { .. } => self.failures += 1,
+            Record::BounceState { .. } => self.bounce_states += 1,
+            Record::PostBounces { .. } => self.post_bounces += 1,
+            Record::Held { .. } => self.held += 1,
+            Record::Pending { .. } => self.pending += 1,
+            Record::Rate { .. } => self.rates += 1,
         }
     }
 }
@@ -173,6 +216,34 @@ pub async fn export(store: &dyn Store, out: &mut dyn Write) -> Result<Counts> {
             emit(Record::Failure { failure }, &mut counts)?;
         }
     }
+    for state in store.bounce_states(None).await? {
+        emit(Record::BounceState { state }, &mut counts)?;
+    }
+    for bounces in store.all_post_bounces().await? {
+        emit(Record::PostBounces { bounces }, &mut counts)?;
+    }
+    for held in store.held_posts(None).await? {
+        emit(Record::Held { held }, &mut counts)?;
+    }
+    for (token_hash, pending) in store.pendings().await? {
+        emit(
+            Record::Pending {
+                token_hash,
+                pending,
+            },
+            &mut counts,
+        )?;
+    }
+    for (address, day, count) in store.rate_counts().await? {
+        emit(
+            Record::Rate {
+                address,
+                day,
+                count,
+            },
+            &mut counts,
+        )?;
+    }
     out.flush().map_err(io)?;
     Ok(counts)
 }
@@ -202,9 +273,9 @@ pub async fn import(store: &dyn Store, input: &mut dyn BufRead) -> Result<Counts
         let record: Record = serde_json::from_str(&line)
             .map_err(|e| StoreError::Invalid(format!("line {}: {e}", n + 1)))?;
         if let Record::Header { format, version } = &record {
-            if format != FORMAT || *version != VERSION {
+            if format != FORMAT || !(MIN_VERSION..=VERSION).contains(version) {
                 return Err(StoreError::Invalid(format!(
-                    "line {}: not a {FORMAT} version {VERSION} file ({format} {version})",
+                    "line {}: not a {FORMAT} version {MIN_VERSION} to {VERSION} file ({format} {version})",
                     n + 1
                 )));
             }

@@ -120,19 +120,26 @@ pub async fn create_job(c: &mut Client, mut job: Job, chunks: Vec<Vec<String>>) 
     job.chunks = chunks.len() as u32;
     job.recipients = chunks.iter().map(|c| c.len() as u64).sum();
     let tx = c.transaction().await.map_err(pg_err)?;
-    // The post must still be waiting: a job whose last chunk completed marks
+    // The post must still be queued: a job whose last chunk completed marks
     // its post done in the same transaction, so a planner on another host that
-    // saw the post before cannot plan it a second time.
+    // saw the post before cannot plan it a second time; and a post held for
+    // the moderators meanwhile is not planned.
     let post = tx
         .query_opt(
-            "SELECT done FROM messages WHERE id = $1 FOR SHARE",
+            "SELECT state FROM messages WHERE id = $1 FOR SHARE",
             &[&job.message],
         )
         .await
         .map_err(pg_err)?;
     match post {
-        Some(row) if !row.get::<_, bool>(0) => {}
-        Some(_) => return Err(StoreError::Exists(format!("job {} (done)", job.message))),
+        Some(row) if row.get::<_, &str>(0) == "queued" => {}
+        Some(row) => {
+            return Err(StoreError::Exists(format!(
+                "job {} ({})",
+                job.message,
+                row.get::<_, &str>(0)
+            )))
+        }
         None => return Err(StoreError::NotFound(format!("message {}", job.message))),
     }
     let seq: i64 = tx
@@ -290,7 +297,8 @@ pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Resu
             .await
             .map_err(pg_err)?;
         tx.execute(
-            "UPDATE messages SET done = true WHERE id = $1",
+            "UPDATE messages SET state = 'done', meta = jsonb_set(meta, '{state}', '\"done\"')
+             WHERE id = $1",
             &[&job.message],
         )
         .await

@@ -16,7 +16,9 @@
 //! * Window times (`expires_at`, seconds) come from the hosts' clocks, as in
 //!   the embedded store.
 
+mod bounce;
 mod claims;
+mod moderation;
 pub mod schema;
 
 use async_trait::async_trait;
@@ -30,7 +32,10 @@ use super::{
     AcceptOutcome, ChunkState, Claim, DeliveryFailure, Job, MessageMeta, MessageState, NewMessage,
     Record, Result, Store, StoreError, WindowEntry,
 };
+use crate::bounce::{BounceState, PostBounces};
 use crate::model::{now, Domain, List, Member};
+use crate::moderation::HeldPost;
+use crate::subscription::Pending;
 
 /// Connections each process keeps at most.
 const POOL_SIZE: usize = 12;
@@ -158,8 +163,8 @@ impl PostgresStore {
             .await?;
         let insert = tx
             .prepare_cached(
-                "INSERT INTO messages (id, list, is_post, done, meta, body)
-                 VALUES ($1, $2, $3, false, $4, $5)",
+                "INSERT INTO messages (id, list, is_post, state, meta, body)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .await?;
         let now = i64_of(now());
@@ -197,7 +202,14 @@ impl PostgresStore {
                 let is_post = meta.suffix == crate::address::Suffix::Post;
                 tx.execute(
                     &insert,
-                    &[&meta.id, &meta.list, &is_post, &Json(meta), &msg.body],
+                    &[
+                        &meta.id,
+                        &meta.list,
+                        &is_post,
+                        &state_name(meta.state),
+                        &Json(meta),
+                        &msg.body,
+                    ],
                 )
                 .await?;
             }
@@ -246,11 +258,17 @@ impl PostgresStore {
                 Record::Message { meta, body } => {
                     let body = super::transfer::body(body)?;
                     let is_post = meta.suffix == crate::address::Suffix::Post;
-                    let done = meta.state == MessageState::Done;
                     tx.execute(
-                        "INSERT INTO messages (id, list, is_post, done, meta, body)
+                        "INSERT INTO messages (id, list, is_post, state, meta, body)
                          VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[&meta.id, &meta.list, &is_post, &done, &Json(meta), &body],
+                        &[
+                            &meta.id,
+                            &meta.list,
+                            &is_post,
+                            &state_name(meta.state),
+                            &Json(meta),
+                            &body,
+                        ],
                     )
                     .await
                 }
@@ -286,6 +304,18 @@ impl PostgresStore {
                     )
                     .await
                 }
+                Record::BounceState { state } => bounce::put_state(&*tx, state).await,
+                Record::PostBounces { bounces } => bounce::put_post(&*tx, bounces).await,
+                Record::Held { held } => moderation::restore_held(&*tx, held).await,
+                Record::Pending {
+                    token_hash,
+                    pending,
+                } => moderation::put_pending(&*tx, token_hash, pending).await,
+                Record::Rate {
+                    address,
+                    day,
+                    count,
+                } => moderation::restore_rate(&*tx, address, *day, *count).await,
             };
             result.map_err(pg_err)?;
         }
@@ -540,7 +570,7 @@ impl Store for PostgresStore {
         let row = self
             .client()
             .await?
-            .query_opt("SELECT meta, done FROM messages WHERE id = $1", &[&id])
+            .query_opt("SELECT meta, state FROM messages WHERE id = $1", &[&id])
             .await
             .map_err(pg_err)?;
         Ok(row.map(|r| meta_of(&r)))
@@ -562,7 +592,7 @@ impl Store for PostgresStore {
             .client()
             .await?
             .query(
-                "SELECT meta, done FROM messages WHERE NOT ($1 AND done) ORDER BY id",
+                "SELECT meta, state FROM messages WHERE NOT $1 OR state = 'queued' ORDER BY id",
                 &[&queued_only],
             )
             .await
@@ -631,8 +661,8 @@ impl Store for PostgresStore {
             .client()
             .await?
             .query(
-                "SELECT meta, done FROM messages m
-                 WHERE is_post AND NOT done
+                "SELECT meta, state FROM messages m
+                 WHERE is_post AND state = 'queued'
                    AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.message = m.id)
                  ORDER BY id",
                 &[],
@@ -712,6 +742,113 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    // --- bounces (bounce.rs)
+    async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>> {
+        bounce::member(&self.client().await?, list, member_key).await
+    }
+
+    async fn set_delivery(&self, list: &str, member_key: &str, enabled: bool) -> Result<bool> {
+        bounce::set_delivery(&self.client().await?, list, member_key, enabled).await
+    }
+
+    async fn bounce_state(&self, scope: &str, member_key: &str) -> Result<Option<BounceState>> {
+        bounce::state(&self.client().await?, scope, member_key).await
+    }
+
+    async fn bounce_states(&self, scope: Option<&str>) -> Result<Vec<BounceState>> {
+        bounce::states(&self.client().await?, scope).await
+    }
+
+    async fn put_bounce_state(&self, state: &BounceState) -> Result<()> {
+        let client = self.client().await?;
+        bounce::put_state(&**client, state).await.map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn delete_bounce_state(&self, scope: &str, member_key: &str) -> Result<bool> {
+        bounce::delete_state(&self.client().await?, scope, member_key).await
+    }
+
+    async fn pending_failures(&self, max: usize) -> Result<Vec<(String, DeliveryFailure)>> {
+        bounce::pending_failures(&self.client().await?, max).await
+    }
+
+    async fn delete_failure(&self, list: &str, id: &str) -> Result<()> {
+        bounce::delete_failure(&self.client().await?, list, id).await
+    }
+
+    async fn post_bounces(&self, list: &str, post: &str) -> Result<Option<PostBounces>> {
+        bounce::post(&self.client().await?, list, post).await
+    }
+
+    async fn put_post_bounces(&self, p: &PostBounces) -> Result<()> {
+        let client = self.client().await?;
+        bounce::put_post(&**client, p).await.map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn prune_post_bounces(&self, before: u64) -> Result<usize> {
+        bounce::prune_posts(&self.client().await?, before).await
+    }
+
+    // --- moderation and subscription (moderation.rs)
+    async fn mark_accepted(&self, id: &str) -> Result<bool> {
+        moderation::mark_accepted(&self.client().await?, id).await
+    }
+
+    async fn hold_post(&self, held: &HeldPost) -> Result<bool> {
+        moderation::hold_post(&mut self.client().await?, held).await
+    }
+
+    async fn release_held(&self, id: &str, approve: bool) -> Result<Option<MessageMeta>> {
+        moderation::release_held(&mut self.client().await?, id, approve).await
+    }
+
+    async fn held_posts(&self, list: Option<&str>) -> Result<Vec<HeldPost>> {
+        moderation::held_posts(&self.client().await?, list).await
+    }
+
+    async fn held_by_hash(&self, list: &str, hash: &str) -> Result<Vec<HeldPost>> {
+        moderation::held_by_hash(&self.client().await?, list, hash).await
+    }
+
+    async fn put_pending(&self, token_hash: &str, pending: &Pending) -> Result<()> {
+        let client = self.client().await?;
+        moderation::put_pending(&**client, token_hash, pending)
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn take_pending(&self, token_hash: &str) -> Result<Option<Pending>> {
+        moderation::take_pending(&self.client().await?, token_hash).await
+    }
+
+    async fn prune_pending(&self, now: u64) -> Result<usize> {
+        moderation::prune_pending(&mut self.client().await?, now).await
+    }
+
+    async fn rate_take(&self, address: &str, day: u64, limit: u32) -> Result<bool> {
+        moderation::rate_take(&self.client().await?, address, day, limit).await
+    }
+
+    async fn update_member(&self, list: &str, member: &Member) -> Result<bool> {
+        moderation::update_member(&self.client().await?, list, member).await
+    }
+
+    // --- export and import
+    async fn all_post_bounces(&self) -> Result<Vec<PostBounces>> {
+        bounce::posts(&self.client().await?).await
+    }
+
+    async fn pendings(&self) -> Result<Vec<(String, Pending)>> {
+        moderation::pendings(&self.client().await?).await
+    }
+
+    async fn rate_counts(&self) -> Result<Vec<(String, u64, u32)>> {
+        moderation::rate_counts(&self.client().await?).await
+    }
+
     async fn window_entries(&self) -> Result<Vec<(String, String, WindowEntry)>> {
         let rows = self
             .client()
@@ -747,11 +884,23 @@ impl Store for PostgresStore {
     }
 }
 
-fn meta_of(r: &tokio_postgres::Row) -> MessageMeta {
-    let mut meta = r.get::<_, Json<MessageMeta>>(0).0;
-    if r.get::<_, bool>(1) {
-        meta.state = MessageState::Done;
+/// A message's state as the `state` column holds it.
+pub(crate) fn state_name(s: MessageState) -> &'static str {
+    match s {
+        MessageState::Queued => "queued",
+        MessageState::Held => "held",
+        MessageState::Done => "done",
     }
+}
+
+/// A message record from `meta, state`: the column is authoritative.
+pub(crate) fn meta_of(r: &tokio_postgres::Row) -> MessageMeta {
+    let mut meta = r.get::<_, Json<MessageMeta>>(0).0;
+    meta.state = match r.get::<_, &str>(1) {
+        "held" => MessageState::Held,
+        "done" => MessageState::Done,
+        _ => MessageState::Queued,
+    };
     meta
 }
 

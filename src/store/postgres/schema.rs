@@ -8,11 +8,18 @@ use super::pg_err;
 use crate::store::Result;
 
 /// Every migration, by version. Never edit one that shipped: add the next.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "initial schema",
-    include_str!("migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "initial schema",
+        include_str!("migrations/0001_init.sql"),
+    ),
+    (
+        2,
+        "bounces, moderation and subscription",
+        include_str!("migrations/0002_bounces_moderation.sql"),
+    ),
+];
 
 /// Key of the advisory lock held while migrating ("listrelay" in ASCII, cut).
 const LOCK: i64 = 0x6c69_7374_7265_6c61;

@@ -819,6 +819,18 @@ impl Store for SledStore {
             .collect()
     }
 
+    async fn all_post_bounces(&self) -> Result<Vec<PostBounces>> {
+        bounce::posts(&self.trees)
+    }
+
+    async fn pendings(&self) -> Result<Vec<(String, Pending)>> {
+        moderation::pendings(&self.trees)
+    }
+
+    async fn rate_counts(&self) -> Result<Vec<(String, u64, u32)>> {
+        moderation::rate_counts(&self.trees)
+    }
+
     async fn restore(&self, records: Vec<Record>) -> Result<()> {
         let (trees, spool) = (self.trees.clone(), self.spool.clone());
         tokio::task::spawn_blocking(move || restore(&trees, &spool, records))
@@ -828,9 +840,10 @@ impl Store for SledStore {
     }
 }
 
-/// Writes exported records as they are; message files are synced first.
+/// Writes exported records as they are. Message files are written, synced
+/// and published (renamed to `ID.msg`) before the directory is synced.
 fn restore(trees: &Trees, spool: &Spool, records: Vec<Record>) -> Result<()> {
-    let mut spooled = false;
+    let mut files: Vec<(String, std::fs::File)> = Vec::new();
     for r in records {
         match r {
             Record::Header { .. } => {}
@@ -849,8 +862,7 @@ fn restore(trees: &Trees, spool: &Spool, records: Vec<Record>) -> Result<()> {
                     body: super::transfer::body(&body)?,
                     meta,
                 };
-                spool.write(&msg)?;
-                spooled = true;
+                files.push((msg.meta.id.clone(), spool.write(&msg)?));
                 put(&trees.messages, &msg.meta.id, &msg.meta)?;
             }
             Record::Window {
@@ -861,9 +873,29 @@ fn restore(trees: &Trees, spool: &Spool, records: Vec<Record>) -> Result<()> {
             Record::Job { job } => put(&trees.jobs, &job.message, &job)?,
             Record::Chunk { state, members } => fanout::restore_chunk(trees, &state, &members)?,
             Record::Failure { failure } => fanout::record_failure(trees, &failure)?,
+            Record::BounceState { state } => bounce::put_state(trees, &state)?,
+            Record::PostBounces { bounces } => bounce::put_post(trees, &bounces)?,
+            Record::Held { held } => moderation::restore_held(trees, &held)?,
+            Record::Pending {
+                token_hash,
+                pending,
+            } => moderation::put_pending(trees, &token_hash, &pending)?,
+            Record::Rate {
+                address,
+                day,
+                count,
+            } => moderation::restore_rate(trees, &address, day, count)?,
         }
     }
-    if spooled {
+    if !files.is_empty() {
+        let synced = spool::sync_files(&files.iter().map(|(_, f)| f).collect::<Vec<_>>());
+        for ((id, _), sync) in files.iter().zip(synced) {
+            sync.map_err(|source| StoreError::Io {
+                path: id.clone(),
+                source,
+            })?;
+            spool.publish(id)?;
+        }
         spool.sync_dir()?;
     }
     Ok(())
