@@ -286,8 +286,10 @@ async fn sigstopped_host_past_its_lease_has_its_late_writes_refused() {
     ]);
     a.start();
     assert_eq!(post_lmtp(a.lmtp_port, &post("paused", "")).await, 250);
+    // Stop A in the middle of its second chunks (each worker has sent about
+    // 125 of a chunk's 100 + 100 members), not at the boundary between two.
     sink_a
-        .wait_until(Duration::from_secs(60), |s| s.rcpt_count() >= 200)
+        .wait_until(Duration::from_secs(60), |s| s.rcpt_count() >= 250)
         .await
         .unwrap();
     let pid = a.pid().unwrap() as i32;
@@ -313,13 +315,17 @@ async fn sigstopped_host_past_its_lease_has_its_late_writes_refused() {
         b.log_text()
     );
     // A wakes up: it may finish the one transaction each worker had started,
-    // then its writes are refused: fenced by the generation, or, when it was
-    // paused inside a transaction, PostgreSQL already ended that session
-    // (idle_in_transaction_session_timeout) and rolled it back.
+    // then its writes are refused: fenced by the generation (a progress
+    // write or a completion), or, when it was paused inside a transaction,
+    // PostgreSQL already ended that session
+    // (idle_in_transaction_session_timeout) and rolled it back; a worker
+    // stopped right after a claim finds its chunk gone (B completed it).
     let fenced = poll_until(Duration::from_secs(20), || {
         let log = a.log_text();
         log.contains("lease lost; another worker has the chunk")
-            || (log.contains("chunk failed") && log.contains("connection closed"))
+            || log.contains("completion refused: the chunk's lease was taken over")
+            || (log.contains("chunk failed")
+                && (log.contains("connection closed") || log.contains("not found")))
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -272,6 +272,8 @@ pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Resu
         .map_err(pg_err)?;
     if removed == 0 {
         metrics::counter!("listrelay_fanout_fenced_writes_total").increment(1);
+        tracing::warn!(job = %s.job, chunk = s.index, %owner,
+            "completion refused: the chunk's lease was taken over");
         return Ok(None);
     }
     let row = tx

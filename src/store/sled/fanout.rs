@@ -188,6 +188,8 @@ pub fn complete_chunk(t: &Trees, owner: &str, state: &ChunkState) -> Result<Opti
     match result.map_err(tx_err)? {
         None => {
             metrics::counter!("listrelay_fanout_fenced_writes_total").increment(1);
+            tracing::warn!(job = %state.job, chunk = state.index, %owner,
+                "completion refused: the chunk's lease was taken over");
             Ok(None)
         }
         Some(done) => Ok(done),
