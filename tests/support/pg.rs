@@ -100,3 +100,28 @@ impl Drop for TestDb {
         ));
     }
 }
+
+/// A store for tests that drive it directly: the embedded one in a temp dir,
+/// or, with `LISTRELAY_TEST_STORE=postgres`, a fresh database (migrated).
+pub struct TestStore {
+    pub store: std::sync::Arc<dyn listrelay::store::Store>,
+    pub dir: tempfile::TempDir,
+    /// Dropped last: the pool's connections go first.
+    pub db: Option<TestDb>,
+}
+
+impl TestStore {
+    pub async fn open() -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let db = selected().then(TestDb::create);
+        let store: std::sync::Arc<dyn listrelay::store::Store> = match &db {
+            Some(db) => std::sync::Arc::new(
+                listrelay::store::PostgresStore::open(&db.url)
+                    .await
+                    .unwrap(),
+            ),
+            None => std::sync::Arc::new(listrelay::store::SledStore::open(dir.path()).unwrap()),
+        };
+        TestStore { store, dir, db }
+    }
+}
