@@ -12,8 +12,9 @@ use serde_json::Value;
 
 use crate::address::{self, Address};
 use crate::admin::{self, Admin, CallError, Request};
+use crate::config::StoreKind;
 use crate::config::{Config, Overrides, SocketAddress};
-use crate::store::{SledStore, Store};
+use crate::store::{PostgresStore, Store};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -72,6 +73,22 @@ pub enum Command {
     /// Posts held for moderation.
     #[command(subcommand)]
     Held(HeldCmd),
+    /// Apply the PostgreSQL schema migrations this version needs (`serve`
+    /// also applies them at start).
+    Migrate,
+    /// Write everything the store holds (lists, members, delivery failures,
+    /// queued and held messages, the Message-ID windows, fan-out jobs) to a
+    /// file or stdout, as JSON lines. Stop the servers first.
+    Export {
+        /// Output file; stdout when absent.
+        file: Option<PathBuf>,
+    },
+    /// Read an export into this configuration's store, which must be empty
+    /// (e.g. from `sled` to `postgres://…` or back).
+    Import {
+        /// Input file; `-` or nothing for standard input.
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -214,6 +231,36 @@ async fn run(cli: Cli, config: Config) -> Result<()> {
         Command::Bounce(BounceCmd::Parse) => bounce_parse(),
         Command::Integration { mta } => integration(&config, &mta).await,
         Command::Member(MemberCmd::Import(args)) => import(&config, args, cli.json).await,
+        Command::Migrate => migrate(&config).await,
+        Command::Export { file } => {
+            let store = open_store(&config).await?;
+            let mut out: Box<dyn Write> = match &file {
+                Some(f) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(f)
+                        .with_context(|| format!("creating {}", f.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let counts = crate::store::transfer::export(store.as_ref(), &mut out).await?;
+            eprintln!("exported {}", serde_json::to_string(&counts)?);
+            Ok(())
+        }
+        Command::Import { file } => {
+            let store = open_store(&config).await?;
+            let mut input: Box<dyn BufRead> = match &file {
+                Some(f) if f.as_os_str() != "-" => Box::new(std::io::BufReader::new(
+                    std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?,
+                )),
+                _ => Box::new(std::io::stdin().lock()),
+            };
+            let counts = crate::store::transfer::import(store.as_ref(), &mut input).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&counts)?);
+            } else {
+                println!("imported {}", serde_json::to_string(&counts)?);
+            }
+            Ok(())
+        }
         Command::Member(MemberCmd::Export { list, file }) => {
             let v = Client::new(&config)
                 .call(Request::MemberList { list })
@@ -329,7 +376,7 @@ impl Client {
                 Err(CallError::NoServer(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            let store = open_store(&self.config).with_context(|| {
+            let store = open_store(&self.config).await.with_context(|| {
                 format!(
                     "no server answers on {} and the store cannot be opened",
                     self.socket.display()
@@ -359,10 +406,34 @@ impl Client {
     }
 }
 
-pub fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    Ok(Arc::new(SledStore::open(&config.data_dir)?))
+/// Opens the configured store (sled under `data_dir`, or PostgreSQL, migrated).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    crate::store::open(config)
+        .await
+        .with_context(|| match config.store_kind() {
+            StoreKind::Sled => format!("opening the store in {}", config.data_dir.display()),
+            StoreKind::Postgres(_) => "opening the PostgreSQL store".to_string(),
+        })
+}
+
+async fn migrate(config: &Config) -> Result<()> {
+    let StoreKind::Postgres(url) = config.store_kind() else {
+        println!("the embedded store (sled) has no schema migrations");
+        return Ok(());
+    };
+    let store = PostgresStore::connect(&url)?;
+    let before = store.schema_version().await?;
+    let applied = store.migrate().await?;
+    for (version, name) in &applied {
+        println!("applied migration {version}: {name}");
+    }
+    let after = store.schema_version().await?;
+    if applied.is_empty() {
+        println!("schema at version {after}; nothing to do");
+    } else {
+        println!("schema migrated from version {before} to {after}");
+    }
+    Ok(())
 }
 
 async fn import(config: &Config, args: ImportArgs, json: bool) -> Result<()> {

@@ -82,6 +82,15 @@ impl fmt::Display for SocketAddress {
     }
 }
 
+/// The store backend the `store` key names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Embedded, under `data_dir` (one host).
+    Sled,
+    /// A PostgreSQL database, by URL (several hosts).
+    Postgres(String),
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -89,7 +98,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Name used in LHLO/EHLO greetings.
     pub hostname: String,
-    /// `sled` (embedded, one host).
+    /// `sled` (embedded, one host) or a PostgreSQL URL
+    /// (`postgres://USER@HOST:PORT/DB`, shared by several hosts).
     pub store: String,
     /// Key for signing VERP addresses and tokens; read from `DATA_DIR/secret`
     /// (created on first start) when empty.
@@ -380,10 +390,16 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.store != "sled" {
+        if let StoreKind::Postgres(url) = self.store_kind() {
+            url.parse::<tokio_postgres::Config>()
+                .map_err(|e| invalid("store", format!("bad PostgreSQL URL: {e}")))?;
+        } else if self.store != "sled" {
             return Err(invalid(
                 "store",
-                format!("{:?} is not supported (use \"sled\")", self.store),
+                format!(
+                    "{:?} is not supported (use \"sled\" or \"postgres://USER@HOST/DB\")",
+                    self.store
+                ),
             ));
         }
         if self.hostname.is_empty() {
@@ -459,6 +475,15 @@ impl Config {
             return Err(invalid("log.format", "must be \"text\" or \"json\""));
         }
         Ok(())
+    }
+
+    /// Which store `store` names.
+    pub fn store_kind(&self) -> StoreKind {
+        if self.store.starts_with("postgres://") || self.store.starts_with("postgresql://") {
+            StoreKind::Postgres(self.store.clone())
+        } else {
+            StoreKind::Sled
+        }
     }
 
     pub fn admin_socket(&self) -> PathBuf {
@@ -542,6 +567,19 @@ mod tests {
                 "{key} is not in docs/configuration.md"
             );
         }
+    }
+
+    #[test]
+    fn store_is_sled_or_a_postgres_url() {
+        let mut c = Config::default();
+        assert_eq!(c.store_kind(), StoreKind::Sled);
+        c.store = "postgres://postgres@127.0.0.1:5432/lists".into();
+        c.validate().unwrap();
+        assert_eq!(c.store_kind(), StoreKind::Postgres(c.store.clone()));
+        c.store = "postgres://host:notaport/x".into();
+        assert!(c.validate().unwrap_err().to_string().starts_with("store"));
+        c.store = "mysql://x".into();
+        assert!(c.validate().unwrap_err().to_string().starts_with("store"));
     }
 
     #[test]

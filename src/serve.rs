@@ -23,7 +23,19 @@ const DRAIN: Duration = Duration::from_secs(30);
 
 pub async fn serve(config: Config) -> Result<()> {
     crate::telemetry::init(&config)?;
-    let store = crate::cli::open_store(&config)?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let store = crate::cli::open_store(&config).await?;
+    // Chunk leases name this host (a stable id kept in its data directory);
+    // the lock above proves the previous run of this host is gone, so its
+    // leases are released at once. Other hosts' leases run their course.
+    let host = format!("{}#{}", config.hostname, host_id(&config.data_dir)?);
+    match store.release_leases(&format!("{host}:")).await? {
+        0 => {}
+        n => info!(
+            chunks = n,
+            "released the chunk leases of this host's previous run"
+        ),
+    }
     let listeners = lmtp::bind(&config.lmtp.listen).await?;
     let (stop_tx, stop) = watch::channel(false);
 
@@ -42,7 +54,7 @@ pub async fn serve(config: Config) -> Result<()> {
         secret.clone(),
         config.fanout.clone(),
         config.intake.duplicate_grace_secs,
-        &config.hostname,
+        &host,
     );
     let mut moderation = Service::new(store.clone(), &config, secret, smtp::Client::new(smtp_cfg));
     moderation.posts = Some(fanout.posts.clone());
@@ -150,6 +162,43 @@ async fn prune_window(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(300)) => {}
             _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Holds an exclusive lock on `DATA_DIR/serve.lock` while the server runs:
+/// one `serve` per data directory (the kernel drops it when the process dies).
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::unix::io::AsRawFd;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let path = dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock(2) on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "another listrelay serve is running on {} (each host needs its own data_dir)",
+            dir.display()
+        );
+    }
+    Ok(file)
+}
+
+/// This host's stable id, `DATA_DIR/host-id` (created on first start).
+fn host_id(dir: &std::path::Path) -> Result<String> {
+    let path = dir.join("host-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => {
+            let id = format!("{:016x}", rand::random::<u64>());
+            std::fs::write(&path, format!("{id}\n"))
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(id)
         }
     }
 }

@@ -4,6 +4,8 @@
 //! and post suspension, hand-off failures, forged tags, and every sample
 //! format (auto-replies, delays and success notices are ignored).
 
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,9 +18,7 @@ use listrelay::model::{Domain, List, Member};
 use listrelay::notice::{Notifier, Outbox};
 use listrelay::secret::Secret;
 use listrelay::smtp::Envelope;
-use listrelay::store::{
-    new_id, DeliveryFailure, MessageMeta, MessageState, NewMessage, SledStore, Store,
-};
+use listrelay::store::{new_id, DeliveryFailure, MessageMeta, MessageState, NewMessage, Store};
 use listrelay::templates::Templates;
 
 #[derive(Default)]
@@ -42,7 +42,7 @@ impl Recorder {
 }
 
 struct Rig {
-    _dir: tempfile::TempDir,
+    _site: support::pg::TestStore,
     store: Arc<dyn Store>,
     handler: Handler,
     sent: Arc<Recorder>,
@@ -52,9 +52,9 @@ struct Rig {
 const T0: u64 = 1_700_000_000 / DAY * DAY + 3600;
 
 impl Rig {
-    fn new(scope: BounceScope) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    async fn new(scope: BounceScope) -> Rig {
+        let site = support::pg::TestStore::open().await;
+        let store: Arc<dyn Store> = site.store.clone();
         let sent = Arc::new(Recorder::default());
         let now = Arc::new(AtomicU64::new(T0));
         let clock_now = now.clone();
@@ -66,7 +66,7 @@ impl Rig {
             clock: Arc::new(move || clock_now.load(Ordering::SeqCst)),
         };
         Rig {
-            _dir: dir,
+            _site: site,
             store,
             handler,
             sent,
@@ -193,7 +193,7 @@ async fn scope_matrix() {
         (Site, 3, &[3, 4]),
     ];
     for &(scope, via, shared) in cases {
-        let r = Rig::new(scope);
+        let r = Rig::new(scope).await;
         r.domain("a.org", false).await;
         r.domain("b.org", false).await;
         r.domain("x.org", true).await;
@@ -234,7 +234,7 @@ async fn scope_matrix() {
 
 #[tokio::test]
 async fn threshold_warnings_and_removal_over_weeks() {
-    let r = Rig::new(BounceScope::List);
+    let r = Rig::new(BounceScope::List).await;
     let l = r
         .list("dev@a.org", &["bob@y.org", "amy@y.org"], |_| {})
         .await;
@@ -320,7 +320,7 @@ async fn threshold_warnings_and_removal_over_weeks() {
 
 #[tokio::test]
 async fn stale_scores_are_forgotten() {
-    let r = Rig::new(BounceScope::List);
+    let r = Rig::new(BounceScope::List).await;
     let l = r.list("dev@a.org", &["bob@y.org"], |_| {}).await;
     r.fail(&l.key(), "bob@y.org", "p", USER_UNKNOWN).await;
     r.advance(7 * DAY);
@@ -333,7 +333,7 @@ async fn stale_scores_are_forgotten() {
 
 #[tokio::test]
 async fn policy_bounces_never_count_and_suspend_the_post() {
-    let r = Rig::new(BounceScope::List);
+    let r = Rig::new(BounceScope::List).await;
     let members: Vec<String> = (0..20).map(|i| format!("m{i}@y.org")).collect();
     let refs: Vec<&str> = members.iter().map(String::as_str).collect();
     let l = r
@@ -412,7 +412,7 @@ async fn samples() {
     for (i, (file, _)) in cases.iter().enumerate() {
         let raw = sample(file);
         let parsed = listrelay::bounce::parse(&raw);
-        let r = Rig::new(BounceScope::List);
+        let r = Rig::new(BounceScope::List).await;
         // everyone the report names, and everyone in its headers, is a member
         let mut who: Vec<String> = parsed.recipients.iter().map(|a| a.to_lowercase()).collect();
         for f in listrelay::bounce::addr::find_all(&String::from_utf8_lossy(&raw)) {
@@ -458,7 +458,7 @@ async fn samples() {
 /// even when the report names another (rewritten) address.
 #[tokio::test]
 async fn verp_tags() {
-    let r = Rig::new(BounceScope::List);
+    let r = Rig::new(BounceScope::List).await;
     let l = r
         .list(
             "list@lists.example.org",
@@ -499,7 +499,7 @@ async fn verp_tags() {
 /// through the same scoring.
 #[tokio::test]
 async fn hand_off_failures_are_consumed_and_scored() {
-    let r = Rig::new(BounceScope::List);
+    let r = Rig::new(BounceScope::List).await;
     let l = r
         .list("dev@a.org", &["bob@y.org", "amy@y.org"], |_| {})
         .await;

@@ -46,21 +46,29 @@ struct Dirs {
     _tmp: tempfile::TempDir,
     data: PathBuf,
     config: PathBuf,
+    /// The site's database with `LISTRELAY_TEST_STORE=postgres`.
+    _db: Option<support::pg::TestDb>,
 }
 
 fn dirs() -> Dirs {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let config = tmp.path().join("listrelay.toml");
+    let db = support::pg::selected().then(support::pg::TestDb::create);
+    let store = db
+        .as_ref()
+        .map(|db| format!("store = \"{}\"\n", db.url))
+        .unwrap_or_default();
     std::fs::write(
         &config,
-        "[fanout]\npoll_interval_ms = 100\n[bounce]\npoll_interval_ms = 100\n",
+        format!("{store}[fanout]\npoll_interval_ms = 100\n[bounce]\npoll_interval_ms = 100\n"),
     )
     .unwrap();
     Dirs {
         data,
         config,
         _tmp: tmp,
+        _db: db,
     }
 }
 

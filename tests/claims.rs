@@ -1,18 +1,66 @@
-//! Claims on the embedded store: racing workers never share a chunk, an
+//! Claims on the store under test (the embedded one, or PostgreSQL with
+//! `LISTRELAY_TEST_STORE=postgres`): racing workers never share a chunk, an
 //! expired lease is taken over, and the old holder's late writes are refused.
+
+mod support;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use listrelay::address::Address;
+use listrelay::address::{Address, Suffix};
 use listrelay::model::List;
-use listrelay::store::{Job, SledStore, Store};
+use listrelay::store::{
+    new_id, Job, MessageMeta, MessageState, NewMessage, PostgresStore, SledStore, Store,
+};
+use support::pg::{self, TestDb};
 
-async fn store_with_job(chunks: usize) -> (tempfile::TempDir, Arc<dyn Store>, Job) {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+/// Where a test store lives: a temp dir, and the database on PostgreSQL.
+struct Site {
+    dir: tempfile::TempDir,
+    db: Option<TestDb>,
+}
+
+impl Site {
+    fn new() -> Site {
+        Site {
+            dir: tempfile::tempdir().unwrap(),
+            db: pg::selected().then(TestDb::create),
+        }
+    }
+
+    /// A handle on the store: on PostgreSQL every call is a new host's
+    /// connection pool on the same database.
+    async fn open(&self) -> Arc<dyn Store> {
+        match &self.db {
+            Some(db) => Arc::new(PostgresStore::open(&db.url).await.unwrap()),
+            None => Arc::new(SledStore::open(self.dir.path()).unwrap()),
+        }
+    }
+}
+
+async fn store_with_job(chunks: usize) -> (Site, Arc<dyn Store>, Job) {
+    let site = Site::new();
+    let store = site.open().await;
     let list = List::new(Address::parse("dev@lists.example.org").unwrap());
     store.create_list(&list).await.unwrap();
+    let post = NewMessage {
+        meta: MessageMeta {
+            id: "post-1".into(),
+            list: list.key(),
+            suffix: Suffix::Post,
+            tag: None,
+            mail_from: "poster@example.com".into(),
+            rcpt: "dev@lists.example.org".into(),
+            received_at: 0,
+            message_id: Some(format!("{}@example.com", new_id())),
+            dedup: None,
+            size: 20,
+            state: MessageState::Queued,
+            policy: None,
+        },
+        body: b"Subject: hi\r\n\r\nhi\r\n".to_vec(),
+    };
+    store.accept(vec![post]).await.unwrap();
     let job = Job {
         message: "post-1".into(),
         list: list.key(),
@@ -30,16 +78,25 @@ async fn store_with_job(chunks: usize) -> (tempfile::TempDir, Arc<dyn Store>, Jo
         .map(|c| (0..10).map(|i| format!("m{i}@d{c}.org")).collect())
         .collect();
     let job = store.create_job(job, members).await.unwrap();
-    (dir, store, job)
+    (site, store, job)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_workers_never_share_a_chunk() {
-    let (_dir, store, job) = store_with_job(40).await;
+    let (site, store, job) = store_with_job(40).await;
     assert_eq!(job.chunks, 40);
+    // On PostgreSQL, half the workers are on a second host.
+    let other = match site.db {
+        Some(_) => site.open().await,
+        None => store.clone(),
+    };
     let mut tasks = Vec::new();
     for w in 0..8 {
-        let store = store.clone();
+        let store = if w % 2 == 0 {
+            store.clone()
+        } else {
+            other.clone()
+        };
         tasks.push(tokio::spawn(async move {
             let owner = format!("worker-{w}");
             let mut mine = Vec::new();
@@ -108,6 +165,10 @@ async fn expired_lease_is_taken_over_and_late_writes_are_refused() {
 
 #[tokio::test]
 async fn leases_of_a_dead_process_are_released_at_start() {
+    if pg::selected() {
+        eprintln!("sled only: on PostgreSQL, leases_of_other_hosts_survive_a_start");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     {
         let (d, store, _job) = store_with_job(2).await;
@@ -115,7 +176,7 @@ async fn leases_of_a_dead_process_are_released_at_start() {
         store.sync().await.unwrap();
         drop(store);
         // Keep the data: move it where the second open will look.
-        std::fs::rename(d.path(), dir.path().join("site")).unwrap();
+        std::fs::rename(d.dir.path(), dir.path().join("site")).unwrap();
         std::mem::forget(d);
     }
     // The store's threads close sled shortly after the last handle is dropped.
@@ -137,4 +198,40 @@ async fn leases_of_a_dead_process_are_released_at_start() {
         a.takeover || b.takeover,
         "the dead process's chunk is taken over at once"
     );
+}
+
+/// On PostgreSQL other hosts may be alive: a store that starts takes over
+/// only leases that ran out.
+#[tokio::test]
+async fn leases_of_other_hosts_survive_a_start() {
+    if !pg::selected() {
+        eprintln!("PostgreSQL only: on sled, leases_of_a_dead_process_are_released_at_start");
+        return;
+    }
+    let (site, store, _job) = store_with_job(2).await;
+    let held = store
+        .claim_chunk("alive-elsewhere", 3_600_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let starting = site.open().await;
+    let mine = starting
+        .claim_chunk("new-host", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(mine.chunk.index, held.chunk.index);
+    assert!(!mine.takeover);
+    assert!(
+        starting
+            .claim_chunk("new-host", 60_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "a live lease of another host is not taken"
+    );
+    assert!(store
+        .update_chunk("alive-elsewhere", &held.chunk, 60_000)
+        .await
+        .unwrap());
 }

@@ -19,7 +19,7 @@ use listrelay::integration::{DomainParams, LmtpTarget};
 use listrelay::model::{Domain, List, Member};
 use listrelay::notice::{Notifier, Outbox};
 use listrelay::smtp::Envelope;
-use listrelay::store::{SledStore, Store};
+use listrelay::store::Store;
 use support::lmtp::smtp_send;
 use support::postfix::Postfix;
 use support::server::Listrelay;
@@ -326,8 +326,8 @@ impl Outbox for Recorder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_posts_expire_as_configured() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let site = support::pg::TestStore::open().await;
+    let store: Arc<dyn Store> = site.store.clone();
     store
         .create_domain(&Domain {
             name: "lists.example.org".into(),

@@ -21,7 +21,7 @@ use listrelay::model::{Domain, List};
 use listrelay::moderation::policy;
 use listrelay::notice::{Notifier, Outbox};
 use listrelay::smtp::Envelope;
-use listrelay::store::{SledStore, Store};
+use listrelay::store::Store;
 use support::lmtp::smtp_send;
 use support::postfix::Postfix;
 use support::server::Listrelay;
@@ -333,8 +333,8 @@ impl Outbox for Recorder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_tokens_rate_limits_and_help() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let site = support::pg::TestStore::open().await;
+    let store: Arc<dyn Store> = site.store.clone();
     store
         .create_domain(&Domain {
             name: "lists.example.org".into(),

@@ -1,11 +1,14 @@
 //! Durable state behind one trait: domains, lists, members, accepted messages and
 //! the Message-ID window. The store is the single owner of this state; nothing
-//! else keeps a copy. `sled` is the embedded implementation (one host); a
-//! PostgreSQL one can follow without touching callers.
+//! else keeps a copy. `sled` is the embedded implementation (one host);
+//! `postgres` is shared by several hosts. [`open`] picks one from the
+//! configuration.
 
 mod jobs;
+pub mod postgres;
 mod sled;
 mod spool;
+pub mod transfer;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -17,8 +20,10 @@ use crate::model::{Domain, List, Member};
 use crate::moderation::HeldPost;
 use crate::subscription::Pending;
 
+pub use self::postgres::PostgresStore;
 pub use self::sled::SledStore;
 pub use jobs::{now_ms, ChunkState, Claim, DeliveryFailure, Job, RetryItem};
+pub use transfer::Record;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -249,6 +254,10 @@ pub trait Store: Send + Sync {
     /// the job when this was its last chunk (the job is then gone). `Ok(None)`
     /// also when the lease was lost (nothing written).
     async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Option<Job>>;
+    /// Expires the leases whose owner starts with `owner_prefix`: those of a
+    /// previous run of this host, which is known dead (serve holds a lock on
+    /// its data directory). Returns how many.
+    async fn release_leases(&self, owner_prefix: &str) -> Result<usize>;
     async fn jobs(&self) -> Result<Vec<Job>>;
     async fn chunks(&self) -> Result<Vec<ChunkState>>;
     async fn record_failure(&self, failure: &DeliveryFailure) -> Result<()>;
@@ -300,4 +309,35 @@ pub trait Store: Send + Sync {
     async fn rate_take(&self, address: &str, day: u64, limit: u32) -> Result<bool>;
     /// Replaces a member's record (e.g. its `moderated` flag); `false` if not a member.
     async fn update_member(&self, list: &str, member: &Member) -> Result<bool>;
+
+    // --- export and import (`listrelay export` / `import`)
+    /// Every Message-ID window entry: (list, Message-ID, entry).
+    async fn window_entries(&self) -> Result<Vec<(String, String, WindowEntry)>>;
+    /// Every list's post counter.
+    async fn counters(&self) -> Result<Vec<(String, u64)>>;
+    /// Every post's policy-bounce record.
+    async fn all_post_bounces(&self) -> Result<Vec<PostBounces>>;
+    /// Every pending confirmation with the hash of its token.
+    async fn pendings(&self) -> Result<Vec<(String, Pending)>>;
+    /// Every daily mail count: (address, day, count).
+    async fn rate_counts(&self) -> Result<Vec<(String, u64, u32)>>;
+    /// Writes exported records as they are (no window check, no new ids),
+    /// durably, into a store being filled by `listrelay import`.
+    async fn restore(&self, records: Vec<Record>) -> Result<()>;
+}
+
+/// Opens the store the configuration names: `sled` under `data_dir`, or a
+/// PostgreSQL database (`postgres://…`), whose schema is migrated first.
+pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>> {
+    use crate::config::StoreKind;
+    Ok(match config.store_kind() {
+        StoreKind::Sled => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| StoreError::Io {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
+            std::sync::Arc::new(SledStore::open(&config.data_dir)?)
+        }
+        StoreKind::Postgres(url) => std::sync::Arc::new(PostgresStore::open(&url).await?),
+    })
 }

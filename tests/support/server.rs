@@ -1,11 +1,14 @@
 //! A `listrelay serve` process under test: its own temp data dir and config,
-//! CLI calls against it, and stop/kill by PID (also on Drop).
+//! CLI calls against it, and stop/kill by PID (also on Drop). With
+//! `LISTRELAY_TEST_STORE=postgres` each site gets a fresh PostgreSQL database
+//! (see [`super::pg`]); [`Listrelay::sharing`] makes a second host of a site.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use super::pg::{self, TestDb};
 use super::{ports, terminate, wait_220};
 
 pub fn bin() -> &'static str {
@@ -17,13 +20,65 @@ pub struct Listrelay {
     pub lmtp_port: u16,
     pub config: PathBuf,
     pub log: PathBuf,
+    /// The site's PostgreSQL URL when it runs on PostgreSQL.
+    pub store_url: Option<String>,
     child: Option<Child>,
+    /// The database this site created (dropped after the process is killed).
+    db: Option<TestDb>,
 }
 
 impl Listrelay {
     /// A site whose re-injection goes to 127.0.0.1:`smtp_port`; `extra` is
     /// appended to the TOML config (more sections).
     pub fn new(lmtp_port: u16, smtp_port: u16, extra: &str) -> Listrelay {
+        if pg::selected() {
+            Listrelay::on_postgres(lmtp_port, smtp_port, extra)
+        } else {
+            Listrelay::build(lmtp_port, smtp_port, extra, None, None)
+        }
+    }
+
+    /// A site on the embedded store, whatever the selected store.
+    pub fn on_sled(lmtp_port: u16, smtp_port: u16, extra: &str) -> Listrelay {
+        Listrelay::build(lmtp_port, smtp_port, extra, None, None)
+    }
+
+    /// A site on a fresh PostgreSQL database, whatever the selected store.
+    pub fn on_postgres(lmtp_port: u16, smtp_port: u16, extra: &str) -> Listrelay {
+        let db = TestDb::create();
+        Listrelay::build(lmtp_port, smtp_port, extra, Some(db), None)
+    }
+
+    /// A second host of `site`: same database and site secret, its own data
+    /// dir (admin socket, log) and LMTP port. `site` must be on PostgreSQL.
+    pub fn sharing(site: &Listrelay, lmtp_port: u16, smtp_port: u16, extra: &str) -> Listrelay {
+        assert!(site.store_url.is_some(), "only a PostgreSQL site has hosts");
+        let mut lr = Listrelay::build(lmtp_port, smtp_port, extra, None, Some(site));
+        lr.store_url = site.store_url.clone();
+        lr
+    }
+
+    fn build(
+        lmtp_port: u16,
+        smtp_port: u16,
+        extra: &str,
+        db: Option<TestDb>,
+        site: Option<&Listrelay>,
+    ) -> Listrelay {
+        let store_url = db
+            .as_ref()
+            .map(|d| d.url.clone())
+            .or_else(|| site.and_then(|s| s.store_url.clone()));
+        let mut head = String::new();
+        if let Some(url) = &store_url {
+            head.push_str(&format!("store = \"{url}\"\n"));
+        }
+        if let Some(site) = site {
+            head.push_str(&format!(
+                "secret_file = \"{}\"\n",
+                site.data().join("secret").display()
+            ));
+        }
         let dir = tempfile::Builder::new()
             .prefix("listrelay-test-")
             .tempdir()
@@ -31,7 +86,7 @@ impl Listrelay {
         let config = dir.path().join("listrelay.toml");
         let log = dir.path().join("serve.log");
         let toml = format!(
-            "data_dir = \"{data}\"\nhostname = \"lists.example.org\"\n\
+            "{head}data_dir = \"{data}\"\nhostname = \"lists.example.org\"\n\
              [lmtp]\nlisten = [\"127.0.0.1:{lmtp_port}\"]\n\
              [smtp]\nrelay = \"127.0.0.1:{smtp_port}\"\nmax_connections = 8\n{extra}\n",
             data = dir.path().join("data").display(),
@@ -48,7 +103,9 @@ impl Listrelay {
             lmtp_port,
             config,
             log,
+            store_url,
             child: None,
+            db,
         }
     }
 

@@ -70,6 +70,11 @@ pub fn put_post(t: &Trees, p: &PostBounces) -> Result<()> {
     put(&t.bounces, post_key(&p.list, &p.post), p)
 }
 
+/// Every post record, for `listrelay export`.
+pub fn posts(t: &Trees) -> Result<Vec<PostBounces>> {
+    values(t.bounces.scan_prefix(b"p\0"))
+}
+
 pub fn prune_posts(t: &Trees, before: u64) -> Result<usize> {
     let mut n = 0;
     for kv in t.bounces.scan_prefix(b"p\0") {

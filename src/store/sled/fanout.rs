@@ -195,6 +195,8 @@ pub fn complete_chunk(t: &Trees, owner: &str, state: &ChunkState) -> Result<Opti
     match result.map_err(tx_err)? {
         None => {
             metrics::counter!("listrelay_fanout_fenced_writes_total").increment(1);
+            tracing::warn!(job = %state.job, chunk = state.index, %owner,
+                "completion refused: the chunk's lease was taken over");
             Ok(None)
         }
         Some(done) => Ok(done),
@@ -204,17 +206,38 @@ pub fn complete_chunk(t: &Trees, owner: &str, state: &ChunkState) -> Result<Opti
 /// Leases in an embedded store belong to a process that has exited: sled
 /// admits one process at a time. Expire them so work resumes at once.
 pub fn expire_leases(t: &Trees) -> Result<usize> {
+    expire_leases_of(t, "")
+}
+
+/// Expires the leases whose owner starts with `prefix`.
+pub fn expire_leases_of(t: &Trees, prefix: &str) -> Result<usize> {
     let mut n = 0;
     for kv in t.chunks.iter() {
         let (key, v) = kv?;
         let mut state: ChunkState = serde_json::from_slice(&v)?;
-        if state.owner.is_some() {
+        if state
+            .owner
+            .as_deref()
+            .is_some_and(|o| o.starts_with(prefix) && state.lease_expires_ms > 0)
+        {
             state.lease_expires_ms = 0;
             put(&t.chunks, key, &state)?;
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// Writes a chunk as exported (without an owner) with its member list.
+pub fn restore_chunk(t: &Trees, state: &ChunkState, members: &[String]) -> Result<()> {
+    let key = chunk_key(&state.job, state.index);
+    let mut state = state.clone();
+    state.owner = None;
+    state.lease_expires_ms = 0;
+    put(&t.chunks, &key, &state)?;
+    t.chunk_members
+        .insert(key.as_slice(), members.join("\n").into_bytes())?;
+    Ok(())
 }
 
 pub fn record_failure(t: &Trees, f: &DeliveryFailure) -> Result<()> {

@@ -142,6 +142,54 @@ pub fn take_pending(t: &Trees, hash: &str) -> Result<Option<Pending>> {
         .transpose()
 }
 
+/// Every pending confirmation with its token hash, for `listrelay export`.
+pub fn pendings(t: &Trees) -> Result<Vec<(String, Pending)>> {
+    t.moderation
+        .scan_prefix(b"t\0")
+        .map(|kv| {
+            let (k, v) = kv?;
+            let hash = String::from_utf8_lossy(&k[2..]).into_owned();
+            Ok((hash, serde_json::from_slice(&v)?))
+        })
+        .collect()
+}
+
+/// Every daily mail count: (address, day, count), for `listrelay export`.
+pub fn rate_counts(t: &Trees) -> Result<Vec<(String, u64, u32)>> {
+    let mut out = Vec::new();
+    for kv in t.moderation.scan_prefix(b"r\0") {
+        let (k, v) = kv?;
+        let k = String::from_utf8_lossy(&k[2..]).into_owned();
+        let Some((address, day)) = k.rsplit_once('\0') else {
+            continue;
+        };
+        let Ok(day) = day.parse::<u64>() else {
+            continue;
+        };
+        let count = v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0);
+        out.push((address.to_string(), day, count));
+    }
+    Ok(out)
+}
+
+/// Writes a daily mail count as exported.
+pub fn restore_rate(t: &Trees, address: &str, day: u64, count: u32) -> Result<()> {
+    let mut k = b"r\0".to_vec();
+    k.extend(key2(address, &day.to_string()));
+    t.moderation.insert(k, count.to_be_bytes().to_vec())?;
+    Ok(())
+}
+
+/// Writes a held-post index record as exported (its message is restored
+/// in state `Held`).
+pub fn restore_held(t: &Trees, held: &HeldPost) -> Result<()> {
+    put(
+        &t.moderation,
+        held_key(&held.list, &held.hash, &held.id),
+        held,
+    )
+}
+
 pub fn prune_pending(t: &Trees, now: u64) -> Result<usize> {
     let mut n = 0;
     for kv in t.moderation.scan_prefix(b"t\0") {

@@ -1,0 +1,168 @@
+//! Bounce state in PostgreSQL, as the embedded store keeps it
+//! (src/store/sled/bounce.rs): per-member records in `bounce_states`, keyed
+//! (scope, member), and per-post policy counts in `post_bounces`, keyed
+//! (list, post). Hand-off failures are the `failures` rows; their id is the
+//! row's `bigserial`, in decimal.
+
+use deadpool_postgres::Client;
+use tokio_postgres::types::Json;
+use tokio_postgres::GenericClient;
+
+use super::{i64_of, member_parts, pg_err};
+use crate::bounce::{BounceState, PostBounces};
+use crate::model::Member;
+use crate::store::{DeliveryFailure, Result};
+
+pub async fn member(c: &Client, list: &str, key: &str) -> Result<Option<Member>> {
+    let (domain, local) = member_parts(key);
+    let row = c
+        .query_opt(
+            "SELECT data FROM members WHERE list = $1 AND domain = $2 AND local = $3",
+            &[&list, &domain, &local],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(row.map(|r| r.get::<_, Json<Member>>(0).0))
+}
+
+pub async fn set_delivery(c: &Client, list: &str, key: &str, enabled: bool) -> Result<bool> {
+    let (domain, local) = member_parts(key);
+    let n = c
+        .execute(
+            "UPDATE members SET data = jsonb_set(data, '{delivery_enabled}', to_jsonb($4::boolean))
+             WHERE list = $1 AND domain = $2 AND local = $3",
+            &[&list, &domain, &local, &enabled],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(n > 0)
+}
+
+pub async fn state(c: &Client, scope: &str, member: &str) -> Result<Option<BounceState>> {
+    let row = c
+        .query_opt(
+            "SELECT data FROM bounce_states WHERE scope = $1 AND member = $2",
+            &[&scope, &member],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(row.map(|r| r.get::<_, Json<BounceState>>(0).0))
+}
+
+pub async fn states(c: &Client, scope: Option<&str>) -> Result<Vec<BounceState>> {
+    let rows = c
+        .query(
+            "SELECT data FROM bounce_states WHERE $1::text IS NULL OR scope = $1
+             ORDER BY scope, member",
+            &[&scope],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<_, Json<BounceState>>(0).0)
+        .collect())
+}
+
+pub async fn put_state(
+    c: &impl GenericClient,
+    s: &BounceState,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO bounce_states (scope, member, data) VALUES ($1, $2, $3)
+         ON CONFLICT (scope, member) DO UPDATE SET data = excluded.data",
+        &[&s.scope, &s.member, &Json(s)],
+    )
+    .await
+}
+
+pub async fn delete_state(c: &Client, scope: &str, member: &str) -> Result<bool> {
+    let n = c
+        .execute(
+            "DELETE FROM bounce_states WHERE scope = $1 AND member = $2",
+            &[&scope, &member],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(n > 0)
+}
+
+/// The first `max` failures in the embedded store's order (list, then id).
+pub async fn pending_failures(c: &Client, max: usize) -> Result<Vec<(String, DeliveryFailure)>> {
+    let rows = c
+        .query(
+            "SELECT id, data FROM failures ORDER BY list, id LIMIT $1",
+            &[&i64_of(max as u64)],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, i64>(0).to_string(),
+                r.get::<_, Json<DeliveryFailure>>(1).0,
+            )
+        })
+        .collect())
+}
+
+pub async fn delete_failure(c: &Client, list: &str, id: &str) -> Result<()> {
+    // An id this store never gave out names no row.
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(());
+    };
+    c.execute(
+        "DELETE FROM failures WHERE list = $1 AND id = $2",
+        &[&list, &id],
+    )
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+pub async fn post(c: &Client, list: &str, post: &str) -> Result<Option<PostBounces>> {
+    let row = c
+        .query_opt(
+            "SELECT data FROM post_bounces WHERE list = $1 AND post = $2",
+            &[&list, &post],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(row.map(|r| r.get::<_, Json<PostBounces>>(0).0))
+}
+
+pub async fn put_post(
+    c: &impl GenericClient,
+    p: &PostBounces,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO post_bounces (list, post, first_at, data) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (list, post) DO UPDATE SET first_at = excluded.first_at, data = excluded.data",
+        &[&p.list, &p.post, &i64_of(p.first_at), &Json(p)],
+    )
+    .await
+}
+
+/// Every post record, for `listrelay export`.
+pub async fn posts(c: &Client) -> Result<Vec<PostBounces>> {
+    let rows = c
+        .query("SELECT data FROM post_bounces ORDER BY list, post", &[])
+        .await
+        .map_err(pg_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<_, Json<PostBounces>>(0).0)
+        .collect())
+}
+
+pub async fn prune_posts(c: &Client, before: u64) -> Result<usize> {
+    let n = c
+        .execute(
+            "DELETE FROM post_bounces WHERE first_at < $1",
+            &[&i64_of(before)],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(n as usize)
+}

@@ -1,0 +1,333 @@
+//! Jobs, chunks and leases in PostgreSQL.
+//!
+//! * A claim is ONE statement: it picks the first chunk that is free or whose
+//!   lease expired (and whose `not_before_ms` passed) with
+//!   `FOR UPDATE SKIP LOCKED`, so concurrent workers on any host skip each
+//!   other's candidates instead of waiting, and raises its generation.
+//! * Every progress, release or completion write carries
+//!   `WHERE generation = $ AND owner = $` (fencing): a worker whose lease was
+//!   taken over writes nothing.
+//! * Leases are set and compared on the database clock (`lr_now_ms()`).
+//!   Unlike the embedded store, leases are not expired at start: other hosts
+//!   may be alive and holding them.
+
+use deadpool_postgres::Client;
+use tokio_postgres::types::Json;
+use tokio_postgres::{GenericClient, Row};
+
+use super::{i64_of, pg_err};
+use crate::store::{ChunkState, Claim, Job, Result, RetryItem, StoreError};
+
+const CHUNK_COLUMNS: &str = "job, idx, members, generation, owner, lease_expires_ms, \
+     not_before_ms, cursor, retry, delivered, failed, failures";
+
+const JOB_COLUMNS: &str = "message, list, seq, verp_percent, max_rcpt_per_txn, chunks, \
+     chunks_done, recipients, delivered, failed, created_at";
+
+fn chunk_of(r: &Row, at: usize) -> ChunkState {
+    ChunkState {
+        job: r.get(at),
+        index: r.get::<_, i32>(at + 1) as u32,
+        members: r.get::<_, i32>(at + 2) as u32,
+        generation: r.get::<_, i64>(at + 3) as u64,
+        owner: r.get(at + 4),
+        lease_expires_ms: r.get::<_, i64>(at + 5) as u64,
+        not_before_ms: r.get::<_, i64>(at + 6) as u64,
+        cursor: r.get::<_, i32>(at + 7) as u32,
+        retry: r.get::<_, Json<Vec<RetryItem>>>(at + 8).0,
+        delivered: r.get::<_, i32>(at + 9) as u32,
+        failed: r.get::<_, i32>(at + 10) as u32,
+        failures: r.get::<_, i32>(at + 11) as u32,
+    }
+}
+
+fn job_of(r: &Row, at: usize) -> Job {
+    Job {
+        message: r.get(at),
+        list: r.get(at + 1),
+        seq: r.get::<_, i64>(at + 2) as u64,
+        verp_percent: r.get::<_, i16>(at + 3) as u8,
+        max_rcpt_per_txn: r.get::<_, i32>(at + 4) as u32,
+        chunks: r.get::<_, i32>(at + 5) as u32,
+        chunks_done: r.get::<_, i32>(at + 6) as u32,
+        recipients: r.get::<_, i64>(at + 7) as u64,
+        delivered: r.get::<_, i64>(at + 8) as u64,
+        failed: r.get::<_, i64>(at + 9) as u64,
+        created_at: r.get::<_, i64>(at + 10) as u64,
+    }
+}
+
+fn i32_of(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+/// Inserts a job row as it is (planning and `import`).
+pub async fn insert_job(
+    c: &impl GenericClient,
+    job: &Job,
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    c.execute(
+        &format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT DO NOTHING"
+        ),
+        &[
+            &job.message,
+            &job.list,
+            &i64_of(job.seq),
+            &i16::from(job.verp_percent),
+            &i32_of(job.max_rcpt_per_txn),
+            &i32_of(job.chunks),
+            &i32_of(job.chunks_done),
+            &i64_of(job.recipients),
+            &i64_of(job.delivered),
+            &i64_of(job.failed),
+            &i64_of(job.created_at),
+        ],
+    )
+    .await
+}
+
+/// Inserts a chunk as it is, without an owner (`import`).
+pub async fn insert_chunk(
+    c: &impl GenericClient,
+    s: &ChunkState,
+    members: &[String],
+) -> std::result::Result<u64, tokio_postgres::Error> {
+    c.execute(
+        &format!(
+            "INSERT INTO chunks ({CHUNK_COLUMNS}, addresses)
+             VALUES ($1, $2, $3, $4, NULL, 0, $5, $6, $7, $8, $9, $10, $11)"
+        ),
+        &[
+            &s.job,
+            &i32_of(s.index),
+            &i32_of(s.members),
+            &i64_of(s.generation),
+            &i64_of(s.not_before_ms),
+            &i32_of(s.cursor),
+            &Json(&s.retry),
+            &i32_of(s.delivered),
+            &i32_of(s.failed),
+            &i32_of(s.failures),
+            &members,
+        ],
+    )
+    .await
+}
+
+pub async fn create_job(c: &mut Client, mut job: Job, chunks: Vec<Vec<String>>) -> Result<Job> {
+    job.chunks = chunks.len() as u32;
+    job.recipients = chunks.iter().map(|c| c.len() as u64).sum();
+    let tx = c.transaction().await.map_err(pg_err)?;
+    // The post must still be queued: a job whose last chunk completed marks
+    // its post done in the same transaction, so a planner on another host that
+    // saw the post before cannot plan it a second time; and a post held for
+    // the moderators meanwhile is not planned.
+    let post = tx
+        .query_opt(
+            "SELECT state FROM messages WHERE id = $1 FOR SHARE",
+            &[&job.message],
+        )
+        .await
+        .map_err(pg_err)?;
+    match post {
+        Some(row) if row.get::<_, &str>(0) == "queued" => {}
+        Some(row) => {
+            return Err(StoreError::Exists(format!(
+                "job {} ({})",
+                job.message,
+                row.get::<_, &str>(0)
+            )))
+        }
+        None => return Err(StoreError::NotFound(format!("message {}", job.message))),
+    }
+    let seq: i64 = tx
+        .query_one(
+            "INSERT INTO counters (list, seq) VALUES ($1, 0)
+             ON CONFLICT (list) DO UPDATE SET seq = counters.seq + 1
+             RETURNING seq",
+            &[&job.list],
+        )
+        .await
+        .map_err(pg_err)?
+        .get(0);
+    job.seq = seq as u64;
+    if insert_job(&*tx, &job).await.map_err(pg_err)? == 0 {
+        // Rolled back with the transaction: the counter is unchanged.
+        return Err(StoreError::Exists(format!("job {}", job.message)));
+    }
+    let joined: Vec<String> = chunks.iter().map(|m| m.join("\n")).collect();
+    tx.execute(
+        "INSERT INTO chunks (job, idx, members, addresses)
+         SELECT $1, (i - 1)::integer, cardinality(a), a
+         FROM unnest($2::text[]) WITH ORDINALITY AS t(m, i),
+              LATERAL (SELECT string_to_array(m, E'\\n') AS a) AS s",
+        &[&job.message, &joined],
+    )
+    .await
+    .map_err(pg_err)?;
+    tx.commit().await.map_err(pg_err)?;
+    Ok(job)
+}
+
+pub async fn claim_chunk(c: &Client, owner: &str, lease_ms: u64) -> Result<Option<Claim>> {
+    let sql = format!(
+        "WITH candidate AS (
+             SELECT job, idx, owner AS previous FROM chunks
+             WHERE not_before_ms <= lr_now_ms()
+               AND (owner IS NULL OR lease_expires_ms <= lr_now_ms())
+             ORDER BY job, idx
+             LIMIT 1
+             FOR UPDATE SKIP LOCKED)
+         UPDATE chunks AS c
+            SET generation = c.generation + 1, owner = $1,
+                lease_expires_ms = lr_now_ms() + $2
+           FROM candidate, jobs AS j
+          WHERE c.job = candidate.job AND c.idx = candidate.idx AND j.message = c.job
+         RETURNING {}, candidate.previous IS NOT NULL, {}",
+        prefixed("c", CHUNK_COLUMNS),
+        prefixed("j", JOB_COLUMNS)
+    );
+    let stmt = c.prepare_cached(&sql).await.map_err(pg_err)?;
+    let row = c
+        .query_opt(&stmt, &[&owner, &i64_of(lease_ms)])
+        .await
+        .map_err(pg_err)?;
+    Ok(row.map(|r| Claim {
+        chunk: chunk_of(&r, 0),
+        takeover: r.get(12),
+        job: job_of(&r, 13),
+    }))
+}
+
+fn prefixed(table: &str, columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{table}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub async fn chunk_members(c: &Client, job: &str, index: u32) -> Result<Vec<String>> {
+    let row = c
+        .query_opt(
+            "SELECT addresses FROM chunks WHERE job = $1 AND idx = $2",
+            &[&job, &i32_of(index)],
+        )
+        .await
+        .map_err(pg_err)?
+        .ok_or_else(|| StoreError::NotFound(format!("members of chunk {job}/{index}")))?;
+    Ok(row.get(0))
+}
+
+pub async fn update_chunk(c: &Client, owner: &str, s: &ChunkState, lease_ms: u64) -> Result<bool> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE chunks
+                SET owner = $3,
+                    lease_expires_ms = CASE WHEN $3::text IS NULL THEN $4
+                                            ELSE lr_now_ms() + $5 END,
+                    not_before_ms = $6, cursor = $7, retry = $8, delivered = $9,
+                    failed = $10, failures = $11
+              WHERE job = $1 AND idx = $2 AND generation = $12 AND owner = $13",
+        )
+        .await
+        .map_err(pg_err)?;
+    let n = c
+        .execute(
+            &stmt,
+            &[
+                &s.job,
+                &i32_of(s.index),
+                &s.owner,
+                &i64_of(s.lease_expires_ms),
+                &i64_of(lease_ms),
+                &i64_of(s.not_before_ms),
+                &i32_of(s.cursor),
+                &Json(&s.retry),
+                &i32_of(s.delivered),
+                &i32_of(s.failed),
+                &i32_of(s.failures),
+                &i64_of(s.generation),
+                &owner,
+            ],
+        )
+        .await
+        .map_err(pg_err)?;
+    if n == 0 {
+        metrics::counter!("listrelay_fanout_fenced_writes_total").increment(1);
+    }
+    Ok(n > 0)
+}
+
+pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Result<Option<Job>> {
+    let tx = c.transaction().await.map_err(pg_err)?;
+    let removed = tx
+        .execute(
+            "DELETE FROM chunks WHERE job = $1 AND idx = $2 AND generation = $3 AND owner = $4",
+            &[&s.job, &i32_of(s.index), &i64_of(s.generation), &owner],
+        )
+        .await
+        .map_err(pg_err)?;
+    if removed == 0 {
+        metrics::counter!("listrelay_fanout_fenced_writes_total").increment(1);
+        tracing::warn!(job = %s.job, chunk = s.index, %owner,
+            "completion refused: the chunk's lease was taken over");
+        return Ok(None);
+    }
+    let row = tx
+        .query_opt(
+            &format!(
+                "UPDATE jobs SET chunks_done = chunks_done + 1,
+                        delivered = delivered + $2, failed = failed + $3
+                  WHERE message = $1
+                 RETURNING {JOB_COLUMNS}"
+            ),
+            &[&s.job, &i64::from(s.delivered), &i64::from(s.failed)],
+        )
+        .await
+        .map_err(pg_err)?;
+    let Some(row) = row else {
+        tx.commit().await.map_err(pg_err)?;
+        return Ok(None);
+    };
+    let job = job_of(&row, 0);
+    let done = job.chunks_done >= job.chunks;
+    if done {
+        tx.execute("DELETE FROM jobs WHERE message = $1", &[&job.message])
+            .await
+            .map_err(pg_err)?;
+        tx.execute(
+            "UPDATE messages SET state = 'done', meta = jsonb_set(meta, '{state}', '\"done\"')
+             WHERE id = $1",
+            &[&job.message],
+        )
+        .await
+        .map_err(pg_err)?;
+    }
+    tx.commit().await.map_err(pg_err)?;
+    Ok(done.then_some(job))
+}
+
+pub async fn jobs(c: &Client) -> Result<Vec<Job>> {
+    let rows = c
+        .query(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY message"),
+            &[],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(rows.iter().map(|r| job_of(r, 0)).collect())
+}
+
+pub async fn chunks(c: &Client) -> Result<Vec<ChunkState>> {
+    let rows = c
+        .query(
+            &format!("SELECT {CHUNK_COLUMNS} FROM chunks ORDER BY job, idx"),
+            &[],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(rows.iter().map(|r| chunk_of(r, 0)).collect())
+}

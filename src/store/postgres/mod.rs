@@ -1,0 +1,913 @@
+//! The shared store: every record and every message body in one PostgreSQL
+//! database, so several `listrelay serve` hosts work on the same site and none
+//! depends on another's disk. Replication and failover are PostgreSQL's own.
+//!
+//! * Durability is PostgreSQL's commit (`synchronous_commit`): a method returns
+//!   after its transaction committed. `accept` stores a whole batch in one
+//!   transaction; concurrent sessions share WAL flushes (PostgreSQL's group
+//!   commit), so [`Store::sync`] has nothing left to do.
+//! * The Message-ID window is the primary key (list, message_id) of
+//!   `window_entries`: two hosts accepting the same post at once serialize on
+//!   it, and the second sees the first's entry (see `accept`).
+//! * Claims, fencing and leases are in `claims.rs`. Lease times are taken from
+//!   the database clock (`lr_now_ms()`), so hosts' clocks never disagree on who
+//!   holds a chunk; `not_before_ms` and retry times come from the workers'
+//!   clocks, as in the embedded store (keep hosts on NTP).
+//! * Window times (`expires_at`, seconds) come from the hosts' clocks, as in
+//!   the embedded store.
+
+mod bounce;
+mod claims;
+mod moderation;
+pub mod schema;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
+use tokio_postgres::NoTls;
+use tracing::info;
+
+use super::{
+    AcceptOutcome, ChunkState, Claim, DeliveryFailure, Job, MessageMeta, MessageState, NewMessage,
+    Record, Result, Store, StoreError, WindowEntry,
+};
+use crate::bounce::{BounceState, PostBounces};
+use crate::model::{now, Domain, List, Member};
+use crate::moderation::HeldPost;
+use crate::subscription::Pending;
+
+/// Connections each process keeps at most.
+const POOL_SIZE: usize = 12;
+
+/// How long PostgreSQL lets a session sit idle inside a transaction.
+const IDLE_IN_TRANSACTION_MS: u32 = 5000;
+
+/// Attempts of a transaction that PostgreSQL aborted to break a deadlock or a
+/// serialization conflict (two hosts' batches locking window entries in
+/// opposite orders).
+const RETRIES: usize = 3;
+
+pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Backend(format!(
+            "postgresql: {} ({})",
+            db.message(),
+            db.code().code()
+        )),
+        None => StoreError::Backend(format!("postgresql: {e}")),
+    }
+}
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Splits a member key `local@domain` as the embedded store keys it.
+fn member_parts(key: &str) -> (String, String) {
+    let (local, domain) = key.rsplit_once('@').unwrap_or((key, ""));
+    (domain.to_string(), local.to_string())
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names without touching its schema.
+    pub fn connect(url: &str) -> Result<Self> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
+        // A host paused inside a transaction (SIGSTOP, a VM stall) must not
+        // keep its row locks, or claims would skip those chunks until it
+        // wakes: PostgreSQL ends such a session after a few seconds.
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim());
+        if config.get_application_name().is_none() {
+            config.application_name("listrelay");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| StoreError::Backend(format!("postgresql pool: {e}")))?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Connects and applies the schema migrations the database lacks.
+    pub async fn open(url: &str) -> Result<Self> {
+        let store = Self::connect(url)?;
+        let applied = store.migrate().await?;
+        for (version, name) in applied {
+            info!(version, name, "applied a schema migration");
+        }
+        Ok(store)
+    }
+
+    /// Applies missing migrations; returns those applied.
+    pub async fn migrate(&self) -> Result<Vec<(i32, &'static str)>> {
+        let mut client = self.client().await?;
+        schema::migrate(&mut client).await
+    }
+
+    /// The schema version of the database.
+    pub async fn schema_version(&self) -> Result<i32> {
+        schema::version(&*self.client().await?).await
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => pg_err(e),
+            e => StoreError::Backend(format!("postgresql pool: {e}")),
+        })
+    }
+
+    async fn accept_once(
+        &self,
+        batch: &[NewMessage],
+        client: &mut deadpool_postgres::Object,
+    ) -> std::result::Result<Vec<AcceptOutcome>, tokio_postgres::Error> {
+        let tx = client.transaction().await?;
+        let claim = tx
+            .prepare_cached(
+                "INSERT INTO window_entries AS w (list, message_id, message, content_hash, expires_at)
+                 VALUES ($1, $2, $3, $4, NULL)
+                 ON CONFLICT (list, message_id) DO UPDATE
+                     SET message = excluded.message, content_hash = excluded.content_hash,
+                         expires_at = NULL
+                     WHERE w.expires_at IS NOT NULL AND w.expires_at <= $5
+                 RETURNING 1",
+            )
+            .await?;
+        let holder = tx
+            .prepare_cached(
+                "SELECT message, content_hash FROM window_entries WHERE list = $1 AND message_id = $2",
+            )
+            .await?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO messages (id, list, is_post, state, meta, body)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .await?;
+        let now = i64_of(now());
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for msg in batch {
+            let meta = &msg.meta;
+            let outcome = match &meta.dedup {
+                None => AcceptOutcome::Accepted,
+                Some(d) => {
+                    // A new entry, or one whose grace has passed: this post
+                    // holds the Message-ID now. Otherwise a live entry holds
+                    // it (possibly committed a moment ago by another host,
+                    // whose insert this one waited for).
+                    let claimed = tx
+                        .query_opt(
+                            &claim,
+                            &[&meta.list, &d.message_id, &meta.id, &d.content_hash, &now],
+                        )
+                        .await?;
+                    if claimed.is_some() {
+                        AcceptOutcome::Accepted
+                    } else {
+                        let row = tx.query_one(&holder, &[&meta.list, &d.message_id]).await?;
+                        let existing: String = row.get(0);
+                        let hash: String = row.get(1);
+                        if hash == d.content_hash {
+                            AcceptOutcome::Redelivery { existing }
+                        } else {
+                            AcceptOutcome::Duplicate { existing }
+                        }
+                    }
+                }
+            };
+            if outcome == AcceptOutcome::Accepted {
+                let is_post = meta.suffix == crate::address::Suffix::Post;
+                tx.execute(
+                    &insert,
+                    &[
+                        &meta.id,
+                        &meta.list,
+                        &is_post,
+                        &state_name(meta.state),
+                        &Json(meta),
+                        &msg.body,
+                    ],
+                )
+                .await?;
+            }
+            outcomes.push(outcome);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn restore_batch(&self, records: &[Record]) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        for r in records {
+            let result = match r {
+                Record::Header { .. } => Ok(0),
+                Record::Domain { domain } => {
+                    tx.execute(
+                        "INSERT INTO domains (name, data) VALUES ($1, $2)",
+                        &[&domain.name, &Json(domain)],
+                    )
+                    .await
+                }
+                Record::List { list } => {
+                    tx.execute(
+                        "INSERT INTO lists (key, domain, data) VALUES ($1, $2, $3)",
+                        &[&list.key(), &list.address.domain(), &Json(list)],
+                    )
+                    .await
+                }
+                Record::Member { list, member } => {
+                    let (domain, local) = member_parts(&member.address.key());
+                    tx.execute(
+                        "INSERT INTO members (list, domain, local, data) VALUES ($1, $2, $3, $4)",
+                        &[list, &domain, &local, &Json(member)],
+                    )
+                    .await
+                }
+                Record::Counter { list, seq } => {
+                    tx.execute(
+                        "INSERT INTO counters (list, seq) VALUES ($1, $2)
+                         ON CONFLICT (list) DO UPDATE SET seq = excluded.seq",
+                        &[list, &i64_of(*seq)],
+                    )
+                    .await
+                }
+                Record::Message { meta, body } => {
+                    let body = super::transfer::body(body)?;
+                    let is_post = meta.suffix == crate::address::Suffix::Post;
+                    tx.execute(
+                        "INSERT INTO messages (id, list, is_post, state, meta, body)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[
+                            &meta.id,
+                            &meta.list,
+                            &is_post,
+                            &state_name(meta.state),
+                            &Json(meta),
+                            &body,
+                        ],
+                    )
+                    .await
+                }
+                Record::Window {
+                    list,
+                    message_id,
+                    entry,
+                } => {
+                    tx.execute(
+                        "INSERT INTO window_entries (list, message_id, message, content_hash, expires_at)
+                         VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (list, message_id) DO UPDATE
+                         SET message = excluded.message, content_hash = excluded.content_hash,
+                             expires_at = excluded.expires_at",
+                        &[
+                            list,
+                            message_id,
+                            &entry.message,
+                            &entry.content_hash,
+                            &entry.expires_at.map(i64_of),
+                        ],
+                    )
+                    .await
+                }
+                Record::Job { job } => claims::insert_job(&*tx, job).await,
+                Record::Chunk { state, members } => {
+                    claims::insert_chunk(&*tx, state, members).await
+                }
+                Record::Failure { failure } => {
+                    tx.execute(
+                        "INSERT INTO failures (list, data) VALUES ($1, $2)",
+                        &[&failure.list, &Json(failure)],
+                    )
+                    .await
+                }
+                Record::BounceState { state } => bounce::put_state(&*tx, state).await,
+                Record::PostBounces { bounces } => bounce::put_post(&*tx, bounces).await,
+                Record::Held { held } => moderation::restore_held(&*tx, held).await,
+                Record::Pending {
+                    token_hash,
+                    pending,
+                } => moderation::put_pending(&*tx, token_hash, pending).await,
+                Record::Rate {
+                    address,
+                    day,
+                    count,
+                } => moderation::restore_rate(&*tx, address, *day, *count).await,
+            };
+            result.map_err(pg_err)?;
+        }
+        tx.commit().await.map_err(pg_err)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn sync(&self) -> Result<()> {
+        // Every write committed before it returned.
+        Ok(())
+    }
+
+    async fn create_domain(&self, domain: &Domain) -> Result<()> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO domains (name, data) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&domain.name, &Json(domain)],
+            )
+            .await
+            .map_err(pg_err)?;
+        if n == 0 {
+            return Err(StoreError::Exists(format!("domain {}", domain.name)));
+        }
+        Ok(())
+    }
+
+    async fn domain(&self, name: &str) -> Result<Option<Domain>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT data FROM domains WHERE name = $1", &[&name])
+            .await
+            .map_err(pg_err)?;
+        Ok(row.map(|r| r.get::<_, Json<Domain>>(0).0))
+    }
+
+    async fn domains(&self) -> Result<Vec<Domain>> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT data FROM domains ORDER BY name", &[])
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(|r| r.get::<_, Json<Domain>>(0).0).collect())
+    }
+
+    async fn update_domain(&self, domain: &Domain) -> Result<()> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE domains SET data = $2 WHERE name = $1",
+                &[&domain.name, &Json(domain)],
+            )
+            .await
+            .map_err(pg_err)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("domain {}", domain.name)));
+        }
+        Ok(())
+    }
+
+    async fn delete_domain(&self, name: &str) -> Result<()> {
+        if !self.lists(Some(name)).await?.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "domain {name} still has lists; delete them first"
+            )));
+        }
+        let n = self
+            .client()
+            .await?
+            .execute("DELETE FROM domains WHERE name = $1", &[&name])
+            .await
+            .map_err(pg_err)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("domain {name}")));
+        }
+        Ok(())
+    }
+
+    async fn create_list(&self, list: &List) -> Result<()> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO lists (key, domain, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&list.key(), &list.address.domain(), &Json(list)],
+            )
+            .await
+            .map_err(pg_err)?;
+        if n == 0 {
+            return Err(StoreError::Exists(format!("list {}", list.address)));
+        }
+        Ok(())
+    }
+
+    async fn list(&self, key: &str) -> Result<Option<List>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT data FROM lists WHERE key = $1", &[&key])
+            .await
+            .map_err(pg_err)?;
+        Ok(row.map(|r| r.get::<_, Json<List>>(0).0))
+    }
+
+    async fn lists(&self, domain: Option<&str>) -> Result<Vec<List>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT data FROM lists WHERE $1::text IS NULL OR domain = $1 ORDER BY key",
+                &[&domain],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(|r| r.get::<_, Json<List>>(0).0).collect())
+    }
+
+    async fn update_list(&self, list: &List) -> Result<()> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE lists SET data = $2 WHERE key = $1",
+                &[&list.key(), &Json(list)],
+            )
+            .await
+            .map_err(pg_err)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("list {}", list.address)));
+        }
+        Ok(())
+    }
+
+    async fn delete_list(&self, key: &str) -> Result<()> {
+        // Its members go with it (ON DELETE CASCADE).
+        let n = self
+            .client()
+            .await?
+            .execute("DELETE FROM lists WHERE key = $1", &[&key])
+            .await
+            .map_err(pg_err)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("list {key}")));
+        }
+        Ok(())
+    }
+
+    async fn add_members(&self, list: &str, members: &[Member]) -> Result<Vec<bool>> {
+        let client = self.client().await?;
+        let exists = client
+            .query_opt("SELECT 1 FROM lists WHERE key = $1", &[&list])
+            .await
+            .map_err(pg_err)?
+            .is_some();
+        if !exists {
+            return Err(StoreError::NotFound(format!("list {list}")));
+        }
+        let mut domains = Vec::with_capacity(members.len());
+        let mut locals = Vec::with_capacity(members.len());
+        let mut data = Vec::with_capacity(members.len());
+        for m in members {
+            let (d, l) = member_parts(&m.address.key());
+            domains.push(d);
+            locals.push(l);
+            data.push(serde_json::to_value(m)?);
+        }
+        let rows = client
+            .query(
+                "INSERT INTO members (list, domain, local, data)
+                 SELECT $1, d, l, j FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS t(d, l, j)
+                 ON CONFLICT DO NOTHING
+                 RETURNING domain, local",
+                &[&list, &domains, &locals, &data],
+            )
+            .await
+            .map_err(|e| match e.code() {
+                Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => {
+                    StoreError::NotFound(format!("list {list}"))
+                }
+                _ => pg_err(e),
+            })?;
+        let mut new: std::collections::HashSet<(String, String)> = rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        // The first occurrence of a key in the batch is the new one.
+        Ok(domains
+            .into_iter()
+            .zip(locals)
+            .map(|k| new.remove(&k))
+            .collect())
+    }
+
+    async fn remove_member(&self, list: &str, member_key: &str) -> Result<bool> {
+        let (domain, local) = member_parts(member_key);
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "DELETE FROM members WHERE list = $1 AND domain = $2 AND local = $3",
+                &[&list, &domain, &local],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(n > 0)
+    }
+
+    async fn members(&self, list: &str) -> Result<Vec<Member>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT data FROM members WHERE list = $1 ORDER BY domain, local",
+                &[&list],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(|r| r.get::<_, Json<Member>>(0).0).collect())
+    }
+
+    async fn member_count(&self, list: &str) -> Result<u64> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT count(*) FROM members WHERE list = $1", &[&list])
+            .await
+            .map_err(pg_err)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn accept(&self, batch: Vec<NewMessage>) -> Result<Vec<AcceptOutcome>> {
+        metrics::histogram!("listrelay_store_commit_batch_size").record(batch.len() as f64);
+        let mut client = self.client().await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.accept_once(&batch, &mut client).await {
+                Ok(outcomes) => return Ok(outcomes),
+                Err(e) if retryable(&e) && attempt < RETRIES => continue,
+                Err(e) => return Err(pg_err(e)),
+            }
+        }
+    }
+
+    async fn message(&self, id: &str) -> Result<Option<MessageMeta>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT meta, state FROM messages WHERE id = $1", &[&id])
+            .await
+            .map_err(pg_err)?;
+        Ok(row.map(|r| meta_of(&r)))
+    }
+
+    async fn message_body(&self, id: &str) -> Result<Vec<u8>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT body FROM messages WHERE id = $1", &[&id])
+            .await
+            .map_err(pg_err)?;
+        row.map(|r| r.get(0))
+            .ok_or_else(|| StoreError::NotFound(format!("message {id}")))
+    }
+
+    async fn messages(&self, queued_only: bool) -> Result<Vec<MessageMeta>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT meta, state FROM messages WHERE NOT $1 OR state = 'queued' ORDER BY id",
+                &[&queued_only],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(meta_of).collect())
+    }
+
+    async fn finish_message(&self, id: &str, grace_secs: u64) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let row = tx
+            .query_opt("SELECT meta FROM messages WHERE id = $1 FOR UPDATE", &[&id])
+            .await
+            .map_err(pg_err)?
+            .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
+        let meta: MessageMeta = row.get::<_, Json<MessageMeta>>(0).0;
+        if let Some(d) = &meta.dedup {
+            tx.execute(
+                "UPDATE window_entries SET expires_at = $4
+                 WHERE list = $1 AND message_id = $2 AND message = $3",
+                &[
+                    &meta.list,
+                    &d.message_id,
+                    &id,
+                    &i64_of(now().saturating_add(grace_secs)),
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
+        tx.execute("DELETE FROM messages WHERE id = $1", &[&id])
+            .await
+            .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)
+    }
+
+    async fn window_entry(&self, list: &str, message_id: &str) -> Result<Option<WindowEntry>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT message, content_hash, expires_at FROM window_entries
+                 WHERE list = $1 AND message_id = $2",
+                &[&list, &message_id],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(row.map(|r| window_of(&r, 0)))
+    }
+
+    async fn prune_window(&self) -> Result<usize> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "DELETE FROM window_entries WHERE expires_at IS NOT NULL AND expires_at <= $1",
+                &[&i64_of(now())],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(n as usize)
+    }
+
+    async fn unplanned_posts(&self) -> Result<Vec<MessageMeta>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT meta, state FROM messages m
+                 WHERE is_post AND state = 'queued'
+                   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.message = m.id)
+                 ORDER BY id",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(meta_of).collect())
+    }
+
+    async fn create_job(&self, job: Job, chunks: Vec<Vec<String>>) -> Result<Job> {
+        claims::create_job(&mut self.client().await?, job, chunks).await
+    }
+
+    async fn claim_chunk(&self, owner: &str, lease_ms: u64) -> Result<Option<Claim>> {
+        claims::claim_chunk(&self.client().await?, owner, lease_ms).await
+    }
+
+    async fn chunk_members(&self, job: &str, index: u32) -> Result<Vec<String>> {
+        claims::chunk_members(&self.client().await?, job, index).await
+    }
+
+    async fn update_chunk(&self, owner: &str, state: &ChunkState, lease_ms: u64) -> Result<bool> {
+        claims::update_chunk(&self.client().await?, owner, state, lease_ms).await
+    }
+
+    async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Option<Job>> {
+        claims::complete_chunk(&mut self.client().await?, owner, state).await
+    }
+
+    async fn release_leases(&self, owner_prefix: &str) -> Result<usize> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE chunks SET lease_expires_ms = 0
+                 WHERE owner IS NOT NULL AND starts_with(owner, $1) AND lease_expires_ms > 0",
+                &[&owner_prefix],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(n as usize)
+    }
+
+    async fn jobs(&self) -> Result<Vec<Job>> {
+        claims::jobs(&self.client().await?).await
+    }
+
+    async fn chunks(&self) -> Result<Vec<ChunkState>> {
+        claims::chunks(&self.client().await?).await
+    }
+
+    async fn record_failure(&self, failure: &DeliveryFailure) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO failures (list, data) VALUES ($1, $2)",
+                &[&failure.list, &Json(failure)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn failures(&self, list: &str) -> Result<Vec<DeliveryFailure>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT data FROM failures WHERE list = $1 ORDER BY id",
+                &[&list],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| r.get::<_, Json<DeliveryFailure>>(0).0)
+            .collect())
+    }
+
+    // --- bounces (bounce.rs)
+    async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>> {
+        bounce::member(&self.client().await?, list, member_key).await
+    }
+
+    async fn set_delivery(&self, list: &str, member_key: &str, enabled: bool) -> Result<bool> {
+        bounce::set_delivery(&self.client().await?, list, member_key, enabled).await
+    }
+
+    async fn bounce_state(&self, scope: &str, member_key: &str) -> Result<Option<BounceState>> {
+        bounce::state(&self.client().await?, scope, member_key).await
+    }
+
+    async fn bounce_states(&self, scope: Option<&str>) -> Result<Vec<BounceState>> {
+        bounce::states(&self.client().await?, scope).await
+    }
+
+    async fn put_bounce_state(&self, state: &BounceState) -> Result<()> {
+        let client = self.client().await?;
+        bounce::put_state(&**client, state).await.map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn delete_bounce_state(&self, scope: &str, member_key: &str) -> Result<bool> {
+        bounce::delete_state(&self.client().await?, scope, member_key).await
+    }
+
+    async fn pending_failures(&self, max: usize) -> Result<Vec<(String, DeliveryFailure)>> {
+        bounce::pending_failures(&self.client().await?, max).await
+    }
+
+    async fn delete_failure(&self, list: &str, id: &str) -> Result<()> {
+        bounce::delete_failure(&self.client().await?, list, id).await
+    }
+
+    async fn post_bounces(&self, list: &str, post: &str) -> Result<Option<PostBounces>> {
+        bounce::post(&self.client().await?, list, post).await
+    }
+
+    async fn put_post_bounces(&self, p: &PostBounces) -> Result<()> {
+        let client = self.client().await?;
+        bounce::put_post(&**client, p).await.map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn prune_post_bounces(&self, before: u64) -> Result<usize> {
+        bounce::prune_posts(&self.client().await?, before).await
+    }
+
+    // --- moderation and subscription (moderation.rs)
+    async fn mark_accepted(&self, id: &str) -> Result<bool> {
+        moderation::mark_accepted(&self.client().await?, id).await
+    }
+
+    async fn hold_post(&self, held: &HeldPost) -> Result<bool> {
+        moderation::hold_post(&mut self.client().await?, held).await
+    }
+
+    async fn release_held(&self, id: &str, approve: bool) -> Result<Option<MessageMeta>> {
+        moderation::release_held(&mut self.client().await?, id, approve).await
+    }
+
+    async fn held_posts(&self, list: Option<&str>) -> Result<Vec<HeldPost>> {
+        moderation::held_posts(&self.client().await?, list).await
+    }
+
+    async fn held_by_hash(&self, list: &str, hash: &str) -> Result<Vec<HeldPost>> {
+        moderation::held_by_hash(&self.client().await?, list, hash).await
+    }
+
+    async fn put_pending(&self, token_hash: &str, pending: &Pending) -> Result<()> {
+        let client = self.client().await?;
+        moderation::put_pending(&**client, token_hash, pending)
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn take_pending(&self, token_hash: &str) -> Result<Option<Pending>> {
+        moderation::take_pending(&self.client().await?, token_hash).await
+    }
+
+    async fn prune_pending(&self, now: u64) -> Result<usize> {
+        moderation::prune_pending(&mut self.client().await?, now).await
+    }
+
+    async fn rate_take(&self, address: &str, day: u64, limit: u32) -> Result<bool> {
+        moderation::rate_take(&self.client().await?, address, day, limit).await
+    }
+
+    async fn update_member(&self, list: &str, member: &Member) -> Result<bool> {
+        moderation::update_member(&self.client().await?, list, member).await
+    }
+
+    // --- export and import
+    async fn all_post_bounces(&self) -> Result<Vec<PostBounces>> {
+        bounce::posts(&self.client().await?).await
+    }
+
+    async fn pendings(&self) -> Result<Vec<(String, Pending)>> {
+        moderation::pendings(&self.client().await?).await
+    }
+
+    async fn rate_counts(&self) -> Result<Vec<(String, u64, u32)>> {
+        moderation::rate_counts(&self.client().await?).await
+    }
+
+    async fn window_entries(&self) -> Result<Vec<(String, String, WindowEntry)>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT message, content_hash, expires_at, list, message_id FROM window_entries
+                 ORDER BY list, message_id",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(3), r.get(4), window_of(r, 0)))
+            .collect())
+    }
+
+    async fn counters(&self) -> Result<Vec<(String, u64)>> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT list, seq FROM counters ORDER BY list", &[])
+            .await
+            .map_err(pg_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
+    async fn restore(&self, records: Vec<Record>) -> Result<()> {
+        self.restore_batch(&records).await
+    }
+}
+
+/// A message's state as the `state` column holds it.
+pub(crate) fn state_name(s: MessageState) -> &'static str {
+    match s {
+        MessageState::Queued => "queued",
+        MessageState::Held => "held",
+        MessageState::Done => "done",
+    }
+}
+
+/// A message record from `meta, state`: the column is authoritative.
+pub(crate) fn meta_of(r: &tokio_postgres::Row) -> MessageMeta {
+    let mut meta = r.get::<_, Json<MessageMeta>>(0).0;
+    meta.state = match r.get::<_, &str>(1) {
+        "held" => MessageState::Held,
+        "done" => MessageState::Done,
+        _ => MessageState::Queued,
+    };
+    meta
+}
+
+fn window_of(r: &tokio_postgres::Row, at: usize) -> WindowEntry {
+    WindowEntry {
+        message: r.get(at),
+        content_hash: r.get(at + 1),
+        expires_at: r.get::<_, Option<i64>>(at + 2).map(|t| t as u64),
+    }
+}
