@@ -60,8 +60,13 @@ pub enum Command {
     /// Manage list members.
     #[command(subcommand)]
     Member(MemberCmd),
-    /// Show queued messages.
-    Queue,
+    /// Show queued messages, jobs, chunks and leases.
+    Queue {
+        /// Print one stored message exactly as it was received (or with the
+        /// Message-ID intake added) instead.
+        #[arg(long, value_name = "ID")]
+        body: Option<String>,
+    },
     /// Print the MTA configuration for the configured domains.
     Integration {
         #[arg(value_parser = ["postfix", "exim"])]
@@ -261,6 +266,15 @@ async fn run(cli: Cli, config: Config) -> Result<()> {
             }
             Ok(())
         }
+        Command::Queue { body: Some(id) } => {
+            let v = Client::new(&config)
+                .call(Request::MessageBody { id })
+                .await?;
+            let body = hex::decode(v["body_hex"].as_str().unwrap_or_default())
+                .context("the server sent a malformed body")?;
+            std::io::stdout().lock().write_all(&body)?;
+            Ok(())
+        }
         Command::Member(MemberCmd::Export { list, file }) => {
             let v = Client::new(&config)
                 .call(Request::MemberList { list })
@@ -330,7 +344,7 @@ fn request(cmd: Command) -> Result<Request> {
             },
             MemberCmd::Import(_) | MemberCmd::Export { .. } => bail!("handled elsewhere"),
         },
-        Command::Queue => Request::Queue,
+        Command::Queue { .. } => Request::Queue,
         Command::Bounce(BounceCmd::Show { list, member }) => Request::BounceShow { list, member },
         Command::Bounce(BounceCmd::Reset { list, member }) => Request::BounceReset { list, member },
         Command::Held(c) => {

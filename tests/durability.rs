@@ -73,7 +73,8 @@ fn every_acknowledged_post_survives_sigkill() {
 /// Message-ID claimed in the window; leftover `.tmp` files are removed.
 #[test]
 fn spool_files_without_a_record_are_recovered_and_tmp_files_removed() {
-    let env = Env::new();
+    // The spool is the embedded store's; PostgreSQL keeps bodies in rows.
+    let env = Env::embedded();
     env.cli_ok(&["list", "set", DEV, "duplicate_policy", "reject"]);
     let mut server = env.start();
     let msg = message("orig@example.net", "original");
@@ -121,7 +122,7 @@ fn spool_files_without_a_record_are_recovered_and_tmp_files_removed() {
 /// The whole database lost (db/ deleted): the spool alone brings the queue back.
 #[test]
 fn queue_is_rebuilt_from_the_spool_when_the_database_is_lost() {
-    let env = Env::new();
+    let env = Env::embedded();
     let mut server = env.start();
     let mut c = server.session();
     let mut sent = Vec::new();

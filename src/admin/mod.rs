@@ -70,6 +70,10 @@ pub enum Request {
         list: String,
     },
     Queue,
+    /// One stored message's bytes (hex in the JSON answer).
+    MessageBody {
+        id: String,
+    },
     BounceShow {
         list: String,
         member: Option<String>,
@@ -399,6 +403,10 @@ async fn execute(
                 )));
             }
             crate::bounce::handler::reset(store, bounce_scope, &l, &m.key()).await?
+        }
+        Request::MessageBody { id } => {
+            let body = store.message_body(&id).await?;
+            json!({"id": id, "body_hex": hex::encode(body)})
         }
         Request::Queue => json!({
             "messages": store.messages(true).await?,

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../support/pg.rs"]
+mod pg;
+
 pub const HOST: &str = "lists.example.org";
 pub const DEV: &str = "dev@lists.example.org";
 pub const OTHER: &str = "other@lists.example.org";
@@ -25,6 +28,8 @@ pub fn bin() -> &'static str {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub config: Option<PathBuf>,
+    /// With `LISTRELAY_TEST_STORE=postgres`, the site's database.
+    db: Option<pg::TestDb>,
     /// A tmpfs mounted on the data dir, unmounted on drop.
     mount: Option<PathBuf>,
 }
@@ -44,12 +49,25 @@ impl Env {
     }
 
     /// As [`Env::new`], with `toml` written to a config file passed to every command.
+    /// As [`Env::new`], with `toml` written to a config file passed to every
+    /// command; on the store the test run selects (`LISTRELAY_TEST_STORE`).
     pub fn with_config(toml: &str) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
-        Env::in_dir(dir, toml)
+        let db = pg::selected().then(pg::TestDb::create);
+        Env::in_dir(dir, toml, db)
     }
 
-    pub fn in_dir(dir: tempfile::TempDir, toml: &str) -> Env {
+    /// On the embedded store whatever the run selects: for tests of its spool.
+    pub fn embedded() -> Env {
+        Env::in_dir(tempfile::tempdir().expect("tempdir"), "", None)
+    }
+
+    fn in_dir(dir: tempfile::TempDir, toml: &str, db: Option<pg::TestDb>) -> Env {
+        // The store is a top-level key: it goes before any [section].
+        let toml = match &db {
+            Some(db) => format!("store = \"{}\"\n{toml}", db.url),
+            None => toml.to_string(),
+        };
         let config = if toml.is_empty() {
             None
         } else {
@@ -60,6 +78,7 @@ impl Env {
         let env = Env {
             dir,
             config,
+            db,
             mount: None,
         };
         env.setup();
@@ -85,6 +104,7 @@ impl Env {
         let env = Env {
             dir,
             config: None,
+            db: None,
             mount: Some(data),
         };
         env.setup();
@@ -169,12 +189,16 @@ impl Env {
     }
 
     /// The raw message stored in `spool/ID.msg`.
+    /// A stored message's bytes, as `listrelay queue --body ID` prints them
+    /// (from the spool or from PostgreSQL).
     pub fn spool_body(&self, id: &str) -> Vec<u8> {
-        let path = self.spool_dir().join(format!("{id}.msg"));
-        let buf = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        decode_spool(&buf)
-            .unwrap_or_else(|| panic!("{} is not a spool file", path.display()))
-            .1
+        let out = self.cli(&["queue", "--body", id]);
+        assert!(
+            out.status.success(),
+            "queue --body {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
     }
 
     /// Starts `serve` on a free 127.0.0.1 port and waits for its 220.
