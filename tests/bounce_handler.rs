@@ -6,40 +6,20 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use support::outbox::Recorder;
 
-use async_trait::async_trait;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use listrelay::address::{Address, Suffix};
 use listrelay::bounce::handler::{self, Handler};
 use listrelay::bounce::score::{Scored, DAY};
 use listrelay::bounce::BounceScope;
 use listrelay::model::{Domain, List, Member};
-use listrelay::notice::{Notifier, Outbox};
+use listrelay::notice::Notifier;
 use listrelay::secret::Secret;
-use listrelay::smtp::Envelope;
 use listrelay::store::{new_id, DeliveryFailure, MessageMeta, MessageState, NewMessage, Store};
 use listrelay::templates::Templates;
-
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(Envelope, String)>>);
-
-#[async_trait]
-impl Outbox for Recorder {
-    async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<(), String> {
-        self.0.lock().unwrap().push((
-            envelope.clone(),
-            String::from_utf8_lossy(message).into_owned(),
-        ));
-        Ok(())
-    }
-}
-
-impl Recorder {
-    fn take(&self) -> Vec<(Envelope, String)> {
-        std::mem::take(&mut self.0.lock().unwrap())
-    }
-}
 
 struct Rig {
     _site: support::pg::TestStore,

@@ -10,15 +10,15 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use support::outbox::Recorder;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use listrelay::address::Address;
 use listrelay::integration::{DomainParams, LmtpTarget};
 use listrelay::model::{Domain, List, Member};
-use listrelay::notice::{Notifier, Outbox};
-use listrelay::smtp::Envelope;
+use listrelay::notice::Notifier;
 use listrelay::store::Store;
 use support::lmtp::smtp_send;
 use support::postfix::Postfix;
@@ -309,21 +309,6 @@ async fn held_post_approved_once_through_postfix() {
     eprintln!("moderation through postfix in {:?}", t0.elapsed());
 }
 
-/// Records what would be sent.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(Vec<String>, String)>>);
-
-#[async_trait]
-impl Outbox for Recorder {
-    async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<(), String> {
-        self.0.lock().unwrap().push((
-            envelope.rcpts.clone(),
-            String::from_utf8_lossy(message).into_owned(),
-        ));
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_posts_expire_as_configured() {
     let site = support::pg::TestStore::open().await;
@@ -397,7 +382,7 @@ async fn held_posts_expire_as_configured() {
     now.fetch_add(2 * 86400, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(svc.expire_held().await.unwrap(), 0);
     // Four days on: both expire, each list's way; sender and moderators told.
-    outbox.0.lock().unwrap().clear();
+    outbox.clear();
     now.fetch_add(2 * 86400, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(svc.expire_held().await.unwrap(), 2);
     assert!(store.held_posts(None).await.unwrap().is_empty());
@@ -405,10 +390,10 @@ async fn held_posts_expire_as_configured() {
         store.messages(false).await.unwrap().is_empty(),
         "bodies dropped"
     );
-    let sent = outbox.0.lock().unwrap().clone();
+    let sent = outbox.sent();
     let to = |who: &str, what: &str| {
         sent.iter()
-            .filter(|(r, m)| r.iter().any(|x| x == who) && m.contains(what))
+            .filter(|(e, m)| e.rcpts.iter().any(|x| x == who) && m.contains(what))
             .count()
     };
     assert_eq!(

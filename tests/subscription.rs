@@ -11,16 +11,16 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use support::outbox::Recorder;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use listrelay::address::Address;
 use listrelay::integration::{DomainParams, LmtpTarget};
 use listrelay::model::{Domain, List};
 use listrelay::moderation::policy;
-use listrelay::notice::{Notifier, Outbox};
-use listrelay::smtp::Envelope;
+use listrelay::notice::Notifier;
 use listrelay::store::Store;
 use support::lmtp::smtp_send;
 use support::postfix::Postfix;
@@ -317,20 +317,6 @@ async fn one_click_unsubscribe_over_http() {
     eprintln!("one-click through postfix and HTTP in {:?}", t0.elapsed());
 }
 
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(Vec<String>, String)>>);
-
-#[async_trait]
-impl Outbox for Recorder {
-    async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<(), String> {
-        self.0.lock().unwrap().push((
-            envelope.rcpts.clone(),
-            String::from_utf8_lossy(message).into_owned(),
-        ));
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_tokens_rate_limits_and_help() {
     let site = support::pg::TestStore::open().await;
@@ -372,7 +358,7 @@ async fn expired_tokens_rate_limits_and_help() {
         .unwrap()
         .starts_with("confirmation sent"));
     let confirm = |i: usize| -> String {
-        let sent = outbox.0.lock().unwrap();
+        let sent = outbox.sent();
         let m = &sent[i].1;
         let r = m
             .lines()
@@ -410,7 +396,7 @@ async fn expired_tokens_rate_limits_and_help() {
         .starts_with("ignored"));
 
     // The per-address daily limit (5): a sixth confirmation is not sent.
-    outbox.0.lock().unwrap().clear();
+    outbox.clear();
     let victim = policy::sender("victim@example.net", b"From: victim@example.net\r\n\r\n");
     let mut sent = 0;
     for _ in 0..8 {
@@ -424,7 +410,7 @@ async fn expired_tokens_rate_limits_and_help() {
         }
     }
     assert_eq!(sent, 5);
-    assert_eq!(outbox.0.lock().unwrap().len(), 5);
+    assert_eq!(outbox.sent().len(), 5);
     // A new day, a new allowance; a valid token subscribes once.
     now.fetch_add(86400, std::sync::atomic::Ordering::SeqCst);
     assert!(svc
@@ -443,11 +429,11 @@ async fn expired_tokens_rate_limits_and_help() {
     );
 
     // help to LIST-request.
-    outbox.0.lock().unwrap().clear();
+    outbox.clear();
     let raw = b"From: carol@example.com\r\nSubject: help\r\n\r\n";
     let s = policy::sender("carol@example.com", raw);
     svc.request(&list, &s, raw).await.unwrap();
-    let sent = outbox.0.lock().unwrap().clone();
+    let sent = outbox.sent();
     assert_eq!(sent.len(), 1);
     assert!(
         sent[0]

@@ -10,6 +10,7 @@
 pub mod exim;
 pub mod lmtp;
 pub mod mta;
+pub mod outbox;
 pub mod pg;
 pub mod ports;
 pub mod postfix;
