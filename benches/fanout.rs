@@ -15,7 +15,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::lmtp::{dot_stuff, Client};
+use support::lmtp::lmtp_post;
 use support::postfix::Postfix;
 use support::server::Listrelay;
 use support::sink::Sink;
@@ -56,19 +56,7 @@ fn rand_u64() -> u64 {
 }
 
 async fn post_lmtp(port: u16) -> Instant {
-    let mut c = Client::connect_greeted(("127.0.0.1", port)).await.unwrap();
-    c.cmd("LHLO bench").await.unwrap();
-    c.cmd("MAIL FROM:<poster@example.com>").await.unwrap();
-    assert!(c
-        .cmd(&format!("RCPT TO:<{LIST}>"))
-        .await
-        .unwrap()
-        .is_positive());
-    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
-    let mut data = dot_stuff(&post());
-    data.extend_from_slice(b".\r\n");
-    c.send(&data).await.unwrap();
-    let r = c.read_reply().await.unwrap();
+    let r = lmtp_post(port, LIST, &post()).await;
     assert_eq!(r.code, 250, "{}", r.text());
     Instant::now()
 }

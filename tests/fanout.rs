@@ -6,15 +6,14 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use listrelay::secret::Secret;
 use listrelay::verp::{self, Decoded};
-use support::lmtp::{smtp_send, Client};
+use support::lmtp::{lmtp_post, smtp_send};
 use support::postfix::Postfix;
 use support::server::Listrelay;
-use support::sink::{Sink, Transaction};
+use support::sink::{copies, Sink, Transaction};
 use support::{ports, MtaConfig};
 
 const LIST: &str = "dev@lists.example.org";
@@ -35,36 +34,14 @@ fn post(subject: &str) -> Vec<u8> {
 }
 
 /// Posts over LMTP straight to listrelay; panics unless it answers 250.
-async fn post_lmtp(port: u16, subject: &str) {
-    let mut c = Client::connect_greeted(("127.0.0.1", port)).await.unwrap();
-    c.cmd("LHLO test").await.unwrap();
-    assert!(c
-        .cmd("MAIL FROM:<poster@example.com>")
-        .await
-        .unwrap()
-        .is_positive());
-    assert!(c
-        .cmd(&format!("RCPT TO:<{LIST}>"))
-        .await
-        .unwrap()
-        .is_positive());
-    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
-    let mut data = support::lmtp::dot_stuff(&post(subject));
-    data.extend_from_slice(b".\r\n");
-    c.send(&data).await.unwrap();
-    let r = c.read_reply().await.unwrap();
+async fn posted(port: u16, subject: &str) {
+    let r = lmtp_post(port, LIST, &post(subject)).await;
     assert_eq!(r.code, 250, "{}", r.text());
 }
 
-/// How many copies each recipient got, from the sink's records.
-fn copies(records: &[Transaction]) -> HashMap<String, usize> {
-    let mut n = HashMap::new();
-    for t in records {
-        for r in &t.rcpts {
-            *n.entry(r.to_ascii_lowercase()).or_default() += 1;
-        }
-    }
-    n
+/// A post with a fixed Message-ID and the given body.
+fn window(body: &str) -> Vec<u8> {
+    format!("Message-ID: <window@example.com>\r\nSubject: w\r\n\r\n{body}\r\n").into_bytes()
 }
 
 fn site_secret(lr: &Listrelay) -> Secret {
@@ -191,7 +168,7 @@ async fn kill9_during_fanout_every_member_gets_a_copy() {
         &max_rcpt.to_string(),
     ]);
     lr.start();
-    post_lmtp(lr.lmtp_port, "killed").await;
+    posted(lr.lmtp_port, "killed").await;
 
     let unique = |s: &Sink| copies(&s.records()).len();
     let mut kills = 0;
@@ -257,7 +234,7 @@ async fn mta_stopped_during_fanout_nothing_is_lost() {
     lr.import(LIST, &all);
     lr.cli_ok(&["list", "set", LIST, "verp_percent", "100"]);
     lr.start();
-    post_lmtp(lr.lmtp_port, "mta-down").await;
+    posted(lr.lmtp_port, "mta-down").await;
     sink.wait_rcpts(200, Duration::from_secs(60)).await.unwrap();
     let mut pf = tokio::task::spawn_blocking(move || {
         pf.stop();
@@ -282,18 +259,6 @@ async fn mta_stopped_during_fanout_nothing_is_lost() {
         lr.log_text()
     );
     pf.stop();
-}
-
-/// Posts `body` with a fixed Message-ID over LMTP; returns the reply code.
-async fn post_window(port: u16, body: &str) -> u16 {
-    let mut c = Client::connect_greeted(("127.0.0.1", port)).await.unwrap();
-    c.cmd("LHLO test").await.unwrap();
-    c.cmd("MAIL FROM:<poster@example.com>").await.unwrap();
-    c.cmd(&format!("RCPT TO:<{LIST}>")).await.unwrap();
-    c.cmd("DATA").await.unwrap();
-    let msg = format!("Message-ID: <window@example.com>\r\nSubject: w\r\n\r\n{body}\r\n.\r\n");
-    c.send(msg.as_bytes()).await.unwrap();
-    c.read_reply().await.unwrap().code
 }
 
 fn scrape(port: u16) -> String {
@@ -321,16 +286,19 @@ async fn message_id_leaves_the_window_after_delivery_and_grace() {
     lr.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     lr.cli_ok(&["member", "add", LIST, "a@one.example.net"]);
     lr.start();
-    assert_eq!(post_window(lr.lmtp_port, "first").await, 250);
+    assert_eq!(
+        lmtp_post(lr.lmtp_port, LIST, &window("first")).await.code,
+        250
+    );
     sink.wait_rcpts(1, Duration::from_secs(30)).await.unwrap();
     assert_eq!(
-        post_window(lr.lmtp_port, "second").await,
+        lmtp_post(lr.lmtp_port, LIST, &window("second")).await.code,
         550,
         "in the window during the grace"
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
-        post_window(lr.lmtp_port, "third").await,
+        lmtp_post(lr.lmtp_port, LIST, &window("third")).await.code,
         250,
         "out of the window after the grace"
     );

@@ -8,14 +8,14 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use support::lmtp::Client;
+use support::lmtp::lmtp_post;
 use support::pg;
 use support::ports;
 use support::server::Listrelay;
-use support::sink::{Sink, Transaction};
+use support::sink::{copies, Sink};
 
 const LIST: &str = "dev@lists.example.org";
 
@@ -35,6 +35,10 @@ fn members(n: usize, domains: usize) -> Vec<String> {
         .collect()
 }
 
+async fn lmtp_post_code(port: u16, data: &[u8]) -> u16 {
+    lmtp_post(port, LIST, data).await.code
+}
+
 fn post(subject: &str, extra_header: &str) -> Vec<u8> {
     format!(
         "{extra_header}From: poster@example.com\r\nTo: {LIST}\r\nSubject: {subject}\r\n\
@@ -42,37 +46,6 @@ fn post(subject: &str, extra_header: &str) -> Vec<u8> {
         std::process::id()
     )
     .into_bytes()
-}
-
-/// Sends one post over LMTP; returns the reply code to the DATA.
-async fn post_lmtp(port: u16, data: &[u8]) -> u16 {
-    let mut c = Client::connect_greeted(("127.0.0.1", port)).await.unwrap();
-    c.cmd("LHLO test").await.unwrap();
-    assert!(c
-        .cmd("MAIL FROM:<poster@example.com>")
-        .await
-        .unwrap()
-        .is_positive());
-    assert!(c
-        .cmd(&format!("RCPT TO:<{LIST}>"))
-        .await
-        .unwrap()
-        .is_positive());
-    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
-    let mut d = support::lmtp::dot_stuff(data);
-    d.extend_from_slice(b".\r\n");
-    c.send(&d).await.unwrap();
-    c.read_reply().await.unwrap().code
-}
-
-fn copies(records: &[Transaction]) -> HashMap<String, usize> {
-    let mut n = HashMap::new();
-    for t in records {
-        for r in &t.rcpts {
-            *n.entry(r.to_ascii_lowercase()).or_default() += 1;
-        }
-    }
-    n
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes, yielding to
@@ -167,7 +140,7 @@ async fn kill9_one_host_mid_fanout_the_other_finishes() {
     ]);
     a.start();
     b.start();
-    assert_eq!(post_lmtp(a.lmtp_port, &post("shared", "")).await, 250);
+    assert_eq!(lmtp_post_code(a.lmtp_port, &post("shared", "")).await, 250);
 
     let union = |a: &Sink, b: &Sink| {
         let mut m = copies(&a.records());
@@ -285,7 +258,7 @@ async fn sigstopped_host_past_its_lease_has_its_late_writes_refused() {
         &max_rcpt.to_string(),
     ]);
     a.start();
-    assert_eq!(post_lmtp(a.lmtp_port, &post("paused", "")).await, 250);
+    assert_eq!(lmtp_post_code(a.lmtp_port, &post("paused", "")).await, 250);
     // Stop A in the middle of its second chunks (each worker has sent about
     // 125 of a chunk's 100 + 100 members), not at the boundary between two.
     sink_a
@@ -369,7 +342,10 @@ async fn same_post_to_both_hosts_at_once_is_accepted_once() {
                 post(&subject, "Received: by mx-b.example.org\r\n"),
             )
         };
-        let (ra, rb) = tokio::join!(post_lmtp(a.lmtp_port, &da), post_lmtp(b.lmtp_port, &db));
+        let (ra, rb) = tokio::join!(
+            lmtp_post_code(a.lmtp_port, &da),
+            lmtp_post_code(b.lmtp_port, &db)
+        );
         assert_eq!((ra, rb), (250, 250), "round {round}");
     }
     let want = rounds * all.len();
@@ -420,7 +396,10 @@ async fn bench_fanout_10k_postgres_two_hosts_vs_sled() {
     s.cli_ok(&["list", "set", LIST, "verp_percent", "10"]);
     s.start();
     let t = Instant::now();
-    assert_eq!(post_lmtp(s.lmtp_port, &post("bench-sled", "")).await, 250);
+    assert_eq!(
+        lmtp_post_code(s.lmtp_port, &post("bench-sled", "")).await,
+        250
+    );
     sink.wait_until(Duration::from_secs(300), |_| {
         union(&sink, &none) >= all.len()
     })
@@ -437,7 +416,10 @@ async fn bench_fanout_10k_postgres_two_hosts_vs_sled() {
     a.start();
     b.start();
     let t = Instant::now();
-    assert_eq!(post_lmtp(a.lmtp_port, &post("bench-pg", "")).await, 250);
+    assert_eq!(
+        lmtp_post_code(a.lmtp_port, &post("bench-pg", "")).await,
+        250
+    );
     sink_a
         .wait_until(Duration::from_secs(300), |_| {
             union(&sink_a, &sink_b) >= all.len()

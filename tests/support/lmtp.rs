@@ -149,3 +149,17 @@ pub async fn smtp_send(
     c.send(b"QUIT\r\n").await?;
     Ok(())
 }
+
+/// One LMTP transaction from `poster@example.com` to `rcpt` carrying `msg`
+/// (dot-stuffed here); returns the reply to the end of the data.
+pub async fn lmtp_post(port: u16, rcpt: &str, msg: &[u8]) -> Reply {
+    let mut c = Client::connect_greeted(("127.0.0.1", port)).await.unwrap();
+    c.cmd("LHLO test").await.unwrap();
+    let mail = c.cmd("MAIL FROM:<poster@example.com>").await.unwrap();
+    assert!(mail.is_positive(), "MAIL: {}", mail.text());
+    let r = c.cmd(&format!("RCPT TO:<{rcpt}>")).await.unwrap();
+    assert!(r.is_positive(), "RCPT {rcpt}: {}", r.text());
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    c.send(&dot_stuff(msg)).await.unwrap();
+    c.read_reply().await.unwrap()
+}

@@ -384,3 +384,14 @@ async fn session(mut sock: TcpStream, st: Arc<State>, policy: Policy, keep: bool
         }
     }
 }
+
+/// How many copies each recipient (lowercased) got in `records`.
+pub fn copies(records: &[Transaction]) -> std::collections::HashMap<String, usize> {
+    let mut n = std::collections::HashMap::new();
+    for t in records {
+        for r in &t.rcpts {
+            *n.entry(r.to_ascii_lowercase()).or_default() += 1;
+        }
+    }
+    n
+}
