@@ -5,7 +5,7 @@
 //! Follows the recipes in real-mta-recipes.md (gotchas E1-E10).
 
 use super::{make_traversable, pid_gone, poll_until, ports, terminate, wait_220, MtaConfig};
-use listrelay::integration::{self, Params};
+use listrelay::integration;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -132,19 +132,8 @@ impl Exim {
 
         let inbound_port = ports::free_port();
         let reinject_port = ports::free_port();
-        let snippets = integration::exim(&Params {
-            domains: cfg.domains.clone(),
-            lmtp: cfg.lmtp.clone(),
-            reinject: format!("127.0.0.1:{reinject_port}"),
-            delimiter: '+',
-        });
-        let get = |name: &str| -> String {
-            snippets
-                .iter()
-                .find(|s| s.file == name)
-                .map(|s| s.contents.clone())
-                .unwrap_or_default()
-        };
+        let snippets = integration::exim(&cfg.params(reinject_port));
+        let get = |name: &str| super::snippet(&snippets, name);
         let d = base.display().to_string();
         let mut conf = TEST_MAIN
             .replace("{EXIM}", &binary.display().to_string())

@@ -51,6 +51,27 @@ impl MtaConfig {
     }
 }
 
+impl MtaConfig {
+    /// The integration parameters for an MTA whose re-injection port is `reinject_port`.
+    pub fn params(&self, reinject_port: u16) -> listrelay::integration::Params {
+        listrelay::integration::Params {
+            domains: self.domains.clone(),
+            lmtp: self.lmtp.clone(),
+            reinject: format!("127.0.0.1:{reinject_port}"),
+            delimiter: '+',
+        }
+    }
+}
+
+/// The contents of one rendered snippet (empty if there is none of that name).
+pub fn snippet(snippets: &[listrelay::integration::Snippet], file: &str) -> String {
+    snippets
+        .iter()
+        .find(|s| s.file == file)
+        .map(|s| s.contents.clone())
+        .unwrap_or_default()
+}
+
 /// chmod 0711 on `dir` and on each ancestor that is not traversable by
 /// others (Postfix and Exim drop to their own users; a 0700 parent makes
 /// them die, often silently: gotchas P2/E6).

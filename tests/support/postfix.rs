@@ -4,7 +4,7 @@
 //! Follows the recipes in real-mta-recipes.md (gotchas P1-P11).
 
 use super::{make_traversable, poll_until, ports, terminate, wait_220, MtaConfig};
-use listrelay::integration::{self, Params};
+use listrelay::integration;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -215,19 +215,8 @@ impl Postfix {
             .args(["-d", "-o", "postfix", "-g", "postfix", "-m", "0700"])
             .arg(base.join("data")))?;
 
-        let snippets = integration::postfix(&Params {
-            domains: cfg.domains.clone(),
-            lmtp: cfg.lmtp.clone(),
-            reinject: format!("127.0.0.1:{reinject_port}"),
-            delimiter: '+',
-        });
-        let get = |name: &str| -> String {
-            snippets
-                .iter()
-                .find(|s| s.file == name)
-                .map(|s| s.contents.clone())
-                .unwrap_or_default()
-        };
+        let snippets = integration::postfix(&cfg.params(reinject_port));
+        let get = |name: &str| super::snippet(&snippets, name);
         let d = base.display().to_string();
         let main = TEST_MAIN
             .replace("{DIR}", &d)
