@@ -297,8 +297,9 @@ async fn sigstopped_host_past_its_lease_has_its_late_writes_refused() {
         let log = a.log_text();
         log.contains("lease lost; another worker has the chunk")
             || log.contains("completion refused: the chunk's lease was taken over")
-            || (log.contains("chunk failed")
-                && (log.contains("connection closed") || log.contains("not found")))
+            // Any store error ending A's chunk after the pause: the session
+            // PostgreSQL closed, the chunk B completed, a statement cancelled.
+            || log.contains("chunk failed")
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
