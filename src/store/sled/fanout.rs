@@ -127,39 +127,8 @@ pub fn chunk_members(t: &Trees, job: &str, index: u32) -> Result<Vec<String>> {
 }
 
 /// Whether `cur` is still held by `owner` under the generation it claimed.
-fn holds(cur: &ChunkState, owner: &str, generation: u64) -> bool {
+pub(super) fn holds(cur: &ChunkState, owner: &str, generation: u64) -> bool {
     cur.generation == generation && cur.owner.as_deref() == Some(owner)
-}
-
-/// The holder's write; returns the state written (lease renewed), or `None`
-/// when the lease was taken over.
-pub fn update_chunk(
-    t: &Trees,
-    owner: &str,
-    state: &ChunkState,
-    lease_ms: u64,
-) -> Result<Option<ChunkState>> {
-    let key = chunk_key(&state.job, state.index);
-    loop {
-        let Some(old) = t.chunks.get(&key)? else {
-            return Ok(None);
-        };
-        let cur: ChunkState = serde_json::from_slice(&old)?;
-        if !holds(&cur, owner, state.generation) {
-            metrics::counter!("listrelay_fanout_fenced_writes_total").increment(1);
-            return Ok(None);
-        }
-        let mut new = state.clone();
-        if new.owner.is_some() {
-            new.lease_expires_ms = now_ms() + lease_ms;
-        }
-        if t.chunks
-            .compare_and_swap(&key, Some(old), Some(serde_json::to_vec(&new)?))?
-            .is_ok()
-        {
-            return Ok(Some(new));
-        }
-    }
 }
 
 pub fn complete_chunk(t: &Trees, owner: &str, state: &ChunkState) -> Result<Option<Job>> {

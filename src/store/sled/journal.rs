@@ -1,18 +1,28 @@
-//! The progress journal: every chunk-state write is also appended, as one
-//! line, to a plain file. A `write` to a file is the kernel's as soon as it
-//! returns, so the write survives a crash of the process without the cost of a
-//! sled flush per transaction; sled's own state reaches the disk with the
-//! flusher's periodic flush, after which the journal it covers is dropped. At
-//! start, journals left by a crash are replayed into sled.
+//! The progress journal: a worker's progress writes go, as one line each, to a
+//! plain file, and reach sled only at the next checkpoint. A `write` to a file
+//! is the kernel's as soon as it returns, so progress survives a crash of the
+//! process without a sled write and flush per transaction (which also made
+//! sled's memory grow with every transaction). Every [`FLUSH_EVERY`] the
+//! flusher checkpoints the latest state of each chunk into sled, flushes it,
+//! and drops the journal file that checkpoint covered. At start, journals left
+//! by a crash are replayed into sled.
+//!
+//! Claims, completions and checkpoints all take the journal's lock, and sled
+//! always holds each chunk's current owner and generation: the fencing check
+//! of a progress write reads them there.
+//!
+//! [`FLUSH_EVERY`]: super::FLUSH_EVERY
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
-use super::{put, Trees};
-use crate::store::{ChunkState, Result, StoreError};
+use super::fanout::{chunk_key, holds};
+use super::{get, put, Trees};
+use crate::store::{now_ms, ChunkState, Result, StoreError};
 
 pub struct Journal {
     dir: PathBuf,
@@ -22,6 +32,8 @@ pub struct Journal {
     n: u64,
     /// Whether anything was appended since the last rotation.
     dirty: bool,
+    /// The latest journaled state of each chunk not yet checkpointed to sled.
+    pending: HashMap<Vec<u8>, ChunkState>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -88,12 +100,61 @@ impl Journal {
             path,
             n,
             dirty: false,
+            pending: HashMap::new(),
         })
+    }
+
+    /// A holder's progress write, fenced by the owner and generation sled
+    /// holds: journaled (in the kernel's hands when this returns) and kept for
+    /// the next checkpoint; a release goes to sled at once. `false` when the
+    /// lease was taken over.
+    pub fn record(
+        &mut self,
+        t: &Trees,
+        owner: &str,
+        state: &ChunkState,
+        lease_ms: u64,
+    ) -> Result<bool> {
+        let key = chunk_key(&state.job, state.index);
+        let Some(current) = get::<ChunkState>(&t.chunks, &key)? else {
+            return Ok(false);
+        };
+        if !holds(&current, owner, state.generation) {
+            metrics::counter!("listrelay_fanout_fenced_writes_total").increment(1);
+            return Ok(false);
+        }
+        let mut new = state.clone();
+        if new.owner.is_some() {
+            new.lease_expires_ms = now_ms() + lease_ms;
+            self.pending.insert(key, new.clone());
+        } else {
+            put(&t.chunks, &key, &new)?;
+            self.pending.remove(&key);
+        }
+        self.append(&new)?;
+        Ok(true)
+    }
+
+    /// Forgets a chunk's pending state (it was completed).
+    pub fn forget(&mut self, job: &str, index: u32) {
+        self.pending.remove(&chunk_key(job, index));
+    }
+
+    /// Writes the latest journaled state of every chunk to sled, where its
+    /// holder still holds it.
+    pub fn checkpoint(&mut self, t: &Trees) -> Result<()> {
+        for (key, state) in self.pending.drain() {
+            let current = get::<ChunkState>(&t.chunks, &key)?;
+            if current.is_some_and(|c| c.generation == state.generation && c.owner == state.owner) {
+                put(&t.chunks, &key, &state)?;
+            }
+        }
+        Ok(())
     }
 
     /// Appends one chunk state (one `write`, so a crash leaves whole lines or
     /// a torn last line, which replay skips).
-    pub fn append(&mut self, state: &ChunkState) -> Result<()> {
+    fn append(&mut self, state: &ChunkState) -> Result<()> {
         let mut line = serde_json::to_vec(state)?;
         line.push(b'\n');
         self.file.write_all(&line).map_err(io(&self.path))?;
@@ -101,13 +162,14 @@ impl Journal {
         Ok(())
     }
 
-    /// Starts a new file; returns the old one, to delete once sled has been
-    /// flushed (everything it holds was written to sled before it was
-    /// appended, so that flush covers it).
-    pub fn rotate(&mut self) -> Result<Option<PathBuf>> {
+    /// Checkpoints to sled and starts a new file; returns the old one, to
+    /// delete once sled has been flushed (the checkpoint put everything it
+    /// holds into sled, so that flush covers it).
+    pub fn rotate(&mut self, t: &Trees) -> Result<Option<PathBuf>> {
         if !self.dirty {
             return Ok(None);
         }
+        self.checkpoint(t)?;
         let (file, path) = create(&self.dir, self.n + 1)?;
         self.n += 1;
         self.file = file;
@@ -127,8 +189,8 @@ fn replay(path: &Path, trees: &Trees) -> Result<usize> {
             warn!(path = %path.display(), "skipping a torn journal line");
             continue;
         };
-        let key = super::fanout::chunk_key(&state.job, state.index);
-        let Some(current) = super::get::<ChunkState>(&trees.chunks, &key)? else {
+        let key = chunk_key(&state.job, state.index);
+        let Some(current) = get::<ChunkState>(&trees.chunks, &key)? else {
             continue; // completed since
         };
         let newer = state.generation > current.generation

@@ -79,7 +79,8 @@ pub struct SledStore {
     spool: Arc<Spool>,
     committer: mpsc::Sender<Commit>,
     flusher: mpsc::Sender<oneshot::Sender<Result<()>>>,
-    /// Chunk progress, appended on every write (see journal.rs).
+    /// Chunk progress between checkpoints; claims and completions take its
+    /// lock too (see journal.rs).
     journal: Arc<std::sync::Mutex<journal::Journal>>,
 }
 
@@ -157,10 +158,10 @@ impl SledStore {
             .spawn(move || committer(rx, t, s))
             .map_err(|e| StoreError::Backend(format!("starting committer: {e}")))?;
         let (ftx, frx) = mpsc::channel();
-        let (db, j) = (trees.db.clone(), journal.clone());
+        let (t, j) = (trees.clone(), journal.clone());
         std::thread::Builder::new()
             .name("store-flusher".into())
-            .spawn(move || flusher(frx, db, j))
+            .spawn(move || flusher(frx, t, j))
             .map_err(|e| StoreError::Backend(format!("starting flusher: {e}")))?;
         Ok(SledStore {
             trees,
@@ -191,15 +192,16 @@ impl SledStore {
     }
 }
 
-/// How often sled is flushed when nobody asks: the progress journal holds
-/// what was written since, so a power cut loses at most this much progress.
-const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often chunk progress is checkpointed into sled and sled flushed when
+/// nobody asks: the progress journal holds what was written since, so a power
+/// cut loses at most this much progress.
+pub(crate) const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Flushes sled when asked (sharing one flush among all waiting callers) and
 /// every [`FLUSH_EVERY`], dropping the journal file the flush covered.
 fn flusher(
     rx: mpsc::Receiver<oneshot::Sender<Result<()>>>,
-    db: sled::Db,
+    trees: Trees,
     journal: Arc<std::sync::Mutex<journal::Journal>>,
 ) {
     loop {
@@ -209,14 +211,13 @@ fn flusher(
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
         waiting.extend(rx.try_iter());
-        // Rotate first: everything in the old file was written to sled
-        // before it was appended, so this flush covers it.
+        // Checkpoint and rotate first, so this flush covers the old file.
         let result = journal
             .lock()
             .map_err(|_| StoreError::Closed)
-            .and_then(|mut j| j.rotate())
+            .and_then(|mut j| j.rotate(&trees))
             .and_then(|old| {
-                db.flush()?;
+                trees.db.flush()?;
                 if let Some(old) = old {
                     let _ = std::fs::remove_file(old);
                 }
@@ -674,8 +675,14 @@ impl Store for SledStore {
 
     async fn claim_chunk(&self, owner: &str, lease_ms: u64) -> Result<Option<Claim>> {
         let owner = owner.to_string();
+        let journal = self.journal.clone();
         let claim = self
-            .blocking(move |t| fanout::claim_chunk(t, &owner, lease_ms))
+            .blocking(move |t| {
+                // Claims see every holder's latest progress and lease.
+                let mut j = journal.lock().map_err(|_| StoreError::Closed)?;
+                j.checkpoint(t)?;
+                fanout::claim_chunk(t, &owner, lease_ms)
+            })
             .await?;
         if claim.is_some() {
             self.durable().await?;
@@ -690,29 +697,40 @@ impl Store for SledStore {
     }
 
     async fn update_chunk(&self, owner: &str, state: &ChunkState, lease_ms: u64) -> Result<bool> {
-        let Some(written) = fanout::update_chunk(&self.trees, owner, state, lease_ms)? else {
-            return Ok(false);
-        };
-        // In the kernel's hands when append returns: survives a crash of the
-        // process; sled's copy reaches the disk with the next flush.
-        self.journal
-            .lock()
-            .map_err(|_| StoreError::Closed)?
-            .append(&written)?;
-        Ok(true)
+        self.journal.lock().map_err(|_| StoreError::Closed)?.record(
+            &self.trees,
+            owner,
+            state,
+            lease_ms,
+        )
     }
 
     async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Option<Job>> {
         let (owner, state) = (owner.to_string(), state.clone());
+        let journal = self.journal.clone();
         let done = self
-            .blocking(move |t| fanout::complete_chunk(t, &owner, &state))
+            .blocking(move |t| {
+                let mut j = journal.lock().map_err(|_| StoreError::Closed)?;
+                let done = fanout::complete_chunk(t, &owner, &state)?;
+                if !t
+                    .chunks
+                    .contains_key(fanout::chunk_key(&state.job, state.index))?
+                {
+                    j.forget(&state.job, state.index);
+                }
+                Ok(done)
+            })
             .await?;
         self.durable().await?;
         Ok(done)
     }
 
     async fn release_leases(&self, owner_prefix: &str) -> Result<usize> {
-        let n = fanout::expire_leases_of(&self.trees, owner_prefix)?;
+        let n = {
+            let mut j = self.journal.lock().map_err(|_| StoreError::Closed)?;
+            j.checkpoint(&self.trees)?;
+            fanout::expire_leases_of(&self.trees, owner_prefix)?
+        };
         self.durable().await?;
         Ok(n)
     }
