@@ -172,8 +172,15 @@ async fn leases_of_a_dead_process_are_released_at_start() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (d, store, _job) = store_with_job(2).await;
-        store.claim_chunk("dead", 3_600_000).await.unwrap().unwrap();
-        store.sync().await.unwrap();
+        let claim = store.claim_chunk("dead", 3_600_000).await.unwrap().unwrap();
+        // Progress written just before the process goes: in the journal (or,
+        // if a checkpoint ran, in sled).
+        let mut progress = claim.chunk.clone();
+        progress.cursor = 7;
+        assert!(store
+            .update_chunk("dead", &progress, 3_600_000)
+            .await
+            .unwrap());
         drop(store);
         // Keep the data: move it where the second open will look.
         std::fs::rename(d.dir.path(), dir.path().join("site")).unwrap();
@@ -194,6 +201,11 @@ async fn leases_of_a_dead_process_are_released_at_start() {
     let a = store.claim_chunk("alive", 60_000).await.unwrap().unwrap();
     let b = store.claim_chunk("alive", 60_000).await.unwrap().unwrap();
     assert_ne!(a.chunk.index, b.chunk.index);
+    let resumed = if a.takeover { &a } else { &b };
+    assert_eq!(
+        resumed.chunk.cursor, 7,
+        "the dead process's last progress survives"
+    );
     assert!(
         a.takeover || b.takeover,
         "the dead process's chunk is taken over at once"
