@@ -81,9 +81,10 @@ pub enum Command {
     /// Apply the PostgreSQL schema migrations this version needs (`serve`
     /// also applies them at start).
     Migrate,
-    /// Write everything the store holds (lists, members, delivery failures,
-    /// queued and held messages, the Message-ID windows, fan-out jobs) to a
-    /// file or stdout, as JSON lines. Stop the servers first.
+    /// Write everything the store holds (lists, members, bounce state,
+    /// queued and held messages, Message-ID windows, fan-out jobs, pending
+    /// confirmations) to a file or stdout, as JSON lines. Stop the servers
+    /// first.
     Export {
         /// Output file; stdout when absent.
         file: Option<PathBuf>,
