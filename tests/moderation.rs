@@ -10,16 +10,11 @@
 
 mod support;
 
-use support::outbox::Recorder;
-
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use listrelay::address::Address;
 use listrelay::integration::{DomainParams, LmtpTarget};
-use listrelay::model::{Domain, List, Member};
-use listrelay::notice::Notifier;
-use listrelay::store::Store;
+use listrelay::model::{List, Member};
 use support::lmtp::smtp_send;
 use support::postfix::Postfix;
 use support::server::Listrelay;
@@ -311,16 +306,8 @@ async fn held_post_approved_once_through_postfix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_posts_expire_as_configured() {
-    let site = support::pg::TestStore::open().await;
-    let store: Arc<dyn Store> = site.store.clone();
-    store
-        .create_domain(&Domain {
-            name: "lists.example.org".into(),
-            opaque: false,
-            created_at: 0,
-        })
-        .await
-        .unwrap();
+    let rig = support::moderation::Rig::new(listrelay::model::now()).await;
+    let store = rig.store.clone();
     let mut lists = Vec::new();
     for (name, action) in [("dev", "discard"), ("ops", "reject")] {
         let mut l = List::new(Address::parse(&format!("{name}@lists.example.org")).unwrap());
@@ -337,23 +324,7 @@ async fn held_posts_expire_as_configured() {
             .unwrap();
         lists.push(l);
     }
-    let now = Arc::new(std::sync::atomic::AtomicU64::new(listrelay::model::now()));
-    let clock_now = now.clone();
-    let outbox = Arc::new(Recorder::default());
-    let svc = listrelay::moderation::Service {
-        store: store.clone(),
-        secret: listrelay::secret::Secret::from_bytes(vec![7; 32]),
-        notifier: Notifier::new(
-            outbox.clone(),
-            listrelay::templates::Templates::builtin(),
-            "h.example.org",
-        ),
-        clock: Arc::new(move || clock_now.load(std::sync::atomic::Ordering::SeqCst)),
-        config: Default::default(),
-        delimiter: '+',
-        grace_secs: 60,
-        posts: None,
-    };
+    let (svc, outbox, now) = (&rig.svc, &rig.outbox, &rig.now);
     let intake = listrelay::intake::Intake::new(store.clone(), '+');
     for l in &lists {
         let r = intake.resolve(&l.address.to_string()).await.unwrap();

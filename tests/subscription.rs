@@ -11,17 +11,12 @@
 
 mod support;
 
-use support::outbox::Recorder;
-
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use listrelay::address::Address;
 use listrelay::integration::{DomainParams, LmtpTarget};
-use listrelay::model::{Domain, List};
+use listrelay::model::List;
 use listrelay::moderation::policy;
-use listrelay::notice::Notifier;
-use listrelay::store::Store;
 use support::lmtp::smtp_send;
 use support::postfix::Postfix;
 use support::server::Listrelay;
@@ -319,35 +314,11 @@ async fn one_click_unsubscribe_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_tokens_rate_limits_and_help() {
-    let site = support::pg::TestStore::open().await;
-    let store: Arc<dyn Store> = site.store.clone();
-    store
-        .create_domain(&Domain {
-            name: "lists.example.org".into(),
-            opaque: false,
-            created_at: 0,
-        })
-        .await
-        .unwrap();
+    let rig = support::moderation::Rig::new(1_000_000_000).await;
+    let store = rig.store.clone();
     let list = List::new(Address::parse(LIST).unwrap());
     store.create_list(&list).await.unwrap();
-    let now = Arc::new(std::sync::atomic::AtomicU64::new(1_000_000_000));
-    let clock_now = now.clone();
-    let outbox = Arc::new(Recorder::default());
-    let svc = listrelay::moderation::Service {
-        store: store.clone(),
-        secret: listrelay::secret::Secret::from_bytes(vec![9; 32]),
-        notifier: Notifier::new(
-            outbox.clone(),
-            listrelay::templates::Templates::builtin(),
-            "h.example.org",
-        ),
-        clock: Arc::new(move || clock_now.load(std::sync::atomic::Ordering::SeqCst)),
-        config: Default::default(),
-        delimiter: '+',
-        grace_secs: 60,
-        posts: None,
-    };
+    let (svc, outbox, now) = (&rig.svc, &rig.outbox, &rig.now);
     let carol = policy::sender(
         "carol@example.com",
         b"From: carol@example.com\r\nSubject: join\r\n\r\n",

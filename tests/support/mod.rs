@@ -9,6 +9,7 @@
 
 pub mod exim;
 pub mod lmtp;
+pub mod moderation;
 pub mod mta;
 pub mod outbox;
 pub mod pg;
