@@ -252,21 +252,12 @@ impl Connection {
     ) -> Result<(), SendError> {
         let target = &self.target;
         let writer = &mut self.writer;
-        timed(after, target, stage, async {
-            writer
-                .write_all(bytes)
-                .await
-                .map_err(|source| SendError::Io {
-                    target: target.to_string(),
-                    stage,
-                    source,
-                })?;
-            writer.flush().await.map_err(|source| SendError::Io {
-                target: target.to_string(),
-                stage,
-                source,
-            })
-        })
+        timed(
+            after,
+            target,
+            stage,
+            write_flush(writer, bytes, target, stage),
+        )
         .await
     }
 
@@ -284,21 +275,12 @@ impl Connection {
         let writer = &mut self.writer;
         let reader = &mut self.reader;
         let replies_read = &mut self.replies_read;
-        let write = timed(after, target, stage, async {
-            writer
-                .write_all(batch)
-                .await
-                .map_err(|source| SendError::Io {
-                    target: target.to_string(),
-                    stage,
-                    source,
-                })?;
-            writer.flush().await.map_err(|source| SendError::Io {
-                target: target.to_string(),
-                stage,
-                source,
-            })
-        });
+        let write = timed(
+            after,
+            target,
+            stage,
+            write_flush(writer, batch, target, stage),
+        );
         let read = async {
             let mut replies = Vec::with_capacity(count);
             for _ in 0..count {
@@ -339,4 +321,20 @@ impl Connection {
         let _ = self.writer.shutdown().await;
         tracing::debug!(conn = self.id, txns = self.txns, "SMTP connection closed");
     }
+}
+
+/// Writes and flushes `bytes`; an I/O error names the target and the stage.
+async fn write_flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+    target: &str,
+    stage: &'static str,
+) -> Result<(), SendError> {
+    let io = |source| SendError::Io {
+        target: target.to_string(),
+        stage,
+        source,
+    };
+    writer.write_all(bytes).await.map_err(io)?;
+    writer.flush().await.map_err(io)
 }
