@@ -88,11 +88,8 @@ async fn verp_share_rotation_and_runtime_change_through_postfix() {
         .unwrap()
         .unwrap();
     let mut lr = Listrelay::new(lmtp_port, pf.reinject_port, "");
-    lr.cli_ok(&["list", "create", LIST]);
-    lr.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     let all = members(1000, 30);
-    lr.import(LIST, &all);
-    lr.cli_ok(&["list", "set", LIST, "verp_percent", "30"]);
+    lr.open_list(LIST, &all, &[("verp_percent", "30")]);
     lr.start();
     let secret = site_secret(&lr);
 
@@ -155,18 +152,13 @@ async fn kill9_during_fanout_every_member_gets_a_copy() {
         sink.port(),
         &format!("[fanout]\nworkers = {workers}\nchunk_size = 250\npoll_interval_ms = 100\n"),
     );
-    lr.cli_ok(&["list", "create", LIST]);
-    lr.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     let all = members(5000, 100);
-    lr.import(LIST, &all);
-    lr.cli_ok(&["list", "set", LIST, "verp_percent", "30"]);
-    lr.cli_ok(&[
-        "list",
-        "set",
+    let max = max_rcpt.to_string();
+    lr.open_list(
         LIST,
-        "max_rcpt_per_txn",
-        &max_rcpt.to_string(),
-    ]);
+        &all,
+        &[("verp_percent", "30"), ("max_rcpt_per_txn", &max)],
+    );
     lr.start();
     posted(lr.lmtp_port, "killed").await;
 
@@ -228,11 +220,8 @@ async fn mta_stopped_during_fanout_nothing_is_lost() {
         .unwrap()
         .unwrap();
     let mut lr = Listrelay::new(lmtp_port, pf.reinject_port, "");
-    lr.cli_ok(&["list", "create", LIST]);
-    lr.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     let all = members(2000, 40);
-    lr.import(LIST, &all);
-    lr.cli_ok(&["list", "set", LIST, "verp_percent", "100"]);
+    lr.open_list(LIST, &all, &[("verp_percent", "100")]);
     lr.start();
     posted(lr.lmtp_port, "mta-down").await;
     sink.wait_rcpts(200, Duration::from_secs(60)).await.unwrap();

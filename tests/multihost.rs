@@ -126,18 +126,13 @@ async fn kill9_one_host_mid_fanout_the_other_finishes() {
     let (workers, chunk_size, lease_secs, poll_ms, max_rcpt) = (4, 250, 2, 100, 20);
     let (mut a, sink_a, mut b, sink_b) =
         two_hosts(&fanout_config(workers, chunk_size, lease_secs)).await;
-    a.cli_ok(&["list", "create", LIST]);
-    a.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     let all = members(5000, 100);
-    a.import(LIST, &all);
-    a.cli_ok(&["list", "set", LIST, "verp_percent", "30"]);
-    a.cli_ok(&[
-        "list",
-        "set",
+    let max = max_rcpt.to_string();
+    a.open_list(
         LIST,
-        "max_rcpt_per_txn",
-        &max_rcpt.to_string(),
-    ]);
+        &all,
+        &[("verp_percent", "30"), ("max_rcpt_per_txn", &max)],
+    );
     a.start();
     b.start();
     assert_eq!(lmtp_post_code(a.lmtp_port, &post("shared", "")).await, 250);
@@ -245,18 +240,13 @@ async fn sigstopped_host_past_its_lease_has_its_late_writes_refused() {
     }
     let (workers, max_rcpt) = (2, 10);
     let (mut a, sink_a, mut b, sink_b) = two_hosts(&fanout_config(workers, 100, 1)).await;
-    a.cli_ok(&["list", "create", LIST]);
-    a.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
     let all = members(3000, 60);
-    a.import(LIST, &all);
-    a.cli_ok(&["list", "set", LIST, "verp_percent", "0"]);
-    a.cli_ok(&[
-        "list",
-        "set",
+    let max = max_rcpt.to_string();
+    a.open_list(
         LIST,
-        "max_rcpt_per_txn",
-        &max_rcpt.to_string(),
-    ]);
+        &all,
+        &[("verp_percent", "0"), ("max_rcpt_per_txn", &max)],
+    );
     a.start();
     assert_eq!(lmtp_post_code(a.lmtp_port, &post("paused", "")).await, 250);
     // Stop A in the middle of its second chunks (each worker has sent about

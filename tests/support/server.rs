@@ -155,6 +155,17 @@ impl Listrelay {
         self.cli_ok(&["member", "import", list, path.to_str().unwrap()]);
     }
 
+    /// Creates `list` that takes posts from anyone, with these members and
+    /// settings (`list set` pairs), as the fan-out tests need it.
+    pub fn open_list(&self, list: &str, members: &[String], settings: &[(&str, &str)]) {
+        self.cli_ok(&["list", "create", list]);
+        self.cli_ok(&["list", "set", list, "nonmember_action", "accept"]);
+        self.import(list, members);
+        for (key, value) in settings {
+            self.cli_ok(&["list", "set", list, key, value]);
+        }
+    }
+
     /// Starts `serve` and waits for its LMTP greeting.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
