@@ -159,7 +159,7 @@ pub struct HttpConfig {
 pub struct BounceConfig {
     /// Which lists share a member's bounce state: `list`, `domain` or `site`
     /// (an opaque domain never shares across domains).
-    pub scope: crate::bounce::scope::BounceScope,
+    pub scope: crate::model::BounceScope,
     /// How often the handler looks for queued bounces and hand-off failures.
     pub poll_interval_ms: u64,
     /// How often warnings, removals and staleness are checked.

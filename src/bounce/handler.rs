@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::score::{Due, Failure, Scored, DAY};
+use super::score::{Due, Failure, PolicyShare, Scored, Scoring, DAY};
 use super::{classify, scope_key, BounceScope, BounceState, Kind, PostBounces, RecipientDetail};
 use crate::address::Suffix;
 use crate::model::{List, ListSettings};

@@ -24,7 +24,7 @@ use mail_parser::{MessageParser, MimeHeaders, PartType};
 
 pub use report::{BounceReport, Kind, Reason, RecipientDetail};
 pub use scope::{scope_key, BounceScope};
-pub use score::{BounceState, PostBounces};
+pub use score::{BounceState, PolicyShare, PostBounces, Scoring};
 
 /// Parses one raw message. Never panics, whatever the input.
 pub fn parse(raw: &[u8]) -> BounceReport {

@@ -13,21 +13,7 @@
 //! it (disabling delivery, removal) apply to the member in all of them. An
 //! opaque domain thus never receives nor leaks state across domains.
 
-use serde::{Deserialize, Serialize};
-
-/// The site-wide sharing of bounce state (`[bounce] scope`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum BounceScope {
-    /// Each list keeps its own state (Mailman's behaviour).
-    #[default]
-    List,
-    /// Lists of one virtual domain share the state.
-    Domain,
-    /// All lists of all transparent domains share the state; an opaque domain
-    /// keeps its own, shared by its lists.
-    Site,
-}
+pub use crate::model::BounceScope;
 
 /// The scope key of a list: `list_key` is the list's store key, `domain` its
 /// (lowercased) domain, `opaque` that domain's flag.

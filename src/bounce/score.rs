@@ -11,40 +11,11 @@
 //!   warning at once and every `bounce_warning_interval_secs` until
 //!   `bounce_warnings` were sent, and is removed one interval after the last.
 
-use serde::{Deserialize, Serialize};
-
 use super::Reason;
 use crate::model::ListSettings;
+pub use crate::model::{BounceState, PostBounces};
 
 pub const DAY: u64 = 86400;
-
-/// A member's bounce record under one scope key (docs/bounces.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BounceState {
-    /// The scope key ([`super::scope_key`]).
-    pub scope: String,
-    /// The member's lowercased address.
-    pub member: String,
-    /// The list the last bounce came through: its settings apply.
-    pub list: String,
-    pub score: f64,
-    /// Bounces seen (counted ones; policy bounces are not recorded here).
-    pub bounces: u32,
-    pub first_bounce: u64,
-    pub last_bounce: u64,
-    /// Day number (seconds / 86400) of the last scored bounce.
-    pub scored_day: u64,
-    /// What was added to the score on `scored_day`.
-    pub scored_that_day: f64,
-    /// Reason of the last bounce, as `bounce parse` names it (`user_unknown`…).
-    pub last_reason: String,
-    pub last_status: Option<String>,
-    pub last_hard: bool,
-    pub disabled: bool,
-    pub disabled_at: Option<u64>,
-    pub warnings_sent: u32,
-    pub last_warning_at: Option<u64>,
-}
 
 /// One failure to score.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,30 +72,19 @@ pub fn weight(hard: bool) -> f64 {
     }
 }
 
-impl BounceState {
-    pub fn new(scope: &str, member: &str, list: &str, now: u64) -> Self {
-        BounceState {
-            scope: scope.to_string(),
-            member: member.to_string(),
-            list: list.to_string(),
-            score: 0.0,
-            bounces: 0,
-            first_bounce: now,
-            last_bounce: now,
-            scored_day: 0,
-            scored_that_day: 0.0,
-            last_reason: String::new(),
-            last_status: None,
-            last_hard: false,
-            disabled: false,
-            disabled_at: None,
-            warnings_sent: 0,
-            last_warning_at: None,
-        }
-    }
-
+/// The scoring rules on a member's [`BounceState`] (the record lives in the
+/// model; the rules live here).
+pub trait Scoring {
     /// Scores one failure that came through `list` (whose `settings` apply).
-    pub fn record(&mut self, f: &Failure, list: &str, settings: &ListSettings, now: u64) -> Scored {
+    fn record(&mut self, f: &Failure, list: &str, settings: &ListSettings, now: u64) -> Scored;
+    /// What the periodic pass has to do for the record at `now`.
+    fn due(&self, settings: &ListSettings, now: u64) -> Due;
+    /// Notes a warning sent at `now`.
+    fn warned(&mut self, now: u64);
+}
+
+impl Scoring for BounceState {
+    fn record(&mut self, f: &Failure, list: &str, settings: &ListSettings, now: u64) -> Scored {
         if !f.reason.counts_against_member() {
             return Scored::NotCounted;
         }
@@ -165,7 +125,7 @@ impl BounceState {
         }
     }
 
-    pub fn due(&self, settings: &ListSettings, now: u64) -> Due {
+    fn due(&self, settings: &ListSettings, now: u64) -> Due {
         let interval = settings.bounce_warning_interval_secs;
         if self.disabled {
             if self.warnings_sent >= settings.bounce_warnings {
@@ -187,45 +147,21 @@ impl BounceState {
         Due::Nothing
     }
 
-    pub fn warned(&mut self, now: u64) {
+    fn warned(&mut self, now: u64) {
         self.warnings_sent += 1;
         self.last_warning_at = Some(now);
     }
 }
 
-/// Policy bounces of one post, to tell a post the world refuses (DMARC, spam)
-/// from members that bounce.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PostBounces {
-    pub list: String,
-    /// The post's Message-ID (or `id:STORE_ID` for a hand-off failure whose
-    /// post is gone).
-    pub post: String,
-    /// The members whose bounce for this post was a policy rejection.
-    pub policy_members: Vec<String>,
-    /// Recipients of the post (the list's members with delivery on when the
-    /// first bounce came).
-    pub recipients: u64,
-    /// Scoring for this post is suspended (the owners were alerted).
-    pub suspended: bool,
-    pub first_at: u64,
-}
-
-impl PostBounces {
-    pub fn new(list: &str, post: &str, recipients: u64, now: u64) -> Self {
-        PostBounces {
-            list: list.to_string(),
-            post: post.to_string(),
-            policy_members: Vec::new(),
-            recipients,
-            suspended: false,
-            first_at: now,
-        }
-    }
-
+/// The suspension rule on a post's [`PostBounces`].
+pub trait PolicyShare {
     /// Counts a member's policy bounce; `true` when this suspends the post
     /// (more than `share` of its recipients bounced for policy).
-    pub fn add_policy(&mut self, member: &str, share: f64) -> bool {
+    fn add_policy(&mut self, member: &str, share: f64) -> bool;
+}
+
+impl PolicyShare for PostBounces {
+    fn add_policy(&mut self, member: &str, share: f64) -> bool {
         if !self.policy_members.iter().any(|m| m == member) {
             self.policy_members.push(member.to_string());
         }

@@ -27,13 +27,6 @@ pub trait PostGate: Send + Sync {
     async fn check(&self, post: &MessageMeta) -> Result<bool, StoreError>;
 }
 
-#[async_trait::async_trait]
-impl PostGate for crate::moderation::Service {
-    async fn check(&self, post: &MessageMeta) -> Result<bool, StoreError> {
-        self.check_post(post).await
-    }
-}
-
 /// What `serve` adds to fan-out: the policy step and the site's one-click
 /// base URL. Without them every post is planned as it is (benchmarks, tests).
 pub struct Hooks {
@@ -113,9 +106,8 @@ impl Fanout {
     ) -> Option<Vec<u8>> {
         let base = self.one_click_base(list)?;
         let url = verp_member.map(|m| {
-            let token =
-                crate::subscription::oneclick::encode(&self.secret, &list.key(), &m.to_lowercase());
-            crate::subscription::oneclick::url(&base, &token)
+            let token = crate::oneclick::encode(&self.secret, &list.key(), &m.to_lowercase());
+            crate::oneclick::url(&base, &token)
         });
         Some(copy::unsubscribe_header(list, url.as_deref()))
     }

@@ -9,31 +9,11 @@
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
+pub use crate::model::{message_hash, HeldPost};
 use crate::secret::Secret;
 use crate::verp::base32;
-
-/// What the store keeps about a held post (the post itself stays in the
-/// spool under `id`, in state `Held`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeldPost {
-    /// The stored message.
-    pub id: String,
-    pub list: String,
-    pub message_id: String,
-    /// [`message_hash`] of the Message-ID.
-    pub hash: String,
-    /// Why it was held (`nonmember`, `moderated`, `emergency`, `size`).
-    pub reason: String,
-    /// The sender (From header, else envelope sender); may be empty.
-    pub sender: String,
-    /// Whether the sender may be written to (not an auto-generated message).
-    pub notify_sender: bool,
-    pub subject: String,
-    pub size: u64,
-    pub held_at: u64,
-}
 
 /// A moderator's decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,11 +43,6 @@ impl Action {
 }
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// The short hash of a Message-ID (without `<>`) used in addresses.
-pub fn message_hash(message_id: &str) -> String {
-    base32(&Sha256::digest(message_id.as_bytes())[..5])
-}
 
 /// The signature of an action on a held post.
 pub fn signature(secret: &Secret, list: &str, action: Action, message_id: &str) -> String {

@@ -15,10 +15,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::address::Suffix;
-use crate::bounce::{BounceState, PostBounces};
-use crate::model::{Domain, List, Member};
-use crate::moderation::HeldPost;
-use crate::subscription::Pending;
+use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
 
 pub use self::postgres::PostgresStore;
 pub use self::sled::SledStore;

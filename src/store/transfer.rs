@@ -17,10 +17,7 @@ use super::{
     ChunkState, DeliveryFailure, Job, MessageMeta, MessageState, Result, Store, StoreError,
     WindowEntry,
 };
-use crate::bounce::{BounceState, PostBounces};
-use crate::model::{Domain, List, Member};
-use crate::moderation::HeldPost;
-use crate::subscription::Pending;
+use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
 
 pub const FORMAT: &str = "listrelay-export";
 /// Version 2 added bounce states, post bounce records, held posts, pending

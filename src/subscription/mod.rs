@@ -13,39 +13,20 @@
 //! sender, `Auto-Submitted`, `Precedence: bulk`) are never answered.
 
 pub mod commands;
-pub mod oneclick;
+pub use crate::oneclick;
 
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::address::{Address, Suffix};
 use crate::model::{List, Member};
+pub use crate::model::{Pending, PendingAction};
 use crate::moderation::policy::Sender;
 use crate::moderation::Service;
 use crate::notice::Extras;
 use crate::store::Result;
 use commands::Command;
-
-/// What a confirmation token stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PendingAction {
-    Join,
-    Leave,
-}
-
-/// A confirmation waiting for its reply, stored under the token's hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
-    pub list: String,
-    pub address: String,
-    pub action: PendingAction,
-    pub token_hash: String,
-    pub created_at: u64,
-    pub expires_at: u64,
-}
 
 /// A new token: 128 bits from the OS CSPRNG, base32 (26 characters,
 /// lowercase, so an MTA that folds case cannot break it).

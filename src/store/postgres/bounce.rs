@@ -9,8 +9,7 @@ use tokio_postgres::types::Json;
 use tokio_postgres::GenericClient;
 
 use super::{i64_of, member_parts, pg_err};
-use crate::bounce::{BounceState, PostBounces};
-use crate::model::Member;
+use crate::model::{BounceState, Member, PostBounces};
 use crate::store::{DeliveryFailure, Result};
 
 pub async fn member(c: &Client, list: &str, key: &str) -> Result<Option<Member>> {

@@ -32,10 +32,7 @@ use super::{
     AcceptOutcome, ChunkState, Claim, DeliveryFailure, Job, MessageMeta, MessageState, NewMessage,
     Record, Result, Store, StoreError, WindowEntry,
 };
-use crate::bounce::{BounceState, PostBounces};
-use crate::model::{now, Domain, List, Member};
-use crate::moderation::HeldPost;
-use crate::subscription::Pending;
+use crate::model::{now, BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
 
 /// Connections each process keeps at most.
 const POOL_SIZE: usize = 12;

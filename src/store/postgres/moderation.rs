@@ -15,10 +15,8 @@ use tokio_postgres::types::Json;
 use tokio_postgres::GenericClient;
 
 use super::{i64_of, member_parts, meta_of, pg_err, state_name};
-use crate::model::Member;
-use crate::moderation::HeldPost;
+use crate::model::{HeldPost, Member, Pending};
 use crate::store::{MessageMeta, MessageState, PolicyMark, Result};
-use crate::subscription::Pending;
 
 pub async fn mark_accepted(c: &Client, id: &str) -> Result<bool> {
     let marked = c

@@ -2,8 +2,7 @@
 //! `s\0SCOPE\0MEMBER` and per-post policy counts under `p\0LIST\0POST`.
 
 use super::{get, key2, put, values, Trees};
-use crate::bounce::{BounceState, PostBounces};
-use crate::model::Member;
+use crate::model::{BounceState, Member, PostBounces};
 use crate::store::{DeliveryFailure, Result};
 
 fn state_key(scope: &str, member: &str) -> Vec<u8> {

@@ -21,10 +21,7 @@ use super::{
     AcceptOutcome, ChunkState, Claim, DeliveryFailure, Job, MessageMeta, MessageState, NewMessage,
     Record, Result, Store, StoreError, WindowEntry,
 };
-use crate::bounce::{BounceState, PostBounces};
-use crate::model::{now, Domain, List, Member};
-use crate::moderation::HeldPost;
-use crate::subscription::Pending;
+use crate::model::{now, BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
 
 /// sled's page cache.
 const SLED_CACHE_BYTES: u64 = 4 * 1024 * 1024;

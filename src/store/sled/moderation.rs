@@ -9,10 +9,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use super::{get, key2, member_key, put, values, Trees};
-use crate::model::Member;
-use crate::moderation::{held::message_hash, HeldPost};
+use crate::model::{message_hash, HeldPost, Member, Pending};
 use crate::store::{MessageMeta, MessageState, PolicyMark, Result, StoreError};
-use crate::subscription::Pending;
 
 fn held_key(list: &str, hash: &str, id: &str) -> Vec<u8> {
     let mut k = b"h\0".to_vec();

@@ -1,18 +1,9 @@
-//! The records the store keeps: domains, lists with their settings, members, and
-//! the messages intake accepted.
+//! Directory records: virtual domains, lists with their settings, and members.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::address::{Address, Suffix};
-
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// A virtual domain that lists live in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,7 +228,7 @@ impl List {
         List {
             address,
             settings: ListSettings::default(),
-            created_at: now(),
+            created_at: super::now(),
         }
     }
 
@@ -300,7 +291,7 @@ impl Member {
     pub fn new(address: Address) -> Self {
         Member {
             address,
-            added_at: now(),
+            added_at: super::now(),
             delivery_enabled: true,
             moderated: false,
         }

@@ -1,0 +1,29 @@
+//! The records the store keeps, in the vocabulary the store and the domain
+//! modules share: the store imports nothing above this model, and bounce,
+//! moderation and subscription build their rules on these records.
+//!
+//! * [`directory`]: domains, lists with their settings, members;
+//! * [`bounce`]: bounce states, per-post policy bounces, the bounce scope;
+//! * [`moderation`]: held posts and pending confirmations.
+//!
+//! The records hold data and trivial constructors; the rules that change them
+//! live with their domain module (e.g. `bounce::score`).
+
+pub mod bounce;
+pub mod directory;
+pub mod moderation;
+
+pub use bounce::{BounceScope, BounceState, PostBounces};
+pub use directory::{
+    Domain, DuplicatePolicy, HoldExpiryAction, List, ListSettings, Member, NonmemberAction,
+    SettingError,
+};
+pub use moderation::{message_hash, HeldPost, Pending, PendingAction};
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
