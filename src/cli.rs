@@ -666,7 +666,7 @@ fn print_human(req: &Request, v: &Value) {
 /// their leases.
 fn print_queue(v: &Value) {
     let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-    let now = crate::store::now_ms();
+    let now = crate::clock::now_ms();
     println!("messages:");
     for m in v["messages"].as_array().into_iter().flatten() {
         println!(

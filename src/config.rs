@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::clock::{days, DAY};
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
@@ -136,7 +138,7 @@ impl Default for ModerationConfig {
         ModerationConfig {
             poll_interval_ms: 1000,
             pass_interval_secs: 3600,
-            confirm_token_ttl_secs: 3 * 86400,
+            confirm_token_ttl_secs: days(3),
             max_mails_per_address_per_day: 5,
         }
     }
@@ -241,7 +243,7 @@ impl Default for FanoutConfig {
             poll_interval_ms: 1000,
             retry_min_secs: 60,
             retry_max_secs: 3600,
-            retry_give_up_secs: 5 * 86400,
+            retry_give_up_secs: days(5),
             mta_backoff_max_secs: 60,
             xverp: false,
         }
@@ -329,7 +331,7 @@ impl Default for IntakeConfig {
     fn default() -> Self {
         IntakeConfig {
             recipient_delimiter: '+',
-            duplicate_grace_secs: 86400,
+            duplicate_grace_secs: DAY,
         }
     }
 }

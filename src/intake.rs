@@ -11,7 +11,8 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::address::{self, Address, Suffix, Target};
-use crate::model::{now, DuplicatePolicy, List};
+use crate::clock::now;
+use crate::model::{DuplicatePolicy, List};
 use crate::store::{
     new_id, AcceptOutcome, DedupKey, MessageMeta, MessageState, NewMessage, Store, StoreError,
 };

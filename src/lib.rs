@@ -9,6 +9,7 @@ pub mod address;
 pub mod admin;
 pub mod bounce;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod fanout;
 pub mod http;

@@ -47,8 +47,8 @@ pub fn rfc5322_date(secs: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
+    let days = crate::clock::day_of(secs) as i64;
+    let rem = secs % crate::clock::DAY;
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

@@ -8,13 +8,13 @@ mod support;
 
 use support::outbox::Recorder;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use listrelay::address::{Address, Suffix};
 use listrelay::bounce::handler::{self, Handler};
-use listrelay::bounce::score::{Scored, DAY};
+use listrelay::bounce::score::Scored;
 use listrelay::bounce::BounceScope;
+use listrelay::clock::{ManualClock, DAY};
 use listrelay::model::{Domain, List, Member};
 use listrelay::notice::Notifier;
 use listrelay::secret::Secret;
@@ -26,7 +26,7 @@ struct Rig {
     store: Arc<dyn Store>,
     handler: Handler,
     sent: Arc<Recorder>,
-    now: Arc<AtomicU64>,
+    now: ManualClock,
 }
 
 const T0: u64 = 1_700_000_000 / DAY * DAY + 3600;
@@ -36,14 +36,13 @@ impl Rig {
         let site = support::pg::TestStore::open().await;
         let store: Arc<dyn Store> = site.store.clone();
         let sent = Arc::new(Recorder::default());
-        let now = Arc::new(AtomicU64::new(T0));
-        let clock_now = now.clone();
+        let now = ManualClock::new(T0);
         let handler = Handler {
             store: store.clone(),
             secret: Secret::from_bytes(b"0123456789abcdef0123456789abcdef".to_vec()),
             scope,
             notifier: Notifier::new(sent.clone(), Templates::builtin(), "lists.test"),
-            clock: Arc::new(move || clock_now.load(Ordering::SeqCst)),
+            clock: now.clock(),
         };
         Rig {
             _site: site,
@@ -55,7 +54,7 @@ impl Rig {
     }
 
     fn advance(&self, secs: u64) {
-        self.now.fetch_add(secs, Ordering::SeqCst);
+        self.now.advance(secs);
     }
 
     async fn domain(&self, name: &str, opaque: bool) {

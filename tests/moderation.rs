@@ -13,6 +13,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use listrelay::address::Address;
+use listrelay::clock::DAY;
 use listrelay::integration::{DomainParams, LmtpTarget};
 use listrelay::model::{List, Member};
 use support::lmtp::smtp_send;
@@ -306,7 +307,7 @@ async fn held_post_approved_once_through_postfix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_posts_expire_as_configured() {
-    let rig = support::moderation::Rig::new(listrelay::model::now()).await;
+    let rig = support::moderation::Rig::new(listrelay::clock::now()).await;
     let store = rig.store.clone();
     let mut lists = Vec::new();
     for (name, action) in [("dev", "discard"), ("ops", "reject")] {
@@ -350,11 +351,11 @@ async fn held_posts_expire_as_configured() {
         "held posts are not planned"
     );
     // Two days on: nothing expires.
-    now.fetch_add(2 * 86400, std::sync::atomic::Ordering::SeqCst);
+    now.advance(2 * DAY);
     assert_eq!(svc.expire_held().await.unwrap(), 0);
     // Four days on: both expire, each list's way; sender and moderators told.
     outbox.clear();
-    now.fetch_add(2 * 86400, std::sync::atomic::Ordering::SeqCst);
+    now.advance(2 * DAY);
     assert_eq!(svc.expire_held().await.unwrap(), 2);
     assert!(store.held_posts(None).await.unwrap().is_empty());
     assert!(

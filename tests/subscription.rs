@@ -14,6 +14,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use listrelay::address::Address;
+use listrelay::clock::DAY;
 use listrelay::integration::{DomainParams, LmtpTarget};
 use listrelay::model::List;
 use listrelay::moderation::policy;
@@ -341,7 +342,7 @@ async fn expired_tokens_rate_limits_and_help() {
     };
     let token = confirm(0);
     // Three days and a second later the token no longer works.
-    now.fetch_add(3 * 86400 + 1, std::sync::atomic::Ordering::SeqCst);
+    now.advance(3 * DAY + 1);
     let r = svc.confirm(&list, &token, &carol).await.unwrap();
     assert_eq!(r, "refused: expired token");
     assert!(store
@@ -383,7 +384,7 @@ async fn expired_tokens_rate_limits_and_help() {
     assert_eq!(sent, 5);
     assert_eq!(outbox.sent().len(), 5);
     // A new day, a new allowance; a valid token subscribes once.
-    now.fetch_add(86400, std::sync::atomic::Ordering::SeqCst);
+    now.advance(DAY);
     assert!(svc
         .join_by_mail(&list, &victim)
         .await

@@ -11,8 +11,11 @@ use serde_json::{json, Value};
 use thiserror::Error;
 
 use crate::address::{self, Address};
-use crate::model::{now, Domain, List, Member};
 use crate::store::{Store, StoreError};
+use crate::{
+    clock::now,
+    model::{Domain, List, Member},
+};
 
 pub use socket::{call, serve, CallError};
 

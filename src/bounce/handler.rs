@@ -14,24 +14,18 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::score::{Due, Failure, PolicyShare, Scored, Scoring, DAY};
+use super::score::{Due, Failure, PolicyShare, Scored, Scoring};
 use super::{classify, scope_key, BounceScope, BounceState, Kind, PostBounces, RecipientDetail};
 use crate::address::Suffix;
+use crate::clock::{days, Clock};
 use crate::model::{List, ListSettings};
 use crate::notice::Notifier;
 use crate::secret::Secret;
 use crate::store::{DeliveryFailure, MessageMeta, Result, Store};
 use crate::verp::{self, Decoded};
 
-/// Seconds since the epoch; tests move it.
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
 /// Post records older than this are dropped.
 const POST_RECORD_DAYS: u64 = 30;
-
-pub fn system_clock() -> Clock {
-    Arc::new(crate::model::now)
-}
 
 /// One member's failure, about to be scored.
 #[derive(Debug, Clone)]
@@ -161,7 +155,7 @@ impl Handler {
                 crate::templates::Templates::new(&config.data_dir),
                 &config.hostname,
             ),
-            clock: system_clock(),
+            clock: Clock::system(),
         });
         tokio::spawn(handler.run(
             Duration::from_millis(config.bounce.poll_interval_ms),
@@ -302,7 +296,7 @@ impl Handler {
         events: Vec<Event>,
         post: Option<&str>,
     ) -> Result<Vec<(String, Scored)>> {
-        let now = (self.clock)();
+        let now = self.clock.now();
         let scope = list_scope(self.store.as_ref(), self.scope, list).await?;
         let settings = &list.settings;
         let mut post_rec = match post {
@@ -475,7 +469,7 @@ impl Handler {
 
     /// The time-based part: warnings, removals, stale records, old posts.
     pub async fn periodic(&self) -> Result<()> {
-        let now = (self.clock)();
+        let now = self.clock.now();
         for st in self.store.bounce_states(None).await? {
             let settings = match self.store.list(&st.list).await? {
                 Some(l) => l.settings,
@@ -484,7 +478,7 @@ impl Handler {
             self.act(st, &settings, now).await?;
         }
         self.store
-            .prune_post_bounces(now.saturating_sub(POST_RECORD_DAYS * DAY))
+            .prune_post_bounces(now.saturating_sub(days(POST_RECORD_DAYS)))
             .await?;
         self.store.sync().await
     }

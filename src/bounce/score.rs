@@ -12,10 +12,9 @@
 //!   `bounce_warnings` were sent, and is removed one interval after the last.
 
 use super::Reason;
+use crate::clock::day_of;
 use crate::model::ListSettings;
 pub use crate::model::{BounceState, PostBounces};
-
-pub const DAY: u64 = 86400;
 
 /// One failure to score.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,7 +104,7 @@ impl Scoring for BounceState {
         if self.disabled {
             return Scored::AlreadyDisabled;
         }
-        let day = now / DAY;
+        let day = day_of(now);
         if day != self.scored_day {
             self.scored_day = day;
             self.scored_that_day = 0.0;
@@ -178,6 +177,7 @@ impl PolicyShare for PostBounces {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::DAY;
 
     const T0: u64 = 1_700_000_000 / DAY * DAY + 3600;
 

@@ -194,7 +194,7 @@ impl Fanout {
             recipients: 0,
             delivered: 0,
             failed: 0,
-            created_at: crate::model::now(),
+            created_at: crate::clock::now(),
         };
         match self.store.create_job(job, chunks).await {
             Ok(job) => {

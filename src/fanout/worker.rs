@@ -12,9 +12,10 @@ use tracing::{debug, info, warn};
 use super::plan::{self, Txn};
 use super::Fanout;
 use crate::address::Suffix;
+use crate::clock::now_ms;
 use crate::model::List;
 use crate::smtp::{Envelope, RcptStatus, SendError};
-use crate::store::{now_ms, ChunkState, Claim, DeliveryFailure, Job, RetryItem, StoreError};
+use crate::store::{ChunkState, Claim, DeliveryFailure, Job, RetryItem, StoreError};
 use crate::verp;
 
 /// What a transaction came to.

@@ -33,7 +33,7 @@ pub struct BounceState {
     pub bounces: u32,
     pub first_bounce: u64,
     pub last_bounce: u64,
-    /// Day number (seconds / 86400) of the last scored bounce.
+    /// Day number (`clock::day_of`) of the last scored bounce.
     pub scored_day: u64,
     /// What was added to the score on `scored_day`.
     pub scored_that_day: f64,

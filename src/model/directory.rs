@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::address::{Address, Suffix};
+use crate::clock::days;
 
 /// A virtual domain that lists live in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,9 +121,9 @@ impl Default for ListSettings {
             owners: Vec::new(),
             moderators: Vec::new(),
             bounce_score_threshold: 5.0,
-            bounce_info_stale_after_secs: 7 * 86400,
+            bounce_info_stale_after_secs: days(7),
             bounce_warnings: 3,
-            bounce_warning_interval_secs: 7 * 86400,
+            bounce_warning_interval_secs: days(7),
             bounce_notify_owner_on_removal: true,
             bounce_policy_suspend_share: 0.1,
             nonmember_action: NonmemberAction::Hold,
@@ -228,7 +229,7 @@ impl List {
         List {
             address,
             settings: ListSettings::default(),
-            created_at: super::now(),
+            created_at: crate::clock::now(),
         }
     }
 
@@ -291,7 +292,7 @@ impl Member {
     pub fn new(address: Address) -> Self {
         Member {
             address,
-            added_at: super::now(),
+            added_at: crate::clock::now(),
             delivery_enabled: true,
             moderated: false,
         }

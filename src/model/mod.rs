@@ -19,11 +19,3 @@ pub use directory::{
     SettingError,
 };
 pub use moderation::{message_hash, HeldPost, Pending, PendingAction};
-
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}

@@ -9,6 +9,7 @@ use super::held::{self, Action, HeldPost};
 use super::policy::{self, Decision, Sender};
 use super::Service;
 use crate::address::Suffix;
+use crate::clock;
 use crate::model::{HoldExpiryAction, List, Member};
 use crate::notice::{rfc5322_date, Extras};
 use crate::store::{MessageMeta, Result};
@@ -155,7 +156,7 @@ impl Service {
         let expiry = if list.settings.max_days_to_hold == 0 {
             "never".to_string()
         } else {
-            rfc5322_date(h.held_at + u64::from(list.settings.max_days_to_hold) * 86400)
+            rfc5322_date(h.held_at + clock::days(u64::from(list.settings.max_days_to_hold)))
         };
         let size = h.size.to_string();
         let request = list.suffix_address(Suffix::Request);
@@ -333,7 +334,7 @@ impl Service {
                 continue;
             };
             let days = u64::from(list.settings.max_days_to_hold);
-            if days == 0 || h.held_at + days * 86400 > now {
+            if days == 0 || h.held_at + clock::days(days) > now {
                 continue;
             }
             let action = match list.settings.hold_expiry_action {

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 pub use held::{Action, HeldPost};
 
 use crate::address::Suffix;
-use crate::bounce::handler::Clock;
+use crate::clock::{day_of, Clock};
 use crate::config::ModerationConfig;
 use crate::fanout::PostGate;
 use crate::model::List;
@@ -58,7 +58,7 @@ impl Service {
                 crate::templates::Templates::new(&config.data_dir),
                 &config.hostname,
             ),
-            clock: crate::bounce::handler::system_clock(),
+            clock: Clock::system(),
             config: config.moderation.clone(),
             delimiter: config.intake.recipient_delimiter,
             grace_secs: config.intake.duplicate_grace_secs,
@@ -67,7 +67,7 @@ impl Service {
     }
 
     pub fn now(&self) -> u64 {
-        (self.clock)()
+        self.clock.now()
     }
 
     /// `LIST-suffix+TAG@DOMAIN`.
@@ -84,7 +84,7 @@ impl Service {
     /// Whether one more automatic mail may go to `address` today (the
     /// per-address limit that keeps the list from mail-bombing anyone).
     pub async fn may_mail(&self, address: &str) -> bool {
-        let day = self.now() / 86400;
+        let day = day_of(self.now());
         match self
             .store
             .rate_take(

@@ -3,14 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Milliseconds since the Unix epoch: leases are shorter than a second in tests.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// The fan-out of one post, over the members it had when it was accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {

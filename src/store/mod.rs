@@ -19,7 +19,7 @@ use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBou
 
 pub use self::postgres::PostgresStore;
 pub use self::sled::SledStore;
-pub use jobs::{now_ms, ChunkState, Claim, DeliveryFailure, Job, RetryItem};
+pub use jobs::{ChunkState, Claim, DeliveryFailure, Job, RetryItem};
 pub use transfer::Record;
 
 #[derive(Debug, Error)]
@@ -166,10 +166,7 @@ impl WindowEntry {
 /// A new time-ordered id: milliseconds since the epoch and 64 random bits, in hex,
 /// so that ids sort by arrival and never collide across hosts.
 pub fn new_id() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+    let ms = crate::clock::now_ms();
     format!("{ms:012x}{:016x}", rand::random::<u64>())
 }
 

@@ -88,7 +88,7 @@ pub enum Record {
         token_hash: String,
         pending: Pending,
     },
-    /// Mails sent to an address on a day (seconds / 86400).
+    /// Mails sent to an address on a day (`clock::day_of`).
     Rate {
         address: String,
         day: u64,

@@ -1,9 +1,9 @@
 //! The moderation and subscription service driven in process: its notices go
 //! to a [`Recorder`] and its clock is one the test moves.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use listrelay::clock::ManualClock;
 use listrelay::model::Domain;
 use listrelay::moderation::Service;
 use listrelay::notice::Notifier;
@@ -19,7 +19,7 @@ pub struct Rig {
     pub svc: Service,
     pub outbox: Arc<Recorder>,
     /// Seconds since the epoch, as the service sees them.
-    pub now: Arc<AtomicU64>,
+    pub now: ManualClock,
 }
 
 impl Rig {
@@ -36,8 +36,7 @@ impl Rig {
             })
             .await
             .unwrap();
-        let now = Arc::new(AtomicU64::new(start));
-        let clock_now = now.clone();
+        let now = ManualClock::new(start);
         let outbox = Arc::new(Recorder::default());
         let svc = Service {
             store: store.clone(),
@@ -47,7 +46,7 @@ impl Rig {
                 listrelay::templates::Templates::builtin(),
                 "h.example.org",
             ),
-            clock: Arc::new(move || clock_now.load(Ordering::SeqCst)),
+            clock: now.clock(),
             config: Default::default(),
             delimiter: '+',
             grace_secs: 60,

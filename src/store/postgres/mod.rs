@@ -32,7 +32,8 @@ use super::{
     AcceptOutcome, ChunkState, Claim, DeliveryFailure, Job, MessageMeta, MessageState, NewMessage,
     Record, Result, Store, StoreError, WindowEntry,
 };
-use crate::model::{now, BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
+use crate::clock::now;
+use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
 
 /// Connections each process keeps at most.
 const POOL_SIZE: usize = 12;

@@ -199,7 +199,7 @@ pub async fn prune_pending(c: &mut Client, now: u64) -> Result<usize> {
     // Counters of past days are no longer needed.
     tx.execute(
         "DELETE FROM rate_counters WHERE day < $1",
-        &[&i64_of(now / 86400)],
+        &[&i64_of(crate::clock::day_of(now))],
     )
     .await
     .map_err(pg_err)?;

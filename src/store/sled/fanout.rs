@@ -6,7 +6,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use super::{get, key2, put, values, Trees};
-use crate::store::jobs::now_ms;
+use crate::clock::now_ms;
 use crate::store::{ChunkState, Claim, DeliveryFailure, Job, Result, StoreError};
 
 pub(super) fn chunk_key(job: &str, index: u32) -> Vec<u8> {

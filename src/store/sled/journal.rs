@@ -22,7 +22,8 @@ use tracing::{info, warn};
 
 use super::fanout::{chunk_key, holds};
 use super::{get, put, Trees};
-use crate::store::{now_ms, ChunkState, Result, StoreError};
+use crate::clock::now_ms;
+use crate::store::{ChunkState, Result, StoreError};
 
 pub struct Journal {
     dir: PathBuf,

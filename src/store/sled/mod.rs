@@ -21,7 +21,8 @@ use super::{
     AcceptOutcome, ChunkState, Claim, DeliveryFailure, Job, MessageMeta, MessageState, NewMessage,
     Record, Result, Store, StoreError, WindowEntry,
 };
-use crate::model::{now, BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
+use crate::clock::now;
+use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
 
 /// sled's page cache.
 const SLED_CACHE_BYTES: u64 = 4 * 1024 * 1024;

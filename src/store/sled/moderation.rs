@@ -199,7 +199,7 @@ pub fn prune_pending(t: &Trees, now: u64) -> Result<usize> {
         }
     }
     // Counters of past days are no longer needed.
-    let today = now / 86400;
+    let today = crate::clock::day_of(now);
     for kv in t.moderation.scan_prefix(b"r\0") {
         let (k, _) = kv?;
         let day = k
