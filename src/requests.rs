@@ -82,6 +82,7 @@ impl Service {
         if pruned > 0 {
             info!(tokens = pruned, "expired confirmation tokens dropped");
         }
+        self.store.prune_rate_counts(self.now()).await?;
         // A post rejected or discarded whose finish was cut short by a crash.
         for m in self.store.messages(false).await? {
             if m.suffix == Suffix::Post && m.state == MessageState::Done {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use listrelay::address::{Address, Suffix};
 use listrelay::model::List;
 use listrelay::store::{
-    new_id, Job, MessageMeta, MessageState, NewMessage, PostgresStore, SledStore, Store,
+    new_id, Claims, Job, MessageMeta, MessageState, NewMessage, PostgresStore, SledStore, Store,
 };
 use support::pg::{self, TestDb};
 

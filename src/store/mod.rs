@@ -6,6 +6,7 @@
 
 mod jobs;
 pub mod postgres;
+pub mod rules;
 mod sled;
 mod spool;
 pub mod transfer;
@@ -136,7 +137,7 @@ pub enum MessageState {
     Done,
 }
 
-/// The store's answer for one message of an [`Store::accept`] batch.
+/// The store's answer for one message of an [`Queue::accept`] batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcceptOutcome {
     /// Durably stored (synced to disk).
@@ -170,21 +171,16 @@ pub fn new_id() -> String {
     format!("{ms:012x}{:016x}", rand::random::<u64>())
 }
 
-/// Storage for everything listrelay keeps. Every method is atomic on its own.
+/// The directory: domains, lists and their members (including a member's
+/// delivery and moderation flags).
 #[async_trait]
-pub trait Store: Send + Sync {
-    /// Returns once every write made so far is on disk.
-    async fn sync(&self) -> Result<()>;
-
-    // --- domains
+pub trait Directory: Send + Sync {
     async fn create_domain(&self, domain: &Domain) -> Result<()>;
     async fn domain(&self, name: &str) -> Result<Option<Domain>>;
     async fn domains(&self) -> Result<Vec<Domain>>;
     async fn update_domain(&self, domain: &Domain) -> Result<()>;
     /// Fails while the domain still has lists.
     async fn delete_domain(&self, name: &str) -> Result<()>;
-
-    // --- lists
     async fn create_list(&self, list: &List) -> Result<()>;
     async fn list(&self, key: &str) -> Result<Option<List>>;
     /// Every list, or those of one domain.
@@ -192,15 +188,13 @@ pub trait Store: Send + Sync {
     async fn update_list(&self, list: &List) -> Result<()>;
     /// Deletes the list and its members.
     async fn delete_list(&self, key: &str) -> Result<()>;
-
-    // --- members
     /// Adds members; returns for each whether it was new.
     async fn add_members(&self, list: &str, members: &[Member]) -> Result<Vec<bool>>;
     async fn remove_member(&self, list: &str, member_key: &str) -> Result<bool>;
     async fn members(&self, list: &str) -> Result<Vec<Member>>;
     /// The addresses a post received at `received_at` goes to: members with
     /// delivery enabled who had joined by then, grouped by domain. Lighter
-    /// than [`Store::members`] for large lists.
+    /// than [`Directory::members`] for large lists.
     async fn delivery_addresses(&self, list: &str, received_at: u64) -> Result<Vec<String>> {
         Ok(self
             .members(list)
@@ -211,8 +205,17 @@ pub trait Store: Send + Sync {
             .collect())
     }
     async fn member_count(&self, list: &str) -> Result<u64>;
+    /// One member of a list (by lowercased address).
+    async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>>;
+    /// Turns a member's delivery on or off; `false` if not a member.
+    async fn set_delivery(&self, list: &str, member_key: &str, enabled: bool) -> Result<bool>;
+    /// Replaces a member's record (e.g. its `moderated` flag); `false` if not a member.
+    async fn update_member(&self, list: &str, member: &Member) -> Result<bool>;
+}
 
-    // --- messages
+/// Accepted messages and the Message-ID window they hold entries in.
+#[async_trait]
+pub trait Queue: Send + Sync {
     /// Stores a batch durably (on disk, synced) and claims each post's
     /// Message-ID window entry. Concurrent callers share their syncs.
     async fn accept(&self, batch: Vec<NewMessage>) -> Result<Vec<AcceptOutcome>>;
@@ -226,8 +229,12 @@ pub trait Store: Send + Sync {
     async fn window_entry(&self, list: &str, message_id: &str) -> Result<Option<WindowEntry>>;
     /// Drops window entries whose grace has passed; returns how many.
     async fn prune_window(&self) -> Result<usize>;
+}
 
-    // --- fan-out
+/// Fan-out work: posts to plan, jobs, chunks under leases (claimed by
+/// compare-and-swap, fenced by generation) and hand-off failures.
+#[async_trait]
+pub trait Claims: Send + Sync {
     /// Queued posts that have no job yet (never held ones).
     async fn unplanned_posts(&self) -> Result<Vec<MessageMeta>>;
     /// Creates a post's job and its chunks at once, assigning the list's next
@@ -256,28 +263,31 @@ pub trait Store: Send + Sync {
     async fn chunks(&self) -> Result<Vec<ChunkState>>;
     async fn record_failure(&self, failure: &DeliveryFailure) -> Result<()>;
     async fn failures(&self, list: &str) -> Result<Vec<DeliveryFailure>>;
+    /// Hand-off failures not yet scored, up to `max`, with their ids.
+    async fn pending_failures(&self, max: usize) -> Result<Vec<(String, DeliveryFailure)>>;
+    async fn delete_failure(&self, list: &str, id: &str) -> Result<()>;
+}
 
-    // --- bounces
-    /// One member of a list (by lowercased address).
-    async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>>;
-    /// Turns a member's delivery on or off; `false` if not a member.
-    async fn set_delivery(&self, list: &str, member_key: &str, enabled: bool) -> Result<bool>;
+/// Bounce states per member and scope, and per-post policy-bounce records.
+#[async_trait]
+pub trait BounceRecords: Send + Sync {
     /// A member's bounce state under a scope key (see `bounce::scope_key`).
     async fn bounce_state(&self, scope: &str, member_key: &str) -> Result<Option<BounceState>>;
     /// Every bounce state, or those under one scope key.
     async fn bounce_states(&self, scope: Option<&str>) -> Result<Vec<BounceState>>;
     async fn put_bounce_state(&self, state: &BounceState) -> Result<()>;
     async fn delete_bounce_state(&self, scope: &str, member_key: &str) -> Result<bool>;
-    /// Hand-off failures not yet scored, up to `max`, with their ids.
-    async fn pending_failures(&self, max: usize) -> Result<Vec<(String, DeliveryFailure)>>;
-    async fn delete_failure(&self, list: &str, id: &str) -> Result<()>;
     /// The policy bounces of one post of a list.
     async fn post_bounces(&self, list: &str, post: &str) -> Result<Option<PostBounces>>;
     async fn put_post_bounces(&self, p: &PostBounces) -> Result<()>;
     /// Drops post records first seen before `before` (seconds); returns how many.
     async fn prune_post_bounces(&self, before: u64) -> Result<usize>;
+}
 
-    // --- moderation and subscription (src/store/sled/moderation.rs)
+/// Held posts and their moderation state transitions, pending
+/// confirmations and per-address daily mail counts.
+#[async_trait]
+pub trait ModerationRecords: Send + Sync {
     /// Marks a queued post as having passed the posting policy; `false` if it
     /// is no longer queued.
     async fn mark_accepted(&self, id: &str) -> Result<bool>;
@@ -298,13 +308,17 @@ pub trait Store: Send + Sync {
     async fn take_pending(&self, token_hash: &str) -> Result<Option<Pending>>;
     /// Drops pending confirmations that expired before `now`; returns how many.
     async fn prune_pending(&self, now: u64) -> Result<usize>;
+    /// Drops the daily mail counts of days before `now`'s day (they no
+    /// longer limit anything); returns how many.
+    async fn prune_rate_counts(&self, now: u64) -> Result<usize>;
     /// Counts one mail to `address` on `day` if fewer than `limit` were sent;
     /// `false` (nothing counted) when the limit is reached.
     async fn rate_take(&self, address: &str, day: u64, limit: u32) -> Result<bool>;
-    /// Replaces a member's record (e.g. its `moderated` flag); `false` if not a member.
-    async fn update_member(&self, list: &str, member: &Member) -> Result<bool>;
+}
 
-    // --- export and import (`listrelay export` / `import`)
+/// Whole-store reads and the restore that `listrelay export` / `import` use.
+#[async_trait]
+pub trait Transfer: Send + Sync {
     /// Every Message-ID window entry: (list, Message-ID, entry).
     async fn window_entries(&self) -> Result<Vec<(String, String, WindowEntry)>>;
     /// Every list's post counter.
@@ -318,6 +332,15 @@ pub trait Store: Send + Sync {
     /// Writes exported records as they are (no window check, no new ids),
     /// durably, into a store being filled by `listrelay import`.
     async fn restore(&self, records: Vec<Record>) -> Result<()>;
+}
+
+/// Storage for everything listrelay keeps, by role. Every method is atomic
+/// on its own. Callers hold an `Arc<dyn Store>`; a function that needs one
+/// role only can take that role's trait.
+#[async_trait]
+pub trait Store: Directory + Queue + Claims + BounceRecords + ModerationRecords + Transfer {
+    /// Returns once every write made so far is on disk.
+    async fn sync(&self) -> Result<()>;
 }
 
 /// Opens the store the configuration names: `sled` under `data_dir`, or a

@@ -28,9 +28,11 @@ use tokio_postgres::types::Json;
 use tokio_postgres::NoTls;
 use tracing::info;
 
+use super::rules;
 use super::{
-    AcceptOutcome, ChunkState, Claim, DeliveryFailure, Job, MessageMeta, MessageState, NewMessage,
-    Record, Result, Store, StoreError, WindowEntry,
+    AcceptOutcome, BounceRecords, ChunkState, Claim, Claims, DeliveryFailure, Directory, Job,
+    MessageMeta, MessageState, ModerationRecords, NewMessage, Queue, Record, Result, Store,
+    StoreError, Transfer, WindowEntry,
 };
 use crate::clock::now;
 use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
@@ -217,11 +219,11 @@ impl PostgresStore {
         Ok(outcomes)
     }
 
-    async fn restore_batch(&self, records: &[Record]) -> Result<()> {
+    async fn restore_batch(&self, records: Vec<Record>) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
-        for r in records {
-            let result = match r {
+        for r in rules::in_restore_order(records) {
+            let result = match &r {
                 Record::Header { .. } => Ok(0),
                 Record::Domain { domain } => {
                     tx.execute(
@@ -322,12 +324,7 @@ impl PostgresStore {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
-    async fn sync(&self) -> Result<()> {
-        // Every write committed before it returned.
-        Ok(())
-    }
-
+impl Directory for PostgresStore {
     async fn create_domain(&self, domain: &Domain) -> Result<()> {
         let n = self
             .client()
@@ -381,11 +378,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_domain(&self, name: &str) -> Result<()> {
-        if !self.lists(Some(name)).await?.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "domain {name} still has lists; delete them first"
-            )));
-        }
+        rules::may_delete_domain(name, &self.lists(Some(name)).await?)?;
         let n = self
             .client()
             .await?
@@ -550,6 +543,21 @@ impl Store for PostgresStore {
         Ok(row.get::<_, i64>(0) as u64)
     }
 
+    async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>> {
+        bounce::member(&self.client().await?, list, member_key).await
+    }
+
+    async fn set_delivery(&self, list: &str, member_key: &str, enabled: bool) -> Result<bool> {
+        bounce::set_delivery(&self.client().await?, list, member_key, enabled).await
+    }
+
+    async fn update_member(&self, list: &str, member: &Member) -> Result<bool> {
+        moderation::update_member(&self.client().await?, list, member).await
+    }
+}
+
+#[async_trait]
+impl Queue for PostgresStore {
     async fn accept(&self, batch: Vec<NewMessage>) -> Result<Vec<AcceptOutcome>> {
         metrics::histogram!("listrelay_store_commit_batch_size").record(batch.len() as f64);
         let mut client = self.client().await?;
@@ -653,7 +661,10 @@ impl Store for PostgresStore {
             .map_err(pg_err)?;
         Ok(n as usize)
     }
+}
 
+#[async_trait]
+impl Claims for PostgresStore {
     async fn unplanned_posts(&self) -> Result<Vec<MessageMeta>> {
         let rows = self
             .client()
@@ -740,15 +751,17 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    // --- bounces (bounce.rs)
-    async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>> {
-        bounce::member(&self.client().await?, list, member_key).await
+    async fn pending_failures(&self, max: usize) -> Result<Vec<(String, DeliveryFailure)>> {
+        bounce::pending_failures(&self.client().await?, max).await
     }
 
-    async fn set_delivery(&self, list: &str, member_key: &str, enabled: bool) -> Result<bool> {
-        bounce::set_delivery(&self.client().await?, list, member_key, enabled).await
+    async fn delete_failure(&self, list: &str, id: &str) -> Result<()> {
+        bounce::delete_failure(&self.client().await?, list, id).await
     }
+}
 
+#[async_trait]
+impl BounceRecords for PostgresStore {
     async fn bounce_state(&self, scope: &str, member_key: &str) -> Result<Option<BounceState>> {
         bounce::state(&self.client().await?, scope, member_key).await
     }
@@ -767,14 +780,6 @@ impl Store for PostgresStore {
         bounce::delete_state(&self.client().await?, scope, member_key).await
     }
 
-    async fn pending_failures(&self, max: usize) -> Result<Vec<(String, DeliveryFailure)>> {
-        bounce::pending_failures(&self.client().await?, max).await
-    }
-
-    async fn delete_failure(&self, list: &str, id: &str) -> Result<()> {
-        bounce::delete_failure(&self.client().await?, list, id).await
-    }
-
     async fn post_bounces(&self, list: &str, post: &str) -> Result<Option<PostBounces>> {
         bounce::post(&self.client().await?, list, post).await
     }
@@ -788,10 +793,12 @@ impl Store for PostgresStore {
     async fn prune_post_bounces(&self, before: u64) -> Result<usize> {
         bounce::prune_posts(&self.client().await?, before).await
     }
+}
 
-    // --- moderation and subscription (moderation.rs)
+#[async_trait]
+impl ModerationRecords for PostgresStore {
     async fn mark_accepted(&self, id: &str) -> Result<bool> {
-        moderation::mark_accepted(&self.client().await?, id).await
+        moderation::mark_accepted(&mut self.client().await?, id).await
     }
 
     async fn hold_post(&self, held: &HeldPost) -> Result<bool> {
@@ -823,30 +830,20 @@ impl Store for PostgresStore {
     }
 
     async fn prune_pending(&self, now: u64) -> Result<usize> {
-        moderation::prune_pending(&mut self.client().await?, now).await
+        moderation::prune_pending(&self.client().await?, now).await
+    }
+
+    async fn prune_rate_counts(&self, now: u64) -> Result<usize> {
+        moderation::prune_rate_counts(&self.client().await?, now).await
     }
 
     async fn rate_take(&self, address: &str, day: u64, limit: u32) -> Result<bool> {
         moderation::rate_take(&self.client().await?, address, day, limit).await
     }
+}
 
-    async fn update_member(&self, list: &str, member: &Member) -> Result<bool> {
-        moderation::update_member(&self.client().await?, list, member).await
-    }
-
-    // --- export and import
-    async fn all_post_bounces(&self) -> Result<Vec<PostBounces>> {
-        bounce::posts(&self.client().await?).await
-    }
-
-    async fn pendings(&self) -> Result<Vec<(String, Pending)>> {
-        moderation::pendings(&self.client().await?).await
-    }
-
-    async fn rate_counts(&self) -> Result<Vec<(String, u64, u32)>> {
-        moderation::rate_counts(&self.client().await?).await
-    }
-
+#[async_trait]
+impl Transfer for PostgresStore {
     async fn window_entries(&self) -> Result<Vec<(String, String, WindowEntry)>> {
         let rows = self
             .client()
@@ -877,8 +874,28 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    async fn all_post_bounces(&self) -> Result<Vec<PostBounces>> {
+        bounce::posts(&self.client().await?).await
+    }
+
+    async fn pendings(&self) -> Result<Vec<(String, Pending)>> {
+        moderation::pendings(&self.client().await?).await
+    }
+
+    async fn rate_counts(&self) -> Result<Vec<(String, u64, u32)>> {
+        moderation::rate_counts(&self.client().await?).await
+    }
+
     async fn restore(&self, records: Vec<Record>) -> Result<()> {
-        self.restore_batch(&records).await
+        self.restore_batch(records).await
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn sync(&self) -> Result<()> {
+        // Every write committed before it returned.
+        Ok(())
     }
 }
 

@@ -10,52 +10,65 @@
 //! while the post is queued, releasing only while it is held, a token taken
 //! by `DELETE … RETURNING`, a mail counted by a conditional upsert.
 
-use deadpool_postgres::Client;
+use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::types::Json;
 use tokio_postgres::GenericClient;
 
 use super::{i64_of, member_parts, meta_of, pg_err, state_name};
 use crate::model::{HeldPost, Member, Pending};
-use crate::store::{MessageMeta, MessageState, PolicyMark, Result};
+use crate::store::rules::{self, Mark};
+use crate::store::{MessageMeta, Result};
 
-pub async fn mark_accepted(c: &Client, id: &str) -> Result<bool> {
-    let marked = c
-        .execute(
-            "UPDATE messages SET meta = meta || '{\"policy\": \"accepted\"}'
-             WHERE id = $1 AND state = 'queued'
-               AND (meta->'policy' IS NULL OR meta->'policy' = 'null'::jsonb)",
-            &[&id],
-        )
-        .await
-        .map_err(pg_err)?;
-    if marked > 0 {
-        return Ok(true);
-    }
-    // Already marked (accepted or approved) and still queued: nothing to do.
-    let queued = c
+/// Reads a message under its row lock, for a transition of [`rules`].
+async fn locked_meta(tx: &Transaction<'_>, id: &str) -> Result<Option<MessageMeta>> {
+    // The row lock makes a concurrent transition wait, then see the new state.
+    let row = tx
         .query_opt(
-            "SELECT 1 FROM messages WHERE id = $1 AND state = 'queued'",
+            "SELECT meta, state FROM messages WHERE id = $1 FOR UPDATE",
             &[&id],
         )
         .await
         .map_err(pg_err)?;
-    Ok(queued.is_some())
+    Ok(row.as_ref().map(meta_of))
+}
+
+/// Writes a message changed by a transition of [`rules`].
+async fn write_meta(tx: &Transaction<'_>, meta: &MessageMeta) -> Result<()> {
+    tx.execute(
+        "UPDATE messages SET state = $2, meta = $3 WHERE id = $1",
+        &[&meta.id, &state_name(meta.state), &Json(meta)],
+    )
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+pub async fn mark_accepted(c: &mut Client, id: &str) -> Result<bool> {
+    let tx = c.transaction().await.map_err(pg_err)?;
+    let Some(mut meta) = locked_meta(&tx, id).await? else {
+        return Ok(false);
+    };
+    match rules::mark_accepted(&mut meta) {
+        Mark::NotQueued => Ok(false),
+        Mark::AlreadyMarked => Ok(true),
+        Mark::Marked => {
+            write_meta(&tx, &meta).await?;
+            tx.commit().await.map_err(pg_err)?;
+            Ok(true)
+        }
+    }
 }
 
 pub async fn hold_post(c: &mut Client, held: &HeldPost) -> Result<bool> {
     let tx = c.transaction().await.map_err(pg_err)?;
-    let n = tx
-        .execute(
-            "UPDATE messages SET state = 'held', meta = jsonb_set(meta, '{state}', '\"held\"')
-             WHERE id = $1 AND state = 'queued'",
-            &[&held.id],
-        )
-        .await
-        .map_err(pg_err)?;
-    if n == 0 {
+    let Some(mut meta) = locked_meta(&tx, &held.id).await? else {
+        return Ok(false);
+    };
+    if !rules::hold(&mut meta) {
         // Rolled back on drop: nothing written.
         return Ok(false);
     }
+    write_meta(&tx, &meta).await?;
     tx.execute(
         "INSERT INTO held_posts (id, list, hash, data) VALUES ($1, $2, $3, $4)
          ON CONFLICT (id) DO UPDATE
@@ -70,36 +83,16 @@ pub async fn hold_post(c: &mut Client, held: &HeldPost) -> Result<bool> {
 
 pub async fn release_held(c: &mut Client, id: &str, approve: bool) -> Result<Option<MessageMeta>> {
     let tx = c.transaction().await.map_err(pg_err)?;
-    // The row lock makes a second release wait, then see the post no longer held.
-    let Some(row) = tx
-        .query_opt(
-            "SELECT meta, state FROM messages WHERE id = $1 FOR UPDATE",
-            &[&id],
-        )
-        .await
-        .map_err(pg_err)?
-    else {
+    let Some(mut meta) = locked_meta(&tx, id).await? else {
         return Ok(None);
     };
-    let mut meta = meta_of(&row);
-    if meta.state != MessageState::Held {
+    if !rules::release(&mut meta, approve) {
         return Ok(None);
     }
     tx.execute("DELETE FROM held_posts WHERE id = $1", &[&id])
         .await
         .map_err(pg_err)?;
-    if approve {
-        meta.state = MessageState::Queued;
-        meta.policy = Some(PolicyMark::Approved);
-    } else {
-        meta.state = MessageState::Done;
-    }
-    tx.execute(
-        "UPDATE messages SET state = $2, meta = $3 WHERE id = $1",
-        &[&id, &state_name(meta.state), &Json(&meta)],
-    )
-    .await
-    .map_err(pg_err)?;
+    write_meta(&tx, &meta).await?;
     tx.commit().await.map_err(pg_err)?;
     Ok(Some(meta))
 }
@@ -187,23 +180,26 @@ pub async fn pendings(c: &Client) -> Result<Vec<(String, Pending)>> {
         .collect())
 }
 
-pub async fn prune_pending(c: &mut Client, now: u64) -> Result<usize> {
-    let tx = c.transaction().await.map_err(pg_err)?;
-    let n = tx
+pub async fn prune_pending(c: &Client, now: u64) -> Result<usize> {
+    let n = c
         .execute(
             "DELETE FROM pending WHERE expires_at <= $1",
             &[&i64_of(now)],
         )
         .await
         .map_err(pg_err)?;
-    // Counters of past days are no longer needed.
-    tx.execute(
-        "DELETE FROM rate_counters WHERE day < $1",
-        &[&i64_of(crate::clock::day_of(now))],
-    )
-    .await
-    .map_err(pg_err)?;
-    tx.commit().await.map_err(pg_err)?;
+    Ok(n as usize)
+}
+
+/// Drops the counters of days before `now`'s: they no longer limit anything.
+pub async fn prune_rate_counts(c: &Client, now: u64) -> Result<usize> {
+    let n = c
+        .execute(
+            "DELETE FROM rate_counters WHERE day < $1",
+            &[&i64_of(crate::clock::day_of(now))],
+        )
+        .await
+        .map_err(pg_err)?;
     Ok(n as usize)
 }
 

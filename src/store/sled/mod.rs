@@ -16,10 +16,12 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use super::rules;
 use super::spool::{self, Spool};
 use super::{
-    AcceptOutcome, ChunkState, Claim, DeliveryFailure, Job, MessageMeta, MessageState, NewMessage,
-    Record, Result, Store, StoreError, WindowEntry,
+    AcceptOutcome, BounceRecords, ChunkState, Claim, Claims, DeliveryFailure, Directory, Job,
+    MessageMeta, MessageState, ModerationRecords, NewMessage, Queue, Record, Result, Store,
+    StoreError, Transfer, WindowEntry,
 };
 use crate::clock::now;
 use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
@@ -443,11 +445,7 @@ fn recover(trees: &Trees, spool: &Spool) -> Result<()> {
 }
 
 #[async_trait]
-impl Store for SledStore {
-    async fn sync(&self) -> Result<()> {
-        self.durable().await
-    }
-
+impl Directory for SledStore {
     async fn create_domain(&self, domain: &Domain) -> Result<()> {
         let v = serde_json::to_vec(domain)?;
         match self
@@ -476,11 +474,7 @@ impl Store for SledStore {
     }
 
     async fn delete_domain(&self, name: &str) -> Result<()> {
-        if !self.lists(Some(name)).await?.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "domain {name} still has lists; delete them first"
-            )));
-        }
+        rules::may_delete_domain(name, &self.lists(Some(name)).await?)?;
         match self.trees.domains.remove(name)? {
             Some(_) => Ok(()),
             None => Err(StoreError::NotFound(format!("domain {name}"))),
@@ -590,6 +584,21 @@ impl Store for SledStore {
         Ok(self.trees.members.scan_prefix(key2(list, "")).count() as u64)
     }
 
+    async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>> {
+        get(&self.trees.members, self::member_key(list, member_key))
+    }
+
+    async fn set_delivery(&self, list: &str, member_key: &str, enabled: bool) -> Result<bool> {
+        bounce::set_delivery(&self.trees, &self::member_key(list, member_key), enabled)
+    }
+
+    async fn update_member(&self, list: &str, member: &Member) -> Result<bool> {
+        moderation::update_member(&self.trees, list, member)
+    }
+}
+
+#[async_trait]
+impl Queue for SledStore {
     async fn accept(&self, batch: Vec<NewMessage>) -> Result<Vec<AcceptOutcome>> {
         let (reply, rx) = oneshot::channel();
         self.committer
@@ -635,6 +644,10 @@ impl Store for SledStore {
         self.spool.remove(id)
     }
 
+    async fn window_entry(&self, list: &str, message_id: &str) -> Result<Option<WindowEntry>> {
+        get(&self.trees.window, key2(list, message_id))
+    }
+
     async fn prune_window(&self) -> Result<usize> {
         let now = now();
         let mut n = 0;
@@ -648,7 +661,10 @@ impl Store for SledStore {
         }
         Ok(n)
     }
+}
 
+#[async_trait]
+impl Claims for SledStore {
     async fn unplanned_posts(&self) -> Result<Vec<MessageMeta>> {
         let all: Vec<MessageMeta> = values(self.trees.messages.iter())?;
         let mut out = Vec::new();
@@ -749,19 +765,18 @@ impl Store for SledStore {
         fanout::failures(&self.trees, list)
     }
 
-    async fn window_entry(&self, list: &str, message_id: &str) -> Result<Option<WindowEntry>> {
-        get(&self.trees.window, key2(list, message_id))
+    async fn pending_failures(&self, max: usize) -> Result<Vec<(String, DeliveryFailure)>> {
+        bounce::pending_failures(&self.trees, max)
     }
 
-    // --- bounces (src/store/sled/bounce.rs)
-    async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>> {
-        get(&self.trees.members, self::member_key(list, member_key))
+    async fn delete_failure(&self, list: &str, id: &str) -> Result<()> {
+        self.trees.failures.remove(key2(list, id))?;
+        Ok(())
     }
+}
 
-    async fn set_delivery(&self, list: &str, member_key: &str, enabled: bool) -> Result<bool> {
-        bounce::set_delivery(&self.trees, &self::member_key(list, member_key), enabled)
-    }
-
+#[async_trait]
+impl BounceRecords for SledStore {
     async fn bounce_state(&self, scope: &str, member_key: &str) -> Result<Option<BounceState>> {
         bounce::state(&self.trees, scope, member_key)
     }
@@ -778,15 +793,6 @@ impl Store for SledStore {
         bounce::delete_state(&self.trees, scope, member_key)
     }
 
-    async fn pending_failures(&self, max: usize) -> Result<Vec<(String, DeliveryFailure)>> {
-        bounce::pending_failures(&self.trees, max)
-    }
-
-    async fn delete_failure(&self, list: &str, id: &str) -> Result<()> {
-        self.trees.failures.remove(key2(list, id))?;
-        Ok(())
-    }
-
     async fn post_bounces(&self, list: &str, post: &str) -> Result<Option<PostBounces>> {
         bounce::post(&self.trees, list, post)
     }
@@ -798,8 +804,10 @@ impl Store for SledStore {
     async fn prune_post_bounces(&self, before: u64) -> Result<usize> {
         bounce::prune_posts(&self.trees, before)
     }
+}
 
-    // --- moderation and subscription (src/store/sled/moderation.rs)
+#[async_trait]
+impl ModerationRecords for SledStore {
     async fn mark_accepted(&self, id: &str) -> Result<bool> {
         moderation::mark_accepted(&self.trees, id)
     }
@@ -845,14 +853,17 @@ impl Store for SledStore {
         moderation::prune_pending(&self.trees, now)
     }
 
+    async fn prune_rate_counts(&self, now: u64) -> Result<usize> {
+        moderation::prune_rate_counts(&self.trees, now)
+    }
+
     async fn rate_take(&self, address: &str, day: u64, limit: u32) -> Result<bool> {
         moderation::rate_take(&self.trees, address, day, limit)
     }
+}
 
-    async fn update_member(&self, list: &str, member: &Member) -> Result<bool> {
-        moderation::update_member(&self.trees, list, member)
-    }
-
+#[async_trait]
+impl Transfer for SledStore {
     async fn window_entries(&self) -> Result<Vec<(String, String, WindowEntry)>> {
         self.trees
             .window
@@ -903,11 +914,18 @@ impl Store for SledStore {
     }
 }
 
+#[async_trait]
+impl Store for SledStore {
+    async fn sync(&self) -> Result<()> {
+        self.durable().await
+    }
+}
+
 /// Writes exported records as they are. Message files are written, synced
 /// and published (renamed to `ID.msg`) before the directory is synced.
 fn restore(trees: &Trees, spool: &Spool, records: Vec<Record>) -> Result<()> {
     let mut files: Vec<(String, std::fs::File)> = Vec::new();
-    for r in records {
+    for r in rules::in_restore_order(records) {
         match r {
             Record::Header { .. } => {}
             Record::Domain { domain } => put(&trees.domains, &domain.name, &domain)?,

@@ -10,7 +10,8 @@ use sled::Transactional;
 
 use super::{get, key2, member_key, put, values, Trees};
 use crate::model::{message_hash, HeldPost, Member, Pending};
-use crate::store::{MessageMeta, MessageState, PolicyMark, Result, StoreError};
+use crate::store::rules::{self, Mark};
+use crate::store::{MessageMeta, Result, StoreError};
 
 fn held_key(list: &str, hash: &str, id: &str) -> Vec<u8> {
     let mut k = b"h\0".to_vec();
@@ -54,13 +55,11 @@ pub fn mark_accepted(t: &Trees, id: &str) -> Result<bool> {
             return Ok(false);
         };
         let mut meta: MessageMeta = serde_json::from_slice(&old)?;
-        if meta.state != MessageState::Queued {
-            return Ok(false);
+        match rules::mark_accepted(&mut meta) {
+            Mark::NotQueued => return Ok(false),
+            Mark::AlreadyMarked => return Ok(true),
+            Mark::Marked => {}
         }
-        if meta.policy.is_some() {
-            return Ok(true);
-        }
-        meta.policy = Some(PolicyMark::Accepted);
         let new = serde_json::to_vec(&meta)?;
         if t.messages
             .compare_and_swap(id, Some(old), Some(new))?
@@ -80,10 +79,9 @@ pub fn hold_post(t: &Trees, held: &HeldPost) -> Result<bool> {
                 return Ok(false);
             };
             let mut meta: MessageMeta = serde_json::from_slice(&old).map_err(abort)?;
-            if meta.state != MessageState::Queued {
+            if !rules::hold(&mut meta) {
                 return Ok(false);
             }
-            meta.state = MessageState::Held;
             messages.insert(
                 held.id.as_bytes(),
                 serde_json::to_vec(&meta).map_err(abort)?,
@@ -101,17 +99,11 @@ pub fn release_held(t: &Trees, id: &str, approve: bool) -> Result<Option<Message
                 return Ok(None);
             };
             let mut meta: MessageMeta = serde_json::from_slice(&old).map_err(abort)?;
-            if meta.state != MessageState::Held {
+            if !rules::release(&mut meta, approve) {
                 return Ok(None);
             }
             let hash = message_hash(meta.message_id.as_deref().unwrap_or_default());
             moderation.remove(held_key(&meta.list, &hash, id))?;
-            if approve {
-                meta.state = MessageState::Queued;
-                meta.policy = Some(PolicyMark::Approved);
-            } else {
-                meta.state = MessageState::Done;
-            }
             messages.insert(id.as_bytes(), serde_json::to_vec(&meta).map_err(abort)?)?;
             Ok(Some(meta))
         })
@@ -198,7 +190,12 @@ pub fn prune_pending(t: &Trees, now: u64) -> Result<usize> {
             n += 1;
         }
     }
-    // Counters of past days are no longer needed.
+    Ok(n)
+}
+
+/// Drops the counters of days before `now`'s: they no longer limit anything.
+pub fn prune_rate_counts(t: &Trees, now: u64) -> Result<usize> {
+    let mut n = 0;
     let today = crate::clock::day_of(now);
     for kv in t.moderation.scan_prefix(b"r\0") {
         let (k, _) = kv?;
@@ -210,6 +207,7 @@ pub fn prune_pending(t: &Trees, now: u64) -> Result<usize> {
             .unwrap_or(0);
         if day < today {
             t.moderation.remove(k)?;
+            n += 1;
         }
     }
     Ok(n)
