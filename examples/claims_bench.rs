@@ -49,7 +49,7 @@ async fn main() {
         .await
         .unwrap();
     let job = Job {
-        message: id,
+        post_id: id,
         list: list.key(),
         seq: 0,
         verp_percent: 0,
@@ -58,7 +58,7 @@ async fn main() {
         chunks_done: 0,
         recipients: 0,
         delivered: 0,
-        failed: 0,
+        refused: 0,
         created_at: 0,
     };
     let members = (0..chunks).map(|c| vec![format!("m@d{c}.org")]).collect();

@@ -216,9 +216,10 @@ pub fn reserved_list_name(local: &str) -> bool {
         .any(|(s, _)| l.ends_with(&format!("-{s}")))
 }
 
-/// A recipient resolved against the local part rules, before the list is looked up.
+/// Where a recipient routes: the list and handler its local part names,
+/// resolved by the local part rules before the list is looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct Route {
     /// The list's local part, lowercased.
     pub list: String,
     pub domain: String,
@@ -228,7 +229,7 @@ pub struct Target {
 
 /// Splits `local@domain` into the list it names and the handler. The caller checks
 /// that the list exists; a name that matches no rule yields `None`.
-pub fn route(addr: &Address, delimiter: char) -> Option<Target> {
+pub fn route(addr: &Address, delimiter: char) -> Option<Route> {
     let local = addr.local().to_lowercase();
     // The tag keeps its case: VERP tags and tokens are case-sensitive.
     let (base, tag) = match addr.local().find(delimiter) {
@@ -252,7 +253,7 @@ pub fn route(addr: &Address, delimiter: char) -> Option<Target> {
         (None, _, false) => {}
         _ => return None,
     }
-    Some(Target {
+    Some(Route {
         list: list.to_string(),
         domain: addr.domain().to_string(),
         suffix,

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::address::{self, Address, Suffix, Target};
+use crate::address::{self, Address, Route, Suffix};
 use crate::clock::now;
 use crate::model::{DuplicatePolicy, List};
 use crate::store::{
@@ -22,7 +22,8 @@ use crate::store::{
 pub struct Recipient {
     /// As the MTA sent it.
     pub address: String,
-    pub target: Target,
+    /// The list and handler it names.
+    pub route: Route,
     pub list: List,
 }
 
@@ -174,9 +175,9 @@ impl Intake {
         {
             return Err(RcptRefusal::UnknownDomain(addr.domain().to_string()));
         }
-        let target = address::route(&addr, self.delimiter)
+        let route = address::route(&addr, self.delimiter)
             .ok_or_else(|| RcptRefusal::UnknownAddress(addr.to_string()))?;
-        let key = format!("{}@{}", target.list, target.domain);
+        let key = format!("{}@{}", route.list, route.domain);
         let list = self
             .store
             .list(&key)
@@ -185,7 +186,7 @@ impl Intake {
             .ok_or_else(|| RcptRefusal::UnknownAddress(addr.to_string()))?;
         Ok(Recipient {
             address: rcpt.to_string(),
-            target,
+            route,
             list,
         })
     }
@@ -199,7 +200,7 @@ impl Intake {
         let mut batch = Vec::new();
         let mut batch_index = Vec::new();
         for (i, rcpt) in rcpts.iter().enumerate() {
-            let is_post = rcpt.target.suffix == Suffix::Post;
+            let is_post = rcpt.route.suffix == Suffix::Post;
             if is_post
                 && headers
                     .list_ids
@@ -233,8 +234,8 @@ impl Intake {
                 meta: MessageMeta {
                     id,
                     list: rcpt.list.key(),
-                    suffix: rcpt.target.suffix,
-                    tag: rcpt.target.tag.clone(),
+                    suffix: rcpt.route.suffix,
+                    tag: rcpt.route.tag.clone(),
                     mail_from: mail_from.to_string(),
                     rcpt: rcpt.address.clone(),
                     received_at: now(),
@@ -293,7 +294,7 @@ impl Intake {
         let message_id = meta.message_id.clone().unwrap_or_default();
         match result {
             AcceptOutcome::Accepted => {
-                info!(id = %meta.id, list = %meta.list, kind = rcpt.target.suffix.name(),
+                info!(id = %meta.id, list = %meta.list, kind = rcpt.route.suffix.name(),
                       message_id = %message_id, size = meta.size, "stored");
                 Outcome::Stored {
                     id: meta.id.clone(),

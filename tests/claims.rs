@@ -62,7 +62,7 @@ async fn store_with_job(chunks: usize) -> (Site, Arc<dyn Store>, Job) {
     };
     store.accept(vec![post]).await.unwrap();
     let job = Job {
-        message: "post-1".into(),
+        post_id: "post-1".into(),
         list: list.key(),
         seq: 0,
         verp_percent: 100,
@@ -71,7 +71,7 @@ async fn store_with_job(chunks: usize) -> (Site, Arc<dyn Store>, Job) {
         chunks_done: 0,
         recipients: 0,
         delivered: 0,
-        failed: 0,
+        refused: 0,
         created_at: 0,
     };
     let members = (0..chunks)

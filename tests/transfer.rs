@@ -77,7 +77,7 @@ async fn populate(store: &dyn Store) {
         .await
         .unwrap();
     let job = Job {
-        message: queued.clone(),
+        post_id: queued.clone(),
         list: list.key(),
         seq: 0,
         verp_percent: 30,
@@ -86,7 +86,7 @@ async fn populate(store: &dyn Store) {
         chunks_done: 0,
         recipients: 0,
         delivered: 0,
-        failed: 0,
+        refused: 0,
         created_at: 1_700_000_001,
     };
     let chunks = vec![

@@ -184,7 +184,7 @@ impl Fanout {
             return Ok(false);
         }
         let job = Job {
-            message: post.id.clone(),
+            post_id: post.id.clone(),
             list: post.list.clone(),
             seq: 0,
             verp_percent: list.settings.verp_percent,
@@ -193,12 +193,12 @@ impl Fanout {
             chunks_done: 0,
             recipients: 0,
             delivered: 0,
-            failed: 0,
+            refused: 0,
             created_at: crate::clock::now(),
         };
         match self.store.create_job(job, chunks).await {
             Ok(job) => {
-                info!(id = %job.message, list = %job.list, recipients = job.recipients,
+                info!(id = %job.post_id, list = %job.list, recipients = job.recipients,
                       chunks = job.chunks, verp_percent = job.verp_percent, seq = job.seq, "job created");
                 metrics::counter!("listrelay_fanout_jobs_created_total").increment(1);
                 Ok(true)
@@ -214,11 +214,11 @@ impl Fanout {
             .copies
             .lock()
             .ok()
-            .and_then(|m| m.get(&job.message).cloned())
+            .and_then(|m| m.get(&job.post_id).cloned())
         {
             return Ok(c);
         }
-        let raw = self.store.message_body(&job.message).await?;
+        let raw = self.store.message_body(&job.post_id).await?;
         let shared_unsubscribe = self.one_click_base(list).is_none();
         let copy = Arc::new(copy::prepare_for(list, &raw, shared_unsubscribe));
         if let Ok(mut m) = self.copies.lock() {
@@ -227,7 +227,7 @@ impl Fanout {
             if m.len() >= 16 {
                 m.clear();
             }
-            m.insert(job.message.clone(), copy.clone());
+            m.insert(job.post_id.clone(), copy.clone());
         }
         Ok(copy)
     }

@@ -26,17 +26,26 @@ enum Sent {
     MtaDown(SendError),
 }
 
-/// Why a chunk stopped before its end.
-enum Stop {
+/// Why a chunk's delivery stopped before its end.
+enum Halt {
     /// Another worker holds it now; nothing more may be written.
     LeaseLost,
     /// Released for later (MTA down, retries not due, shutdown).
     Released,
+    /// A store call failed: the lease runs out and the chunk is retried.
+    Store(StoreError),
 }
 
-/// The chunk state of a held chunk, shared with the lease-renewal task; the
-/// lock is held across each store write so writes never reorder.
-struct Held {
+impl From<StoreError> for Halt {
+    fn from(e: StoreError) -> Halt {
+        Halt::Store(e)
+    }
+}
+
+/// The state of the chunk this worker holds under its lease, shared with the
+/// lease-renewal task; the lock is held across each store write so writes
+/// never reorder.
+struct HeldChunk {
     state: Mutex<ChunkState>,
     lost: AtomicBool,
 }
@@ -74,10 +83,10 @@ impl Fanout {
     async fn run_claim(&self, owner: &str, claim: Claim, shutdown: &watch::Receiver<bool>) {
         if claim.takeover {
             metrics::counter!("listrelay_fanout_lease_takeovers_total").increment(1);
-            info!(job = %claim.job.message, chunk = claim.chunk.index, generation = claim.chunk.generation,
+            info!(job = %claim.job.post_id, chunk = claim.chunk.index, generation = claim.chunk.generation,
                   "took over a chunk whose lease expired");
         }
-        let held = Arc::new(Held {
+        let held = Arc::new(HeldChunk {
             state: Mutex::new(claim.chunk.clone()),
             lost: AtomicBool::new(false),
         });
@@ -90,13 +99,13 @@ impl Fanout {
         let result = self.deliver(owner, &claim.job, &held, shutdown).await;
         renewal.abort();
         match result {
-            Ok(()) | Err(Ok(Stop::Released)) => {}
-            Err(Ok(Stop::LeaseLost)) => {
-                warn!(job = %claim.job.message, chunk = claim.chunk.index, "lease lost; another worker has the chunk");
+            Ok(()) | Err(Halt::Released) => {}
+            Err(Halt::LeaseLost) => {
+                warn!(job = %claim.job.post_id, chunk = claim.chunk.index, "lease lost; another worker has the chunk");
             }
-            Err(Err(e)) => {
+            Err(Halt::Store(e)) => {
                 // The lease runs out and another worker (or this one) retries.
-                warn!(job = %claim.job.message, chunk = claim.chunk.index, error = %e, "chunk failed");
+                warn!(job = %claim.job.post_id, chunk = claim.chunk.index, error = %e, "chunk failed");
             }
         }
     }
@@ -106,61 +115,62 @@ impl Fanout {
     async fn save(
         &self,
         owner: &str,
-        held: &Held,
+        held: &HeldChunk,
         state: &mut ChunkState,
-    ) -> Result<(), Result<Stop, StoreError>> {
+    ) -> Result<(), Halt> {
         if held.lost.load(Ordering::SeqCst)
             || !self
                 .store
                 .update_chunk(owner, state, self.lease_ms())
-                .await
-                .map_err(Err)?
+                .await?
         {
             held.lost.store(true, Ordering::SeqCst);
-            return Err(Ok(Stop::LeaseLost));
+            return Err(Halt::LeaseLost);
         }
         Ok(())
     }
 
     /// Lets the chunk go until `not_before_ms`.
-    async fn release(
+    async fn release(&self, owner: &str, held: &HeldChunk, not_before_ms: u64) -> Halt {
+        self.try_release(owner, held, not_before_ms)
+            .await
+            .unwrap_or_else(Halt::Store)
+    }
+
+    async fn try_release(
         &self,
         owner: &str,
-        held: &Held,
+        held: &HeldChunk,
         not_before_ms: u64,
-    ) -> Result<Stop, StoreError> {
+    ) -> Result<Halt, StoreError> {
         let mut s = held.state.lock().await;
         let mut released = s.clone();
         released.owner = None;
         released.not_before_ms = not_before_ms;
         if held.lost.load(Ordering::SeqCst) || !self.store.update_chunk(owner, &released, 0).await?
         {
-            return Ok(Stop::LeaseLost);
+            return Ok(Halt::LeaseLost);
         }
         self.store.sync().await?;
         *s = released;
         self.work.notify_waiters();
-        Ok(Stop::Released)
+        Ok(Halt::Released)
     }
 
     async fn deliver(
         &self,
         owner: &str,
         job: &Job,
-        held: &Held,
+        held: &HeldChunk,
         shutdown: &watch::Receiver<bool>,
-    ) -> Result<(), Result<Stop, StoreError>> {
+    ) -> Result<(), Halt> {
         let index = held.state.lock().await.index;
-        let Some(list) = self.store.list(&job.list).await.map_err(Err)? else {
-            warn!(job = %job.message, list = %job.list, "list deleted during fan-out; dropping its chunks");
+        let Some(list) = self.store.list(&job.list).await? else {
+            warn!(job = %job.post_id, list = %job.list, "list deleted during fan-out; dropping its chunks");
             return self.complete(owner, job, held).await;
         };
-        let members = self
-            .store
-            .chunk_members(&job.message, index)
-            .await
-            .map_err(Err)?;
-        let copy = self.copy(job, &list).await.map_err(Err)?;
+        let members = self.store.chunk_members(&job.post_id, index).await?;
+        let copy = self.copy(job, &list).await?;
         let xverp = self.config.xverp
             && job.verp_percent == 100
             && self
@@ -184,14 +194,14 @@ impl Fanout {
                     let mut s = held.state.lock().await;
                     let failures = self.apply(&mut s, job, &txn.rcpts, statuses);
                     s.cursor = i as u32 + 1;
-                    s.failures = 0;
+                    s.mta_failures = 0;
                     self.save(owner, held, &mut s).await?;
                     drop(s);
                     self.record(failures).await;
                 }
             }
         }
-        self.store.sync().await.map_err(Err)?;
+        self.store.sync().await?;
         self.retry_due(owner, job, &list, held, &copy, shutdown)
             .await?;
         let next = held
@@ -214,10 +224,10 @@ impl Fanout {
         owner: &str,
         job: &Job,
         list: &List,
-        held: &Held,
+        held: &HeldChunk,
         copy: &[u8],
         shutdown: &watch::Receiver<bool>,
-    ) -> Result<(), Result<Stop, StoreError>> {
+    ) -> Result<(), Halt> {
         let now = now_ms();
         let due: Vec<String> = {
             let s = held.state.lock().await;
@@ -246,7 +256,7 @@ impl Fanout {
                     let mut s = held.state.lock().await;
                     let failures = self.apply(&mut s, job, &txn.rcpts, statuses);
                     self.save(owner, held, &mut s).await?;
-                    self.store.sync().await.map_err(Err)?;
+                    self.store.sync().await?;
                     drop(s);
                     self.record(failures).await;
                 }
@@ -255,34 +265,28 @@ impl Fanout {
         Ok(())
     }
 
-    async fn complete(
-        &self,
-        owner: &str,
-        job: &Job,
-        held: &Held,
-    ) -> Result<(), Result<Stop, StoreError>> {
+    async fn complete(&self, owner: &str, job: &Job, held: &HeldChunk) -> Result<(), Halt> {
         let s = held.state.lock().await;
-        match self.store.complete_chunk(owner, &s).await.map_err(Err)? {
+        match self.store.complete_chunk(owner, &s).await? {
             Some(done) => {
-                self.forget_copy(&done.message);
+                self.forget_copy(&done.post_id);
                 self.store
-                    .finish_message(&done.message, self.grace_secs)
-                    .await
-                    .map_err(Err)?;
+                    .finish_message(&done.post_id, self.grace_secs)
+                    .await?;
                 metrics::counter!("listrelay_fanout_jobs_completed_total").increment(1);
-                info!(id = %done.message, list = %done.list, recipients = done.recipients,
-                      delivered = done.delivered, failed = done.failed, "job done");
+                info!(id = %done.post_id, list = %done.list, recipients = done.recipients,
+                      delivered = done.delivered, failed = done.refused, "job done");
             }
-            None => debug!(job = %job.message, chunk = s.index, "chunk done"),
+            None => debug!(job = %job.post_id, chunk = s.index, "chunk done"),
         }
         Ok(())
     }
 
-    async fn mta_down(&self, owner: &str, held: &Held, e: SendError) -> Result<Stop, StoreError> {
+    async fn mta_down(&self, owner: &str, held: &HeldChunk, e: SendError) -> Halt {
         let failures = {
             let mut s = held.state.lock().await;
-            s.failures += 1;
-            s.failures
+            s.mta_failures += 1;
+            s.mta_failures
         };
         let backoff = (1000u64 << failures.min(16)).min(self.config.mta_backoff_max_secs * 1000);
         warn!(error = %e, retry_in_ms = backoff, "the MTA did not take the transaction; the chunk waits");
@@ -357,11 +361,11 @@ impl Fanout {
         let now = now_ms();
         let mut failures = Vec::new();
         let mut fail = |s: &mut ChunkState, member: &str, reply: String| {
-            s.failed += 1;
+            s.refused += 1;
             failures.push(DeliveryFailure {
                 list: job.list.clone(),
                 member: member.to_string(),
-                message: job.message.clone(),
+                message: job.post_id.clone(),
                 reply,
                 at: now / 1000,
             });
@@ -416,7 +420,12 @@ impl Fanout {
 }
 
 /// Renews the lease while the worker is inside a long transaction.
-async fn renew(store: Arc<dyn crate::store::Store>, owner: String, held: Arc<Held>, lease_ms: u64) {
+async fn renew(
+    store: Arc<dyn crate::store::Store>,
+    owner: String,
+    held: Arc<HeldChunk>,
+    lease_ms: u64,
+) {
     let every = Duration::from_millis((lease_ms / 3).max(50));
     loop {
         tokio::time::sleep(every).await;

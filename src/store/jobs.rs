@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 /// The fan-out of one post, over the members it had when it was accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
-    /// The post's message id.
-    pub message: String,
+    /// The store id of the post being fanned out (serialized as `message`,
+    /// its name in existing records).
+    #[serde(rename = "message")]
+    pub post_id: String,
     /// Key of the list.
     pub list: String,
     /// The list's post counter at planning: rotates which members get VERP.
@@ -19,7 +21,9 @@ pub struct Job {
     pub chunks_done: u32,
     pub recipients: u64,
     pub delivered: u64,
-    pub failed: u64,
+    /// Recipients the MTA refused for good (5xx) at hand-off.
+    #[serde(rename = "failed")]
+    pub refused: u64,
     pub created_at: u64,
 }
 
@@ -40,9 +44,13 @@ pub struct ChunkState {
     /// Recipients the MTA deferred (4xx), to be sent again.
     pub retry: Vec<RetryItem>,
     pub delivered: u32,
-    pub failed: u32,
-    /// Consecutive connection failures, for the backoff.
-    pub failures: u32,
+    /// Recipients the MTA refused for good (5xx) at hand-off.
+    #[serde(rename = "failed")]
+    pub refused: u32,
+    /// Consecutive times the MTA could not be reached or refused the
+    /// session, for the backoff.
+    #[serde(rename = "failures")]
+    pub mta_failures: u32,
 }
 
 impl ChunkState {
@@ -78,4 +86,39 @@ pub struct DeliveryFailure {
     pub message: String,
     pub reply: String,
     pub at: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Renamed fields keep their stored names: records written before the
+    /// rename (sled trees, progress journals, exports) stay readable.
+    #[test]
+    fn stored_field_names_do_not_change() {
+        let job: Job = serde_json::from_str(
+            r#"{"message":"m1","list":"dev@l.org","seq":1,"verp_percent":100,
+                "max_rcpt_per_txn":100,"chunks":1,"chunks_done":0,"recipients":3,
+                "delivered":1,"failed":2,"created_at":5}"#,
+        )
+        .unwrap();
+        assert_eq!((job.post_id.as_str(), job.refused), ("m1", 2));
+        let v = serde_json::to_value(&job).unwrap();
+        assert_eq!(
+            (v["message"].as_str(), v["failed"].as_u64()),
+            (Some("m1"), Some(2))
+        );
+        let chunk: ChunkState = serde_json::from_str(
+            r#"{"job":"m1","index":0,"members":3,"generation":1,"owner":null,
+                "lease_expires_ms":0,"not_before_ms":0,"cursor":0,"retry":[],
+                "delivered":1,"failed":2,"failures":3}"#,
+        )
+        .unwrap();
+        assert_eq!((chunk.refused, chunk.mta_failures), (2, 3));
+        let v = serde_json::to_value(&chunk).unwrap();
+        assert_eq!(
+            (v["failed"].as_u64(), v["failures"].as_u64()),
+            (Some(2), Some(3))
+        );
+    }
 }

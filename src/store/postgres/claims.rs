@@ -36,14 +36,14 @@ fn chunk_of(r: &Row, at: usize) -> ChunkState {
         cursor: r.get::<_, i32>(at + 7) as u32,
         retry: r.get::<_, Json<Vec<RetryItem>>>(at + 8).0,
         delivered: r.get::<_, i32>(at + 9) as u32,
-        failed: r.get::<_, i32>(at + 10) as u32,
-        failures: r.get::<_, i32>(at + 11) as u32,
+        refused: r.get::<_, i32>(at + 10) as u32,
+        mta_failures: r.get::<_, i32>(at + 11) as u32,
     }
 }
 
 fn job_of(r: &Row, at: usize) -> Job {
     Job {
-        message: r.get(at),
+        post_id: r.get(at),
         list: r.get(at + 1),
         seq: r.get::<_, i64>(at + 2) as u64,
         verp_percent: r.get::<_, i16>(at + 3) as u8,
@@ -52,7 +52,7 @@ fn job_of(r: &Row, at: usize) -> Job {
         chunks_done: r.get::<_, i32>(at + 6) as u32,
         recipients: r.get::<_, i64>(at + 7) as u64,
         delivered: r.get::<_, i64>(at + 8) as u64,
-        failed: r.get::<_, i64>(at + 9) as u64,
+        refused: r.get::<_, i64>(at + 9) as u64,
         created_at: r.get::<_, i64>(at + 10) as u64,
     }
 }
@@ -72,7 +72,7 @@ pub async fn insert_job(
              ON CONFLICT DO NOTHING"
         ),
         &[
-            &job.message,
+            &job.post_id,
             &job.list,
             &i64_of(job.seq),
             &i16::from(job.verp_percent),
@@ -81,7 +81,7 @@ pub async fn insert_job(
             &i32_of(job.chunks_done),
             &i64_of(job.recipients),
             &i64_of(job.delivered),
-            &i64_of(job.failed),
+            &i64_of(job.refused),
             &i64_of(job.created_at),
         ],
     )
@@ -108,8 +108,8 @@ pub async fn insert_chunk(
             &i32_of(s.cursor),
             &Json(&s.retry),
             &i32_of(s.delivered),
-            &i32_of(s.failed),
-            &i32_of(s.failures),
+            &i32_of(s.refused),
+            &i32_of(s.mta_failures),
             &members,
         ],
     )
@@ -127,7 +127,7 @@ pub async fn create_job(c: &mut Client, mut job: Job, chunks: Vec<Vec<String>>) 
     let post = tx
         .query_opt(
             "SELECT state FROM messages WHERE id = $1 FOR SHARE",
-            &[&job.message],
+            &[&job.post_id],
         )
         .await
         .map_err(pg_err)?;
@@ -136,11 +136,11 @@ pub async fn create_job(c: &mut Client, mut job: Job, chunks: Vec<Vec<String>>) 
         Some(row) => {
             return Err(StoreError::Exists(format!(
                 "job {} ({})",
-                job.message,
+                job.post_id,
                 row.get::<_, &str>(0)
             )))
         }
-        None => return Err(StoreError::NotFound(format!("message {}", job.message))),
+        None => return Err(StoreError::NotFound(format!("message {}", job.post_id))),
     }
     let seq: i64 = tx
         .query_one(
@@ -155,7 +155,7 @@ pub async fn create_job(c: &mut Client, mut job: Job, chunks: Vec<Vec<String>>) 
     job.seq = seq as u64;
     if insert_job(&*tx, &job).await.map_err(pg_err)? == 0 {
         // Rolled back with the transaction: the counter is unchanged.
-        return Err(StoreError::Exists(format!("job {}", job.message)));
+        return Err(StoreError::Exists(format!("job {}", job.post_id)));
     }
     let joined: Vec<String> = chunks.iter().map(|m| m.join("\n")).collect();
     tx.execute(
@@ -163,7 +163,7 @@ pub async fn create_job(c: &mut Client, mut job: Job, chunks: Vec<Vec<String>>) 
          SELECT $1, (i - 1)::integer, cardinality(a), a
          FROM unnest($2::text[]) WITH ORDINALITY AS t(m, i),
               LATERAL (SELECT string_to_array(m, E'\\n') AS a) AS s",
-        &[&job.message, &joined],
+        &[&job.post_id, &joined],
     )
     .await
     .map_err(pg_err)?;
@@ -247,8 +247,8 @@ pub async fn update_chunk(c: &Client, owner: &str, s: &ChunkState, lease_ms: u64
                 &i32_of(s.cursor),
                 &Json(&s.retry),
                 &i32_of(s.delivered),
-                &i32_of(s.failed),
-                &i32_of(s.failures),
+                &i32_of(s.refused),
+                &i32_of(s.mta_failures),
                 &i64_of(s.generation),
                 &owner,
             ],
@@ -284,7 +284,7 @@ pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Resu
                   WHERE message = $1
                  RETURNING {JOB_COLUMNS}"
             ),
-            &[&s.job, &i64::from(s.delivered), &i64::from(s.failed)],
+            &[&s.job, &i64::from(s.delivered), &i64::from(s.refused)],
         )
         .await
         .map_err(pg_err)?;
@@ -295,13 +295,13 @@ pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Resu
     let job = job_of(&row, 0);
     let done = job.chunks_done >= job.chunks;
     if done {
-        tx.execute("DELETE FROM jobs WHERE message = $1", &[&job.message])
+        tx.execute("DELETE FROM jobs WHERE message = $1", &[&job.post_id])
             .await
             .map_err(pg_err)?;
         tx.execute(
             "UPDATE messages SET state = 'done', meta = jsonb_set(meta, '{state}', '\"done\"')
              WHERE id = $1",
-            &[&job.message],
+            &[&job.post_id],
         )
         .await
         .map_err(pg_err)?;

@@ -34,7 +34,7 @@ pub fn create_job(t: &Trees, mut job: Job, chunks: Vec<Vec<String>>) -> Result<J
         .enumerate()
         .map(|(i, members)| {
             let state = ChunkState {
-                job: job.message.clone(),
+                job: job.post_id.clone(),
                 index: i as u32,
                 members: members.len() as u32,
                 generation: 0,
@@ -44,11 +44,11 @@ pub fn create_job(t: &Trees, mut job: Job, chunks: Vec<Vec<String>>) -> Result<J
                 cursor: 0,
                 retry: Vec::new(),
                 delivered: 0,
-                failed: 0,
-                failures: 0,
+                refused: 0,
+                mta_failures: 0,
             };
             Ok((
-                chunk_key(&job.message, i as u32),
+                chunk_key(&job.post_id, i as u32),
                 serde_json::to_vec(&state)?,
                 members.join("\n").into_bytes(),
             ))
@@ -57,8 +57,8 @@ pub fn create_job(t: &Trees, mut job: Job, chunks: Vec<Vec<String>>) -> Result<J
     drop(chunks);
     (&t.jobs, &t.chunks, &t.chunk_members, &t.counters)
         .transaction(|(jobs, chunk_tree, member_tree, counters)| {
-            if jobs.get(&job.message)?.is_some() {
-                return Err(abort(StoreError::Exists(format!("job {}", job.message))));
+            if jobs.get(&job.post_id)?.is_some() {
+                return Err(abort(StoreError::Exists(format!("job {}", job.post_id))));
             }
             let seq = match counters.get(&job.list)? {
                 Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0) + 1,
@@ -67,7 +67,7 @@ pub fn create_job(t: &Trees, mut job: Job, chunks: Vec<Vec<String>>) -> Result<J
             counters.insert(job.list.as_bytes(), &seq.to_be_bytes())?;
             let mut j = job.clone();
             j.seq = seq;
-            jobs.insert(j.message.as_bytes(), serde_json::to_vec(&j).map_err(abort)?)?;
+            jobs.insert(j.post_id.as_bytes(), serde_json::to_vec(&j).map_err(abort)?)?;
             for (key, state, members) in &encoded {
                 chunk_tree.insert(key.as_slice(), state.as_slice())?;
                 member_tree.insert(key.as_slice(), members.as_slice())?;
@@ -149,13 +149,13 @@ pub fn complete_chunk(t: &Trees, owner: &str, state: &ChunkState) -> Result<Opti
         let mut job: Job = serde_json::from_slice(&jv).map_err(abort)?;
         job.chunks_done += 1;
         job.delivered += u64::from(state.delivered);
-        job.failed += u64::from(state.failed);
+        job.refused += u64::from(state.refused);
         if job.chunks_done >= job.chunks {
-            jobs.remove(job.message.as_bytes())?;
+            jobs.remove(job.post_id.as_bytes())?;
             Ok(Some(Some(job)))
         } else {
             jobs.insert(
-                job.message.as_bytes(),
+                job.post_id.as_bytes(),
                 serde_json::to_vec(&job).map_err(abort)?,
             )?;
             Ok(Some(None))

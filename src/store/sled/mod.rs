@@ -951,7 +951,7 @@ fn restore(trees: &Trees, spool: &Spool, records: Vec<Record>) -> Result<()> {
                 message_id,
                 entry,
             } => put(&trees.window, key2(&list, &message_id), &entry)?,
-            Record::Job { job } => put(&trees.jobs, &job.message, &job)?,
+            Record::Job { job } => put(&trees.jobs, &job.post_id, &job)?,
             Record::Chunk { state, members } => fanout::restore_chunk(trees, &state, &members)?,
             Record::Failure { failure } => fanout::record_failure(trees, &failure)?,
             Record::BounceState { state } => bounce::put_state(trees, &state)?,
