@@ -1,10 +1,10 @@
 //! What survives a crash: every acknowledged post, spool files the store lost,
 //! and a full disk that the server recovers from.
 
-mod common;
+mod support;
 
-use common::*;
 use rand::{Rng, SeedableRng};
+use support::blackbox::*;
 
 fn seed() -> u64 {
     std::env::var("LISTRELAY_TEST_SEED")

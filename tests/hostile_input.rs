@@ -1,12 +1,12 @@
 //! Input no MTA would send, and limits: the server answers clearly or closes
 //! cleanly, never hangs, and keeps serving normal posts.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use rand::{Rng, SeedableRng};
+use support::blackbox::*;
 
 fn seed() -> u64 {
     std::env::var("LISTRELAY_TEST_SEED")

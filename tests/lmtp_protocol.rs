@@ -1,8 +1,8 @@
 //! LMTP protocol behaviour of the real binary, over raw sockets.
 
-mod common;
+mod support;
 
-use common::*;
+use support::blackbox::*;
 
 /// One pipelined session (everything sent in a single write) that walks through
 /// the reply codes a session can give.

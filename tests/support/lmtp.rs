@@ -103,7 +103,8 @@ fn other(msg: String) -> std::io::Error {
     std::io::Error::other(msg)
 }
 
-/// Dot-stuffs `msg` and appends the terminating `.` line.
+/// Dot-stuffs `msg` and appends the terminating `.` line (an empty message
+/// is the terminator alone).
 pub fn dot_stuff(msg: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(msg.len() + 8);
     let mut at_line_start = true;
@@ -114,7 +115,7 @@ pub fn dot_stuff(msg: &[u8]) -> Vec<u8> {
         out.push(c);
         at_line_start = c == b'\n';
     }
-    if !out.ends_with(b"\r\n") {
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");

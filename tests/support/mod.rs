@@ -1,5 +1,7 @@
 //! Test support shared by the integration tests (`mod support;`).
 //!
+//! * [`blackbox`]: the real `listrelay serve` on a data dir set up through
+//!   the CLI, with a blocking LMTP client (durability, hostile input, LMTP);
 //! * [`ports`]: free loopback ports;
 //! * [`sink`]: an in-process counting SMTP sink ("the internet");
 //! * [`lmtp`]: a raw LMTP/SMTP client for pipelining tests;
@@ -7,6 +9,7 @@
 //!   the same templates as `listrelay integration postfix|exim`.
 #![allow(dead_code)]
 
+pub mod blackbox;
 pub mod exim;
 pub mod lmtp;
 pub mod moderation;

@@ -1,17 +1,18 @@
-//! Shared helpers for the black-box tests: a data directory with lists set up
-//! through the CLI, the real `listrelay serve` process (killed by PID on drop,
-//! also when a test panics), and a raw, time-bounded LMTP client.
-#![allow(dead_code)]
+//! The black-box rig of the durability, hostile-input and LMTP protocol
+//! tests: a data directory with lists set up through the CLI, the real
+//! `listrelay serve` process (killed by PID on drop, also when a test
+//! panics), and a raw, blocking, time-bounded LMTP client.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "../support/pg.rs"]
-mod pg;
+pub use super::lmtp::dot_stuff;
+use super::pg;
+pub use super::ports::free_port;
 
 pub const HOST: &str = "lists.example.org";
 pub const DEV: &str = "dev@lists.example.org";
@@ -424,13 +425,6 @@ impl Server {
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 pub trait Stream: Read + Write + Send {
     fn shutdown_write(&self) -> std::io::Result<()>;
 }
@@ -635,24 +629,6 @@ impl Client {
         self.send_ok(&dot_stuff(message));
         self.replies(accepted)
     }
-}
-
-/// Dot-stuffs a CRLF message and adds the terminating `.` line.
-pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 8);
-    let mut at_line_start = true;
-    for &b in message {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !out.is_empty() && !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
 }
 
 /// A simple post with a Message-ID.
