@@ -13,7 +13,8 @@ use listrelay::bounce::{BounceState, PostBounces};
 use listrelay::model::{List, Member};
 use listrelay::moderation::held::message_hash;
 use listrelay::moderation::HeldPost;
-use listrelay::store::transfer::{export, import};
+use listrelay::store::rules;
+use listrelay::store::transfer::{export, import, Record};
 use listrelay::store::{
     new_id, DedupKey, DeliveryFailure, Job, MessageMeta, MessageState, NewMessage, PostgresStore,
     SledStore, Store,
@@ -170,6 +171,14 @@ async fn dump(store: &dyn Store) -> (String, Vec<String>) {
     let mut out = Vec::new();
     export(store, &mut out).await.unwrap();
     let text = String::from_utf8(out).unwrap();
+    let ranks: Vec<u8> = text
+        .lines()
+        .map(|l| rules::restore_rank(&serde_json::from_str::<Record>(l).unwrap()))
+        .collect();
+    assert!(
+        ranks.windows(2).all(|w| w[0] <= w[1]),
+        "the export follows the restore order: {ranks:?}"
+    );
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     lines.sort();
     (text, lines)
