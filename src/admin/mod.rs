@@ -11,11 +11,9 @@ use serde_json::{json, Value};
 use thiserror::Error;
 
 use crate::address::{self, Address};
+use crate::clock::now;
+use crate::model::{Domain, List, Member};
 use crate::store::{Store, StoreError};
-use crate::{
-    clock::now,
-    model::{Domain, List, Member},
-};
 
 pub use socket::{call, serve, CallError};
 
