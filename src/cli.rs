@@ -14,7 +14,7 @@ use crate::address::{self, Address};
 use crate::admin::{self, Admin, CallError, Request};
 use crate::config::StoreKind;
 use crate::config::{Config, Overrides, SocketAddress};
-use crate::store::{PostgresStore, Store};
+use crate::store::PostgresStore;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -239,7 +239,7 @@ async fn run(cli: Cli, config: Config) -> Result<()> {
         Command::Member(MemberCmd::Import(args)) => import(&config, args, cli.json).await,
         Command::Migrate => migrate(&config).await,
         Command::Export { file } => {
-            let store = open_store(&config).await?;
+            let store = crate::site::open_store(&config).await?;
             let mut out: Box<dyn Write> = match &file {
                 Some(f) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(f)
@@ -252,7 +252,7 @@ async fn run(cli: Cli, config: Config) -> Result<()> {
             Ok(())
         }
         Command::Import { file } => {
-            let store = open_store(&config).await?;
+            let store = crate::site::open_store(&config).await?;
             let mut input: Box<dyn BufRead> = match &file {
                 Some(f) if f.as_os_str() != "-" => Box::new(std::io::BufReader::new(
                     std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?,
@@ -391,12 +391,14 @@ impl Client {
                 Err(CallError::NoServer(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            let store = open_store(&self.config).await.with_context(|| {
-                format!(
-                    "no server answers on {} and the store cannot be opened",
-                    self.socket.display()
-                )
-            })?;
+            let store = crate::site::open_store(&self.config)
+                .await
+                .with_context(|| {
+                    format!(
+                        "no server answers on {} and the store cannot be opened",
+                        self.socket.display()
+                    )
+                })?;
             let moderation = crate::secret::Secret::load_or_create(&self.config.secret_path())
                 .ok()
                 .map(|secret| {
@@ -404,7 +406,7 @@ impl Client {
                         store.clone(),
                         &self.config,
                         secret,
-                        crate::smtp::Client::new(crate::serve::smtp_config(&self.config)),
+                        crate::smtp::Client::new(crate::site::smtp_config(&self.config)),
                     ))
                 });
             self.local = Some(Admin {
@@ -419,16 +421,6 @@ impl Client {
             None => bail!("no store"),
         }
     }
-}
-
-/// Opens the configured store (sled under `data_dir`, or PostgreSQL, migrated).
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
-    crate::store::open(config)
-        .await
-        .with_context(|| match config.store_kind() {
-            StoreKind::Sled => format!("opening the store in {}", config.data_dir.display()),
-            StoreKind::Postgres(_) => "opening the PostgreSQL store".to_string(),
-        })
 }
 
 async fn migrate(config: &Config) -> Result<()> {

@@ -21,6 +21,7 @@ pub mod notice;
 pub mod poll_loop;
 pub mod secret;
 pub mod serve;
+pub mod site;
 pub mod smtp;
 pub mod store;
 pub mod subscription;
