@@ -140,3 +140,96 @@ fn check_config_names_the_key_and_the_problem() {
         stderr(&out)
     );
 }
+
+/// The human output is rendered from the typed answers: what was set shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn human_output_shows_what_was_set() {
+    // Re-injection to the discard port: nothing answers, so the job stays queued.
+    let mut lr = Listrelay::with_smtp(9, "");
+    lr.cli_ok(&["list", "create", LIST]);
+    lr.cli_ok(&["list", "set", LIST, "description", "Dev talk"]);
+    lr.cli_ok(&["list", "set", LIST, "verp_percent", "30"]);
+    lr.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
+    lr.cli_ok(&["member", "add", LIST, "a@x.org", "B@y.org"]);
+    lr.cli_ok(&[
+        "member",
+        "set",
+        LIST,
+        "b@y.org",
+        "delivery_enabled",
+        "false",
+    ]);
+
+    let show = lr.cli_ok(&["list", "show", LIST]);
+    for want in [
+        LIST,
+        "list-id: <dev.lists.example.org>",
+        "members: 2",
+        "verp_percent = 30",
+        "description = \"Dev talk\"",
+        "nonmember_action = \"accept\"",
+    ] {
+        assert!(show.contains(want), "{want:?} missing from\n{show}");
+    }
+    let members = lr.cli_ok(&["member", "list", LIST]);
+    let mut lines: Vec<&str> = members.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["B@y.org\t(delivery disabled)", "a@x.org"]);
+
+    lr.start();
+    let post = b"From: poster@example.com\r\nTo: dev@lists.example.org\r\n\
+Message-ID: <queued@example.com>\r\nSubject: hello\r\n\r\nbody\r\n";
+    let reply = support::lmtp::lmtp_post(lr.lmtp_port, LIST, post).await;
+    assert!(reply.is_positive(), "{}", reply.text());
+    let mut queue = String::new();
+    let job_shown = support::poll_until(std::time::Duration::from_secs(20), || {
+        queue = lr.cli_ok(&["queue"]);
+        queue
+            .lines()
+            .any(|l| l.contains(LIST) && l.contains("verp 30%"))
+    });
+    assert!(job_shown, "no job line for {LIST} in\n{queue}");
+    assert!(queue.starts_with("messages:\n"), "{queue}");
+    assert!(queue.contains("\njobs:\n") && queue.contains("\nchunks:\n"));
+    lr.stop();
+}
+
+/// `member list` and `export` stream their items through the admin socket; the
+/// JSON form is one array, the human form one line per member.
+#[test]
+fn member_list_streams_through_the_server() {
+    const N: usize = 2500;
+    let mut lr = Listrelay::with_smtp(9, "");
+    lr.cli_ok(&["list", "create", LIST]);
+    let members: Vec<String> = (0..N).map(|i| format!("m{i}@example.net")).collect();
+    lr.import(LIST, &members);
+    lr.start();
+    let json = lr.json(&["member", "list", LIST]);
+    assert_eq!(json.as_array().map(Vec::len), Some(N));
+    assert!(json[0]["address"]
+        .as_str()
+        .is_some_and(|a| a.starts_with('m')));
+    assert_eq!(lr.cli_ok(&["member", "list", LIST]).lines().count(), N);
+    let mut exported: Vec<String> = lr
+        .cli_ok(&["member", "export", LIST])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    exported.sort();
+    let mut want = members.clone();
+    want.sort();
+    assert_eq!(exported, want);
+    // An empty list is an empty array, not nothing.
+    lr.cli_ok(&["list", "create", "empty@lists.example.org"]);
+    assert_eq!(
+        lr.json(&["member", "list", "empty@lists.example.org"]),
+        serde_json::json!([])
+    );
+    let missing = lr.cli(&["member", "list", "nope@lists.example.org"]);
+    assert!(
+        !missing.status.success() && stderr(&missing).contains("no list"),
+        "{}",
+        stderr(&missing)
+    );
+    lr.stop();
+}

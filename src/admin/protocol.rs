@@ -324,3 +324,262 @@ pub struct HeldActReport {
     /// Whether it was done (false: someone acted first, or it expired).
     pub done: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    //! The wire names are the protocol: each answer is pinned to its JSON,
+    //! so a renamed field fails here, not in an operator's script.
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::address::Address;
+
+    fn member() -> Member {
+        Member {
+            address: Address::parse("Bob@Example.org").unwrap(),
+            added_at: 7,
+            delivery_enabled: false,
+            moderated: true,
+        }
+    }
+
+    fn held() -> HeldInfo {
+        HeldInfo {
+            id: "m1".into(),
+            message_id: "p@x.org".into(),
+            hash: "h".into(),
+            reason: "nonmember".into(),
+            sender: "s@x.org".into(),
+            subject: "Hi".into(),
+            size: 12,
+            held_at: 3,
+        }
+    }
+
+    fn held_json() -> serde_json::Value {
+        json!({"id": "m1", "message_id": "p@x.org", "hash": "h", "reason": "nonmember",
+               "sender": "s@x.org", "subject": "Hi", "size": 12, "held_at": 3})
+    }
+
+    /// Every answer kind with the JSON it travels as.
+    fn answers() -> Vec<(Response, serde_json::Value)> {
+        let domain = Domain {
+            name: "x.org".into(),
+            opaque: true,
+            created_at: 5,
+        };
+        let domain_json = json!({"name": "x.org", "opaque": true, "created_at": 5});
+        let list = ListInfo {
+            address: "dev@x.org".into(),
+            list_id: "dev.x.org".into(),
+            members: 2,
+            created_at: 9,
+            settings: ListSettings::default(),
+        };
+        let settings = serde_json::to_value(ListSettings::default()).unwrap();
+        let list_json = json!({"address": "dev@x.org", "list_id": "dev.x.org", "members": 2,
+                               "created_at": 9, "settings": settings});
+        let member_json = json!({"address": "Bob@example.org", "added_at": 7,
+                                 "delivery_enabled": false, "moderated": true});
+        let bounce = BounceRecord {
+            member: "bob@example.org".into(),
+            scope: "list:dev@x.org".into(),
+            score: 1.5,
+            bounces: 2,
+            first_bounce: 10,
+            last_bounce: 20,
+            last_reason: "user_unknown".into(),
+            last_status: Some("5.1.1".into()),
+            last_hard: true,
+            disabled: true,
+            delivery_enabled: false,
+            warnings_sent: 1,
+            last_warning_at: Some(30),
+            via_list: "dev@x.org".into(),
+        };
+        let bounce_json = json!({"member": "bob@example.org", "scope": "list:dev@x.org",
+            "score": 1.5, "bounces": 2, "first_bounce": 10, "last_bounce": 20,
+            "last_reason": "user_unknown", "last_status": "5.1.1", "last_hard": true,
+            "disabled": true, "delivery_enabled": false, "warnings_sent": 1,
+            "last_warning_at": 30, "via_list": "dev@x.org"});
+        let body = |t: &str, b: serde_json::Value| json!({"type": t, "body": b});
+        vec![
+            (
+                Response::Domain(domain.clone()),
+                body("domain", domain_json.clone()),
+            ),
+            (
+                Response::Domains(vec![domain]),
+                body("domains", json!([domain_json])),
+            ),
+            (
+                Response::Deleted(Deleted {
+                    deleted: "dev@x.org".into(),
+                }),
+                body("deleted", json!({"deleted": "dev@x.org"})),
+            ),
+            (
+                Response::List(list.clone()),
+                body("list", list_json.clone()),
+            ),
+            (
+                Response::Lists(vec![list]),
+                body("lists", json!([list_json])),
+            ),
+            (
+                Response::MembersAdded(AddReport {
+                    added: 1,
+                    already: 2,
+                    invalid: vec![InvalidAddress {
+                        address: "c@".into(),
+                        error: "e".into(),
+                    }],
+                }),
+                body(
+                    "members_added",
+                    json!({"added": 1, "already": 2,
+                           "invalid": [{"address": "c@", "error": "e"}]}),
+                ),
+            ),
+            (
+                Response::MembersRemoved(RemoveReport {
+                    removed: 1,
+                    not_members: vec!["z@x.org".into()],
+                }),
+                body(
+                    "members_removed",
+                    json!({"removed": 1, "not_members": ["z@x.org"]}),
+                ),
+            ),
+            (Response::Member(member()), body("member", member_json)),
+            (
+                Response::End(StreamEnd { items: 4 }),
+                body("end", json!({"items": 4})),
+            ),
+            (
+                Response::Queue(QueueView {
+                    messages: vec![],
+                    jobs: vec![],
+                    chunks: vec![],
+                }),
+                body("queue", json!({"messages": [], "jobs": [], "chunks": []})),
+            ),
+            (
+                Response::MessageBody(MessageBody {
+                    id: "m1".into(),
+                    body_hex: "4869".into(),
+                }),
+                body("message_body", json!({"id": "m1", "body_hex": "4869"})),
+            ),
+            (
+                Response::BounceRecords(vec![bounce]),
+                body("bounce_records", json!([bounce_json])),
+            ),
+            (
+                Response::BounceReset(BounceResetReport {
+                    member: "bob@example.org".into(),
+                    scope: "list:dev@x.org".into(),
+                    had_record: true,
+                    delivery_enabled_in: vec!["dev@x.org".into()],
+                }),
+                body(
+                    "bounce_reset",
+                    json!({"member": "bob@example.org", "scope": "list:dev@x.org",
+                           "had_record": true, "delivery_enabled_in": ["dev@x.org"]}),
+                ),
+            ),
+            (
+                Response::HeldPosts(vec![held()]),
+                body("held_posts", json!([held_json()])),
+            ),
+            (
+                Response::HeldPost(HeldMessage {
+                    post: held(),
+                    message: "Subject: Hi\r\n\r\nbody".into(),
+                }),
+                body("held_post", {
+                    let mut v = held_json();
+                    v["message"] = "Subject: Hi\r\n\r\nbody".into();
+                    v
+                }),
+            ),
+            (
+                Response::HeldActed(HeldActReport {
+                    message_id: "p@x.org".into(),
+                    action: Action::Reject,
+                    done: true,
+                }),
+                body(
+                    "held_acted",
+                    json!({"message_id": "p@x.org", "action": "reject", "done": true}),
+                ),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_answer_has_its_pinned_json_and_reads_back() {
+        for (response, wire) in answers() {
+            assert_eq!(serde_json::to_value(&response).unwrap(), wire);
+            let back: Response = serde_json::from_value(wire).unwrap();
+            assert_eq!(back, response);
+        }
+    }
+
+    #[test]
+    fn frames_are_one_tagged_object_each() {
+        let frames = [
+            (
+                Frame::Item(Item::Member(member())),
+                json!({"item": {"member": {"address": "Bob@example.org", "added_at": 7,
+                                            "delivery_enabled": false, "moderated": true}}}),
+            ),
+            (
+                Frame::Done(Box::new(Response::End(StreamEnd { items: 1 }))),
+                json!({"done": {"type": "end", "body": {"items": 1}}}),
+            ),
+            (
+                Frame::Error(Refusal {
+                    message: "no list dev@x.org".into(),
+                }),
+                json!({"error": {"message": "no list dev@x.org"}}),
+            ),
+        ];
+        for (frame, wire) in frames {
+            assert_eq!(serde_json::to_value(&frame).unwrap(), wire);
+            assert_eq!(serde_json::from_value::<Frame>(wire).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn requests_keep_their_wire_names() {
+        let requests = [
+            (
+                Request::MemberAdd {
+                    list: "dev@x.org".into(),
+                    addresses: vec!["a@x.org".into()],
+                },
+                json!({"op": "member_add", "list": "dev@x.org", "addresses": ["a@x.org"]}),
+            ),
+            (
+                Request::HeldAct {
+                    list: "dev@x.org".into(),
+                    message_id: "p@x.org".into(),
+                    action: Action::Approve,
+                },
+                json!({"op": "held_act", "list": "dev@x.org", "message_id": "p@x.org",
+                       "action": "approve"}),
+            ),
+            (
+                Request::ListList { domain: None },
+                json!({"op": "list_list", "domain": null}),
+            ),
+            (Request::Queue, json!({"op": "queue"})),
+        ];
+        for (request, wire) in requests {
+            assert_eq!(serde_json::to_value(&request).unwrap(), wire);
+            assert_eq!(serde_json::from_value::<Request>(wire).unwrap(), request);
+        }
+    }
+}
