@@ -36,7 +36,12 @@ fn administration_with_and_without_a_server() {
     )
     .unwrap();
     let out = lr.cli(&["--json", "member", "import", LIST, path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "refused lines: status 3\n{}",
+        stderr(&out)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["added"], 2, "{v}");
     assert_eq!(v["already"], 1, "{v}");
@@ -232,4 +237,91 @@ fn member_list_streams_through_the_server() {
         stderr(&missing)
     );
     lr.stop();
+}
+
+/// The rough edges a new operator hit (issue 15): a closed pipe, refused
+/// addresses that exited 0, repeated error texts, thin help.
+#[test]
+fn rough_edges_of_the_command_line() {
+    let lr = Listrelay::with_smtp(9, "");
+    lr.cli_ok(&["list", "create", LIST]);
+
+    // A refused address makes the status 3; the good one is added.
+    let out = lr.cli(&["member", "add", LIST, "not an address", "ok@x.org"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not an address"), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 added"));
+
+    // A reader that goes away: no panic, quiet, status 0.
+    let members: Vec<String> = (0..5000).map(|i| format!("m{i}@example.net")).collect();
+    lr.import(LIST, &members);
+    let mut child = std::process::Command::new(support::server::bin())
+        .arg("--config")
+        .arg(&lr.config)
+        .args(["member", "list", LIST])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && stderr(&out).is_empty(),
+        "{:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+
+    // Each cause said once.
+    let missing = lr.path().join("missing.toml");
+    let out = std::process::Command::new(support::server::bin())
+        .arg("--config")
+        .arg(&missing)
+        .args(["list", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out).matches("No such file or directory").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
+
+    // Help says what each command does and names the list settings.
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(support::server::bin())
+            .args(args)
+            .env("LISTRELAY_CONFIG", &lr.config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out)
+    };
+    let list_help = help(&["list", "--help"]);
+    for cmd in ["create", "show", "list", "delete"] {
+        let line = list_help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{cmd} ")))
+            .unwrap_or_else(|| panic!("no {cmd} in\n{list_help}"));
+        assert!(line.split_whitespace().count() > 1, "{cmd}: {line:?}");
+    }
+    let member_help = help(&["member", "--help"]);
+    for cmd in ["add", "remove", "list"] {
+        let line = member_help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{cmd} ")))
+            .unwrap_or_else(|| panic!("no {cmd} in\n{member_help}"));
+        assert!(line.split_whitespace().count() > 1, "{cmd}: {line:?}");
+    }
+    let set_help = help(&["list", "set", "--help"]);
+    assert!(
+        set_help.contains("verp_percent") && set_help.contains("nonmember_action"),
+        "{set_help}"
+    );
+    // With LISTRELAY_CONFIG set, --config is not shown as required.
+    let usage = help(&["list", "create"]);
+    assert!(
+        usage.contains("Usage: listrelay list create <ADDRESS>"),
+        "{usage}"
+    );
 }

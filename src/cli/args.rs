@@ -14,8 +14,11 @@ use crate::config::SocketAddress;
     about = "Mailing lists behind Postfix or Exim, over LMTP and SMTP"
 )]
 pub struct Cli {
-    /// Configuration file (TOML); without one, embedded defaults apply.
-    #[arg(long, global = true, env = "LISTRELAY_CONFIG")]
+    /// Configuration file (TOML); default: $LISTRELAY_CONFIG, else the
+    /// embedded defaults.
+    // Not clap's `env`: with it, usage lines show `--config` as if required
+    // whenever the variable is set. [`Cli::config_file`] reads it instead.
+    #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// Directory for the store and the spool (overrides `data_dir`).
     #[arg(long, global = true)]
@@ -34,6 +37,23 @@ pub struct Cli {
     pub json: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The configuration file: `--config`, else `$LISTRELAY_CONFIG`.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.config
+            .clone()
+            .or_else(|| std::env::var_os("LISTRELAY_CONFIG").map(PathBuf::from))
+    }
+}
+
+/// `list set --help`: every setting's name.
+fn list_settings_help() -> String {
+    format!(
+        "Settings: {}.\nSee docs/configuration.md for what each does.",
+        crate::model::ListSettings::keys().join(", ")
+    )
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,62 +124,92 @@ pub enum HeldCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum DomainCmd {
+    /// Create a virtual domain (`list create` also creates it).
     Create {
+        /// The domain name.
         name: String,
         /// Its members' bounce state is never shared with other domains.
         #[arg(long)]
         opaque: bool,
     },
+    /// List the domains.
     List,
+    /// Change a domain setting: `opaque`, true or false.
     Set {
+        /// The domain name.
         name: String,
+        /// The setting's name: `opaque`.
         key: String,
+        /// Its new value.
         value: String,
     },
+    /// Delete a domain that has no lists.
     Delete {
+        /// The domain name.
         name: String,
     },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ListCmd {
+    /// Create a list (and its domain if new), e.g. dev@lists.example.org.
     Create {
+        /// The list's posting address.
         address: String,
     },
+    /// Show a list: its List-Id, member count and every setting.
     Show {
+        /// The list's posting address.
         address: String,
     },
+    /// List the lists with their member counts.
     List {
+        /// Only the lists of this domain.
         #[arg(long)]
         domain: Option<String>,
     },
     /// Change a per-list setting; it applies at once, no restart.
+    #[command(after_help = list_settings_help())]
     Set {
+        /// The list's posting address.
         address: String,
+        /// The setting's name (see below).
         key: String,
+        /// Its new value; lists of addresses are comma-separated.
         value: String,
     },
+    /// Delete a list with its members.
     Delete {
+        /// The list's posting address.
         address: String,
     },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum MemberCmd {
+    /// Add members; exits with status 3 if any address is refused.
     Add {
+        /// The list's posting address.
         list: String,
+        /// The addresses to add.
         #[arg(required = true)]
         addresses: Vec<String>,
     },
+    /// Remove members.
     Remove {
+        /// The list's posting address.
         list: String,
+        /// The addresses to remove.
         #[arg(required = true)]
         addresses: Vec<String>,
     },
+    /// List members, one per line, with their delivery and moderation flags.
     List {
+        /// The list's posting address.
         list: String,
     },
-    /// Add members from a file (or - for stdin), one address per line.
+    /// Add members from a file (or - for stdin), one address per line; exits
+    /// with status 3 if any line is refused.
     Import(ImportArgs),
     /// Set a member's flag: `moderated` or `delivery_enabled`, true or false.
     Set {
@@ -169,10 +219,7 @@ pub enum MemberCmd {
         value: String,
     },
     /// Print members one per line (to a file or stdout).
-    Export {
-        list: String,
-        file: Option<PathBuf>,
-    },
+    Export { list: String, file: Option<PathBuf> },
 }
 
 #[derive(Args, Debug)]

@@ -26,6 +26,55 @@ use print::{Format, Printer};
 /// Members sent per admin request during an import.
 const IMPORT_SLICE: usize = 1000;
 
+/// Exit status when the command did its work but refused some of its input
+/// (invalid addresses in `member add` or `member import`).
+const EXIT_REFUSED: u8 = 3;
+
+/// Some of the addresses given were refused; the others were done.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} address(es) refused (listed above); the others were done")]
+pub struct Refused(usize);
+
+/// Reports a failed command on stderr and picks the exit status (listed in
+/// docs/operations.md). A closed stdout (`listrelay member list | head`) is
+/// not a failure: the reader has what it wanted.
+pub fn failure(e: &anyhow::Error) -> std::process::ExitCode {
+    if closed_output(e) {
+        return std::process::ExitCode::SUCCESS;
+    }
+    let _ = writeln!(std::io::stderr(), "listrelay: {}", error_text(e));
+    if e.downcast_ref::<Refused>().is_some() {
+        std::process::ExitCode::from(EXIT_REFUSED)
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
+/// Whether the error comes from writing to a closed pipe.
+fn closed_output(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its causes, each said once: many errors already quote their
+/// cause in their own text, and repeating it buries the message.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
+}
+
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
     let overrides = Overrides {
@@ -37,7 +86,7 @@ pub fn main() -> Result<()> {
     if let Command::Bounce(BounceCmd::Parse) = cli.command {
         return bounce_parse();
     }
-    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    let config = Config::load(cli.config_file().as_deref(), &overrides)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -54,7 +103,7 @@ async fn run(cli: Cli, config: Config) -> Result<()> {
     match cli.command {
         Command::Serve => crate::serve::serve(config).await,
         Command::CheckConfig => {
-            print!("{}", config.to_toml());
+            write!(std::io::stdout().lock(), "{}", config.to_toml())?;
             eprintln!("configuration is valid");
             Ok(())
         }
@@ -89,7 +138,10 @@ async fn administer(config: &Config, req: Request, mut printer: Printer) -> Resu
         .call(req, &mut |item| printer.item(&item))
         .await?;
     printer.response(&response)?;
-    Ok(())
+    match &response {
+        Response::MembersAdded(r) if !r.invalid.is_empty() => Err(Refused(r.invalid.len()).into()),
+        _ => Ok(()),
+    }
 }
 
 /// The request an administration command sends.
@@ -190,21 +242,22 @@ async fn import_store(config: &Config, file: Option<std::path::PathBuf>, json: b
 }
 
 async fn migrate(config: &Config) -> Result<()> {
+    let mut out = std::io::stdout().lock();
     let StoreKind::Postgres(url) = config.store_kind() else {
-        println!("the embedded store (sled) has no schema migrations");
+        writeln!(out, "the embedded store (sled) has no schema migrations")?;
         return Ok(());
     };
     let store = PostgresStore::connect(&url)?;
     let before = store.schema_version().await?;
     let applied = store.migrate().await?;
     for (version, name) in &applied {
-        println!("applied migration {version}: {name}");
+        writeln!(out, "applied migration {version}: {name}")?;
     }
     let after = store.schema_version().await?;
     if applied.is_empty() {
-        println!("schema at version {after}; nothing to do");
+        writeln!(out, "schema at version {after}; nothing to do")?;
     } else {
-        println!("schema migrated from version {before} to {after}");
+        writeln!(out, "schema migrated from version {before} to {after}")?;
     }
     Ok(())
 }
@@ -298,7 +351,11 @@ async fn import(config: &Config, args: ImportArgs, json: bool) -> Result<()> {
             );
         }
     }
-    Ok(())
+    out.flush()?;
+    match report.invalid.len() {
+        0 => Ok(()),
+        n => Err(Refused(n).into()),
+    }
 }
 
 async fn integration(config: &Config, mta: &str) -> Result<()> {
