@@ -24,6 +24,7 @@ pub mod poll_loop;
 pub mod requests;
 pub mod secret;
 pub mod serve;
+pub mod site;
 pub mod smtp;
 pub mod store;
 pub mod subscription;

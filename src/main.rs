@@ -1,9 +1,6 @@
 fn main() -> std::process::ExitCode {
     match listrelay::cli::main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("listrelay: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => listrelay::cli::failure(&e),
     }
 }

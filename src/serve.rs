@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::admin::{self, Admin};
-use crate::config::{Config, SocketAddress};
+use crate::config::Config;
 use crate::fanout::{Fanout, Hooks};
 use crate::intake::Intake;
 use crate::lmtp::{self, SessionConfig};
@@ -24,7 +24,7 @@ const DRAIN: Duration = Duration::from_secs(30);
 pub async fn serve(config: Config) -> Result<()> {
     crate::telemetry::init(&config)?;
     let _lock = lock_data_dir(&config.data_dir)?;
-    let store = crate::cli::open_store(&config).await?;
+    let store = crate::site::open_store(&config).await?;
     // Chunk leases name this host (a stable id kept in its data directory);
     // the lock above proves the previous run of this host is gone, so its
     // leases are released at once. Other hosts' leases run their course.
@@ -40,7 +40,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let (stop_tx, stop) = watch::channel(false);
 
     let secret = Secret::load_or_create(&config.secret_path())?;
-    let smtp_cfg = smtp_config(&config);
+    let smtp_cfg = crate::site::smtp_config(&config);
     let bounces = crate::bounce::handler::Handler::start(
         store.clone(),
         &config,
@@ -123,21 +123,6 @@ pub async fn serve(config: Config) -> Result<()> {
     let _ = admin_task.await;
     info!("stopped");
     Ok(())
-}
-
-/// The re-injection client's settings from the configuration.
-pub fn smtp_config(config: &Config) -> smtp::ClientConfig {
-    let mut smtp_cfg = smtp::ClientConfig::new(
-        match &config.smtp.relay {
-            SocketAddress::Tcp(a) => smtp::Target::Tcp(a.clone()),
-            SocketAddress::Unix(p) => smtp::Target::Unix(p.clone()),
-        },
-        config.hostname.clone(),
-    );
-    smtp_cfg.max_connections = config.smtp.max_connections;
-    smtp_cfg.connect_timeout = Duration::from_secs(config.smtp.connect_timeout_secs);
-    smtp_cfg.command_timeout = Duration::from_secs(config.smtp.command_timeout_secs);
-    smtp_cfg
 }
 
 async fn wait_for_signal() -> Result<()> {

@@ -11,6 +11,8 @@ use support::outbox::Recorder;
 use std::sync::Arc;
 
 use listrelay::address::{Address, Suffix};
+use listrelay::admin::protocol::BounceRecord;
+use listrelay::admin::{Admin, Request, Response};
 use listrelay::bounce::handler::{self, Handler};
 use listrelay::bounce::score::Scored;
 use listrelay::bounce::BounceScope;
@@ -101,13 +103,10 @@ impl Rig {
     }
 
     async fn shown(&self, list: &List) -> Vec<String> {
-        handler::show(self.store.as_ref(), self.handler.scope, list, None)
+        bounce_records(&self.store, self.handler.scope, list)
             .await
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v["member"].as_str().unwrap().to_string())
+            .into_iter()
+            .map(|b| b.member)
             .collect()
     }
 
@@ -201,7 +200,12 @@ async fn scope_matrix() {
         }
         // reset through any sharing list re-enables everywhere it applied
         let last = *shared.last().unwrap();
-        handler::reset(r.store.as_ref(), scope, &lists[last], "m@y.org")
+        let reset = Request::BounceReset {
+            list: lists[last].address.to_string(),
+            member: "m@y.org".into(),
+        };
+        admin(&r.store, scope)
+            .execute(reset, &mut Vec::new())
             .await
             .unwrap();
         for l in &lists {
@@ -405,19 +409,10 @@ async fn samples() {
             .list(&format!("l{i}@lists.example.org"), &refs, |_| {})
             .await;
         let h = r.bounce(&l, None, &raw).await;
-        let states = handler::show(r.store.as_ref(), BounceScope::List, &l, None)
+        let scores: Vec<(String, f64)> = bounce_records(&r.store, BounceScope::List, &l)
             .await
-            .unwrap();
-        let scores: Vec<(String, f64)> = states
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["member"].as_str().unwrap().to_string(),
-                    s["score"].as_f64().unwrap(),
-                )
-            })
+            .into_iter()
+            .map(|s| (s.member, s.score))
             .collect();
         report.push(format!(
             "{file}: {:?} {:?} -> {h:?}",
@@ -501,20 +496,10 @@ async fn hand_off_failures_are_consumed_and_scored() {
     assert_eq!(r.handler.process_failures().await.unwrap(), 3);
     assert!(r.store.pending_failures(10).await.unwrap().is_empty());
     assert_eq!(r.handler.process_failures().await.unwrap(), 0);
-    let v = handler::show(r.store.as_ref(), BounceScope::List, &l, None)
+    let got: Vec<(String, f64, String)> = bounce_records(&r.store, BounceScope::List, &l)
         .await
-        .unwrap();
-    let got: Vec<(String, f64, String)> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["member"].as_str().unwrap().to_string(),
-                s["score"].as_f64().unwrap(),
-                s["last_status"].as_str().unwrap_or("-").to_string(),
-            )
-        })
+        .into_iter()
+        .map(|s| (s.member, s.score, s.last_status.unwrap_or("-".into())))
         .collect();
     assert_eq!(
         got,
@@ -523,4 +508,30 @@ async fn hand_off_failures_are_consumed_and_scored() {
             ("bob@y.org".to_string(), 1.0, "5.1.1".to_string())
         ]
     );
+}
+
+/// The administration of `store`, as `bounce show` and `bounce reset` reach it.
+fn admin(store: &Arc<dyn Store>, scope: BounceScope) -> Admin {
+    Admin {
+        store: store.clone(),
+        delimiter: '+',
+        bounce_scope: scope,
+        moderation: None,
+    }
+}
+
+/// What `bounce show LIST` answers.
+async fn bounce_records(
+    store: &Arc<dyn Store>,
+    scope: BounceScope,
+    list: &List,
+) -> Vec<BounceRecord> {
+    let show = Request::BounceShow {
+        list: list.address.to_string(),
+        member: None,
+    };
+    match admin(store, scope).execute(show, &mut Vec::new()).await {
+        Ok(Response::BounceRecords(records)) => records,
+        other => panic!("bounce show: {other:?}"),
+    }
 }

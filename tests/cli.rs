@@ -36,7 +36,12 @@ fn administration_with_and_without_a_server() {
     )
     .unwrap();
     let out = lr.cli(&["--json", "member", "import", LIST, path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "refused lines: status 3\n{}",
+        stderr(&out)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["added"], 2, "{v}");
     assert_eq!(v["already"], 1, "{v}");
@@ -138,5 +143,185 @@ fn check_config_names_the_key_and_the_problem() {
         stderr(&out).contains("fanout.workers: must be greater than 0"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// The human output is rendered from the typed answers: what was set shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn human_output_shows_what_was_set() {
+    // Re-injection to the discard port: nothing answers, so the job stays queued.
+    let mut lr = Listrelay::with_smtp(9, "");
+    lr.cli_ok(&["list", "create", LIST]);
+    lr.cli_ok(&["list", "set", LIST, "description", "Dev talk"]);
+    lr.cli_ok(&["list", "set", LIST, "verp_percent", "30"]);
+    lr.cli_ok(&["list", "set", LIST, "nonmember_action", "accept"]);
+    lr.cli_ok(&["member", "add", LIST, "a@x.org", "B@y.org"]);
+    lr.cli_ok(&[
+        "member",
+        "set",
+        LIST,
+        "b@y.org",
+        "delivery_enabled",
+        "false",
+    ]);
+
+    let show = lr.cli_ok(&["list", "show", LIST]);
+    for want in [
+        LIST,
+        "list-id: <dev.lists.example.org>",
+        "members: 2",
+        "verp_percent = 30",
+        "description = \"Dev talk\"",
+        "nonmember_action = \"accept\"",
+    ] {
+        assert!(show.contains(want), "{want:?} missing from\n{show}");
+    }
+    let members = lr.cli_ok(&["member", "list", LIST]);
+    let mut lines: Vec<&str> = members.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["B@y.org\t(delivery disabled)", "a@x.org"]);
+
+    lr.start();
+    let post = b"From: poster@example.com\r\nTo: dev@lists.example.org\r\n\
+Message-ID: <queued@example.com>\r\nSubject: hello\r\n\r\nbody\r\n";
+    let reply = support::lmtp::lmtp_post(lr.lmtp_port, LIST, post).await;
+    assert!(reply.is_positive(), "{}", reply.text());
+    let mut queue = String::new();
+    let job_shown = support::poll_until(std::time::Duration::from_secs(20), || {
+        queue = lr.cli_ok(&["queue"]);
+        queue
+            .lines()
+            .any(|l| l.contains(LIST) && l.contains("verp 30%"))
+    });
+    assert!(job_shown, "no job line for {LIST} in\n{queue}");
+    assert!(queue.starts_with("messages:\n"), "{queue}");
+    assert!(queue.contains("\njobs:\n") && queue.contains("\nchunks:\n"));
+    lr.stop();
+}
+
+/// `member list` and `export` stream their items through the admin socket; the
+/// JSON form is one array, the human form one line per member.
+#[test]
+fn member_list_streams_through_the_server() {
+    const N: usize = 2500;
+    let mut lr = Listrelay::with_smtp(9, "");
+    lr.cli_ok(&["list", "create", LIST]);
+    let members: Vec<String> = (0..N).map(|i| format!("m{i}@example.net")).collect();
+    lr.import(LIST, &members);
+    lr.start();
+    let json = lr.json(&["member", "list", LIST]);
+    assert_eq!(json.as_array().map(Vec::len), Some(N));
+    assert!(json[0]["address"]
+        .as_str()
+        .is_some_and(|a| a.starts_with('m')));
+    assert_eq!(lr.cli_ok(&["member", "list", LIST]).lines().count(), N);
+    let mut exported: Vec<String> = lr
+        .cli_ok(&["member", "export", LIST])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    exported.sort();
+    let mut want = members.clone();
+    want.sort();
+    assert_eq!(exported, want);
+    // An empty list is an empty array, not nothing.
+    lr.cli_ok(&["list", "create", "empty@lists.example.org"]);
+    assert_eq!(
+        lr.json(&["member", "list", "empty@lists.example.org"]),
+        serde_json::json!([])
+    );
+    let missing = lr.cli(&["member", "list", "nope@lists.example.org"]);
+    assert!(
+        !missing.status.success() && stderr(&missing).contains("no list"),
+        "{}",
+        stderr(&missing)
+    );
+    lr.stop();
+}
+
+/// The rough edges a new operator hit (issue 15): a closed pipe, refused
+/// addresses that exited 0, repeated error texts, thin help.
+#[test]
+fn rough_edges_of_the_command_line() {
+    let lr = Listrelay::with_smtp(9, "");
+    lr.cli_ok(&["list", "create", LIST]);
+
+    // A refused address makes the status 3; the good one is added.
+    let out = lr.cli(&["member", "add", LIST, "not an address", "ok@x.org"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not an address"), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 added"));
+
+    // A reader that goes away: no panic, quiet, status 0.
+    let members: Vec<String> = (0..5000).map(|i| format!("m{i}@example.net")).collect();
+    lr.import(LIST, &members);
+    let mut child = std::process::Command::new(support::server::bin())
+        .arg("--config")
+        .arg(&lr.config)
+        .args(["member", "list", LIST])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && stderr(&out).is_empty(),
+        "{:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+
+    // Each cause said once.
+    let missing = lr.path().join("missing.toml");
+    let out = std::process::Command::new(support::server::bin())
+        .arg("--config")
+        .arg(&missing)
+        .args(["list", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out).matches("No such file or directory").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
+
+    // Help says what each command does and names the list settings.
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(support::server::bin())
+            .args(args)
+            .env("LISTRELAY_CONFIG", &lr.config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out)
+    };
+    let list_help = help(&["list", "--help"]);
+    for cmd in ["create", "show", "list", "delete"] {
+        let line = list_help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{cmd} ")))
+            .unwrap_or_else(|| panic!("no {cmd} in\n{list_help}"));
+        assert!(line.split_whitespace().count() > 1, "{cmd}: {line:?}");
+    }
+    let member_help = help(&["member", "--help"]);
+    for cmd in ["add", "remove", "list"] {
+        let line = member_help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{cmd} ")))
+            .unwrap_or_else(|| panic!("no {cmd} in\n{member_help}"));
+        assert!(line.split_whitespace().count() > 1, "{cmd}: {line:?}");
+    }
+    let set_help = help(&["list", "set", "--help"]);
+    assert!(
+        set_help.contains("verp_percent") && set_help.contains("nonmember_action"),
+        "{set_help}"
+    );
+    // With LISTRELAY_CONFIG set, --config is not shown as required.
+    let usage = help(&["list", "create"]);
+    assert!(
+        usage.contains("Usage: listrelay list create <ADDRESS>"),
+        "{usage}"
     );
 }

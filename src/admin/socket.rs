@@ -1,17 +1,20 @@
-//! The admin socket: a Unix socket (mode 0600) in the data directory over which
-//! the CLI sends one JSON request per connection and reads one JSON answer.
+//! The admin socket: a Unix socket (mode 0600) in the data directory. One
+//! request per connection, as NDJSON: the client writes its [`Request`] on one
+//! line; the server answers with [`Frame`]s, one per line (items, then `done`
+//! or `error`), written as they are produced so a long member list flows with
+//! flat memory on both sides.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
 use thiserror::Error;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tracing::warn;
 
-use super::{Admin, Request};
+use super::protocol::Refusal;
+use super::{Admin, Frame, Item, ItemSink, Request, Response};
 
 /// Largest request accepted (a member import is sent in slices well below it).
 const MAX_REQUEST: usize = 16 * 1024 * 1024;
@@ -23,6 +26,17 @@ pub enum CallError {
     NoServer(String),
     #[error("admin socket: {0}")]
     Io(#[from] std::io::Error),
+    /// The server sent something that is not a frame (a version mismatch?).
+    #[error(
+        "the server's answer is malformed ({0}); are the CLI and the server the same version?"
+    )]
+    Malformed(serde_json::Error),
+    /// The server closed the connection before its last frame.
+    #[error("the server closed the connection before the end of its answer; see its log")]
+    Truncated,
+    /// The caller's item handler failed (e.g. its output was closed).
+    #[error("{0}")]
+    Output(std::io::Error),
     /// The server refused the request.
     #[error("{0}")]
     Refused(String),
@@ -64,26 +78,54 @@ pub async fn serve(
     Ok(())
 }
 
+/// Writes frames to a connection, buffered: a full buffer waits for the
+/// reader, which is what keeps a streamed answer's memory flat.
+struct FrameWriter<W>(BufWriter<W>);
+
+impl<W: AsyncWrite + Unpin + Send> FrameWriter<W> {
+    async fn frame(&mut self, frame: &Frame) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(frame).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.0.write_all(&line).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<W: AsyncWrite + Unpin + Send> ItemSink for FrameWriter<W> {
+    async fn item(&mut self, item: Item) -> std::io::Result<()> {
+        self.frame(&Frame::Item(item)).await
+    }
+}
+
 async fn handle(stream: UnixStream, admin: Arc<Admin>) -> std::io::Result<()> {
-    let (r, mut w) = stream.into_split();
+    let (r, w) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = BufReader::new(r).take(MAX_REQUEST as u64);
     reader.read_until(b'\n', &mut line).await?;
-    let answer = match serde_json::from_slice::<Request>(&line) {
-        Err(e) => json!({"error": format!("bad request: {e}")}),
-        Ok(req) => match admin.execute(req).await {
-            Ok(v) => json!({"ok": v}),
-            Err(e) => json!({"error": e.to_string()}),
+    let mut out = FrameWriter(BufWriter::new(w));
+    let last = match serde_json::from_slice::<Request>(&line) {
+        Err(e) => Frame::Error(Refusal {
+            message: format!("bad request: {e}"),
+        }),
+        Ok(req) => match admin.execute(req, &mut out).await {
+            Ok(response) => Frame::Done(Box::new(response)),
+            Err(e) => Frame::Error(Refusal {
+                message: e.to_string(),
+            }),
         },
     };
-    let mut out = serde_json::to_vec(&answer)?;
-    out.push(b'\n');
-    w.write_all(&out).await?;
-    w.shutdown().await
+    out.frame(&last).await?;
+    out.0.flush().await?;
+    out.0.into_inner().shutdown().await
 }
 
-/// Sends one request to a running server.
-pub async fn call(path: &Path, req: &Request) -> Result<Value, CallError> {
+/// Sends one request to a running server; each streamed item goes to
+/// `on_item` as it arrives, then the final answer is returned.
+pub async fn call(
+    path: &Path,
+    req: &Request,
+    on_item: &mut (dyn FnMut(Item) -> std::io::Result<()> + Send),
+) -> Result<Response, CallError> {
     let stream = match UnixStream::connect(path).await {
         Ok(s) => s,
         Err(e)
@@ -100,11 +142,17 @@ pub async fn call(path: &Path, req: &Request) -> Result<Value, CallError> {
     let mut out = serde_json::to_vec(req).map_err(std::io::Error::other)?;
     out.push(b'\n');
     w.write_all(&out).await?;
+    let mut reader = BufReader::new(r);
     let mut line = Vec::new();
-    BufReader::new(r).read_until(b'\n', &mut line).await?;
-    let mut answer: Value = serde_json::from_slice(&line).map_err(std::io::Error::other)?;
-    if let Some(e) = answer.get("error").and_then(Value::as_str) {
-        return Err(CallError::Refused(e.to_string()));
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).await? == 0 {
+            return Err(CallError::Truncated);
+        }
+        match serde_json::from_slice(&line).map_err(CallError::Malformed)? {
+            Frame::Item(item) => on_item(item).map_err(CallError::Output)?,
+            Frame::Done(response) => return Ok(*response),
+            Frame::Error(refusal) => return Err(CallError::Refused(refusal.message)),
+        }
     }
-    Ok(answer.get_mut("ok").map(Value::take).unwrap_or(Value::Null))
 }

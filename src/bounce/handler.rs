@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mail_parser::MessageParser;
-use serde_json::{json, Value};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -489,67 +488,6 @@ fn reason_kind(k: Kind) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
-}
-
-/// `bounce show`: the records of a list's members (or of one member).
-pub async fn show(
-    store: &dyn Store,
-    scope: BounceScope,
-    list: &List,
-    member: Option<&str>,
-) -> Result<Value> {
-    let key = list_scope(store, scope, list).await?;
-    let states = match member {
-        Some(m) => store
-            .bounce_state(&key, &key_of(m))
-            .await?
-            .into_iter()
-            .collect(),
-        None => store.bounce_states(Some(&key)).await?,
-    };
-    let mut out = Vec::new();
-    for st in states {
-        let Some(m) = store.member(&list.key(), &st.member).await? else {
-            continue;
-        };
-        out.push(json!({
-            "member": st.member,
-            "scope": st.scope,
-            "score": st.score,
-            "bounces": st.bounces,
-            "first_bounce": st.first_bounce,
-            "last_bounce": st.last_bounce,
-            "last_reason": st.last_reason,
-            "last_status": st.last_status,
-            "last_hard": st.last_hard,
-            "disabled": st.disabled,
-            "delivery_enabled": m.delivery_enabled,
-            "warnings_sent": st.warnings_sent,
-            "last_warning_at": st.last_warning_at,
-            "via_list": st.list,
-        }));
-    }
-    Ok(Value::Array(out))
-}
-
-/// `bounce reset`: forgets the member's record in the list's scope and turns
-/// delivery back on in every list of that scope.
-pub async fn reset(
-    store: &dyn Store,
-    scope: BounceScope,
-    list: &List,
-    member: &str,
-) -> Result<Value> {
-    let key = list_scope(store, scope, list).await?;
-    let member = key_of(member);
-    let had = store.delete_bounce_state(&key, &member).await?;
-    let mut enabled = Vec::new();
-    for l in lists_in_scope(store, scope, &key).await? {
-        if store.set_delivery(&l.key(), &member, true).await? {
-            enabled.push(l.key());
-        }
-    }
-    Ok(json!({"member": member, "scope": key, "had_record": had, "delivery_enabled_in": enabled}))
 }
 
 #[async_trait::async_trait]

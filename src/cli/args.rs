@@ -1,0 +1,243 @@
+//! The command line's grammar: every command, argument and flag (clap).
+//! What the commands do is in the parent module.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::SocketAddress;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "listrelay",
+    version,
+    about = "Mailing lists behind Postfix or Exim, over LMTP and SMTP"
+)]
+pub struct Cli {
+    /// Configuration file (TOML); default: $LISTRELAY_CONFIG, else the
+    /// embedded defaults.
+    // Not clap's `env`: with it, usage lines show `--config` as if required
+    // whenever the variable is set. [`Cli::config_file`] reads it instead.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Directory for the store and the spool (overrides `data_dir`).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// LMTP listening address, host:port or unix:PATH (overrides `lmtp.listen`).
+    #[arg(long, global = true)]
+    pub lmtp: Option<SocketAddress>,
+    /// The MTA's re-injection SMTP address (overrides `smtp.relay`).
+    #[arg(long, global = true)]
+    pub smtp: Option<SocketAddress>,
+    /// Host name used in greetings (overrides `hostname`).
+    #[arg(long, global = true)]
+    pub hostname: Option<String>,
+    /// Print results as JSON, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The configuration file: `--config`, else `$LISTRELAY_CONFIG`.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.config
+            .clone()
+            .or_else(|| std::env::var_os("LISTRELAY_CONFIG").map(PathBuf::from))
+    }
+}
+
+/// `list set --help`: every setting's name.
+fn list_settings_help() -> String {
+    format!(
+        "Settings: {}.\nSee docs/configuration.md for what each does.",
+        crate::model::ListSettings::keys().join(", ")
+    )
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server: LMTP intake, fan-out, admin socket.
+    Serve,
+    /// Check the configuration and print it with every default filled in.
+    CheckConfig,
+    /// Manage virtual domains.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Manage lists.
+    #[command(subcommand)]
+    List(ListCmd),
+    /// Manage list members.
+    #[command(subcommand)]
+    Member(MemberCmd),
+    /// Show queued messages, jobs, chunks and leases.
+    Queue {
+        /// Print one stored message exactly as it was received (or with the
+        /// Message-ID intake added) instead.
+        #[arg(long, value_name = "ID")]
+        body: Option<String>,
+    },
+    /// Print the MTA configuration for the configured domains.
+    Integration {
+        #[arg(value_parser = ["postfix", "exim"])]
+        mta: String,
+    },
+    /// Bounce tools.
+    #[command(subcommand)]
+    Bounce(BounceCmd),
+    /// Posts held for moderation.
+    #[command(subcommand)]
+    Held(HeldCmd),
+    /// Apply the PostgreSQL schema migrations this version needs (`serve`
+    /// also applies them at start).
+    Migrate,
+    /// Write everything the store holds (lists, members, bounce state,
+    /// queued and held messages, Message-ID windows, fan-out jobs, pending
+    /// confirmations) to a file or stdout, as JSON lines. Stop the servers
+    /// first.
+    Export {
+        /// Output file; stdout when absent.
+        file: Option<PathBuf>,
+    },
+    /// Read an export into this configuration's store, which must be empty
+    /// (e.g. from `sled` to `postgres://…` or back).
+    Import {
+        /// Input file; `-` or nothing for standard input.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HeldCmd {
+    /// The held posts of a list.
+    List { list: String },
+    /// One held post, with the message.
+    Show { list: String, message_id: String },
+    /// Release the post to the members.
+    Approve { list: String, message_id: String },
+    /// Drop the post and tell its sender.
+    Reject { list: String, message_id: String },
+    /// Drop the post silently.
+    Discard { list: String, message_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DomainCmd {
+    /// Create a virtual domain (`list create` also creates it).
+    Create {
+        /// The domain name.
+        name: String,
+        /// Its members' bounce state is never shared with other domains.
+        #[arg(long)]
+        opaque: bool,
+    },
+    /// List the domains.
+    List,
+    /// Change a domain setting: `opaque`, true or false.
+    Set {
+        /// The domain name.
+        name: String,
+        /// The setting's name: `opaque`.
+        key: String,
+        /// Its new value.
+        value: String,
+    },
+    /// Delete a domain that has no lists.
+    Delete {
+        /// The domain name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ListCmd {
+    /// Create a list (and its domain if new), e.g. dev@lists.example.org.
+    Create {
+        /// The list's posting address.
+        address: String,
+    },
+    /// Show a list: its List-Id, member count and every setting.
+    Show {
+        /// The list's posting address.
+        address: String,
+    },
+    /// List the lists with their member counts.
+    List {
+        /// Only the lists of this domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Change a per-list setting; it applies at once, no restart.
+    #[command(after_help = list_settings_help())]
+    Set {
+        /// The list's posting address.
+        address: String,
+        /// The setting's name (see below).
+        key: String,
+        /// Its new value; lists of addresses are comma-separated.
+        value: String,
+    },
+    /// Delete a list with its members.
+    Delete {
+        /// The list's posting address.
+        address: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemberCmd {
+    /// Add members; exits with status 3 if any address is refused.
+    Add {
+        /// The list's posting address.
+        list: String,
+        /// The addresses to add.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Remove members.
+    Remove {
+        /// The list's posting address.
+        list: String,
+        /// The addresses to remove.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// List members, one per line, with their delivery and moderation flags.
+    List {
+        /// The list's posting address.
+        list: String,
+    },
+    /// Add members from a file (or - for stdin), one address per line; exits
+    /// with status 3 if any line is refused.
+    Import(ImportArgs),
+    /// Set a member's flag: `moderated` or `delivery_enabled`, true or false.
+    Set {
+        list: String,
+        address: String,
+        key: String,
+        value: String,
+    },
+    /// Print members one per line (to a file or stdout).
+    Export { list: String, file: Option<PathBuf> },
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    pub list: String,
+    /// File to read; `-` or nothing for standard input.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BounceCmd {
+    /// Parse one message on stdin and print what it reports, as JSON.
+    Parse,
+    /// Show bounce records: score, last bounce, reason, disabled, warnings.
+    Show {
+        list: String,
+        member: Option<String>,
+    },
+    /// Forget a member's bounce record and re-enable their delivery.
+    Reset { list: String, member: String },
+}

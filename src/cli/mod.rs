@@ -1,0 +1,417 @@
+//! The command line: `listrelay serve` and the administration commands. Every
+//! administration command is an [`admin::Request`] sent by the [`client`] to
+//! the running server over its admin socket, or executed on the store itself
+//! when no server runs; [`print`] renders the answer. [`args`] is the grammar.
+
+pub mod args;
+pub mod client;
+pub mod print;
+
+use std::io::{BufRead, Write};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde::Serialize;
+
+use crate::address::{self, Address};
+use crate::admin::protocol::InvalidAddress;
+use crate::admin::{Request, Response};
+use crate::config::{Config, Overrides, SocketAddress, StoreKind};
+use crate::store::PostgresStore;
+
+pub use args::{BounceCmd, Cli, Command, DomainCmd, HeldCmd, ImportArgs, ListCmd, MemberCmd};
+use client::Client;
+use print::{Format, Printer};
+
+/// Members sent per admin request during an import.
+const IMPORT_SLICE: usize = 1000;
+
+/// Exit status when the command did its work but refused some of its input
+/// (invalid addresses in `member add` or `member import`).
+const EXIT_REFUSED: u8 = 3;
+
+/// Some of the addresses given were refused; the others were done.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} address(es) refused (listed above); the others were done")]
+pub struct Refused(usize);
+
+/// Reports a failed command on stderr and picks the exit status (listed in
+/// docs/operations.md). A closed stdout (`listrelay member list | head`) is
+/// not a failure: the reader has what it wanted.
+pub fn failure(e: &anyhow::Error) -> std::process::ExitCode {
+    if closed_output(e) {
+        return std::process::ExitCode::SUCCESS;
+    }
+    let _ = writeln!(std::io::stderr(), "listrelay: {}", error_text(e));
+    if e.downcast_ref::<Refused>().is_some() {
+        std::process::ExitCode::from(EXIT_REFUSED)
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
+/// Whether the error comes from writing to a closed pipe.
+fn closed_output(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its causes, each said once: many errors already quote their
+/// cause in their own text, and repeating it buries the message.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
+}
+
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        lmtp: cli.lmtp.clone(),
+        smtp: cli.smtp.clone(),
+        hostname: cli.hostname.clone(),
+    };
+    if let Command::Bounce(BounceCmd::Parse) = cli.command {
+        return bounce_parse();
+    }
+    let config = Config::load(cli.config_file().as_deref(), &overrides)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run(cli, config))
+}
+
+async fn run(cli: Cli, config: Config) -> Result<()> {
+    let format = if cli.json {
+        Format::Json
+    } else {
+        Format::Human
+    };
+    match cli.command {
+        Command::Serve => crate::serve::serve(config).await,
+        Command::CheckConfig => {
+            write!(std::io::stdout().lock(), "{}", config.to_toml())?;
+            eprintln!("configuration is valid");
+            Ok(())
+        }
+        Command::Bounce(BounceCmd::Parse) => bounce_parse(),
+        Command::Integration { mta } => integration(&config, &mta).await,
+        Command::Member(MemberCmd::Import(args)) => import(&config, args, cli.json).await,
+        Command::Migrate => migrate(&config).await,
+        Command::Export { file } => export_store(&config, file).await,
+        Command::Import { file } => import_store(&config, file, cli.json).await,
+        Command::Member(MemberCmd::Export { list, file }) => {
+            let out: Box<dyn Write + Send> = match file {
+                Some(f) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(&f)
+                        .with_context(|| format!("creating {}", f.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+            };
+            administer(
+                &config,
+                Request::MemberList { list },
+                Printer::new(out, Format::Addresses),
+            )
+            .await
+        }
+        other => administer(&config, request(other)?, Printer::stdout(format)).await,
+    }
+}
+
+/// Sends one request and prints its items as they arrive, then its answer.
+async fn administer(config: &Config, req: Request, mut printer: Printer) -> Result<()> {
+    let response = Client::new(config)
+        .call(req, &mut |item| printer.item(&item))
+        .await?;
+    printer.response(&response)?;
+    match &response {
+        Response::MembersAdded(r) if !r.invalid.is_empty() => Err(Refused(r.invalid.len()).into()),
+        _ => Ok(()),
+    }
+}
+
+/// The request an administration command sends.
+fn request(cmd: Command) -> Result<Request> {
+    Ok(match cmd {
+        Command::Domain(c) => match c {
+            DomainCmd::Create { name, opaque } => Request::DomainCreate { name, opaque },
+            DomainCmd::List => Request::DomainList,
+            DomainCmd::Set { name, key, value } => Request::DomainSet { name, key, value },
+            DomainCmd::Delete { name } => Request::DomainDelete { name },
+        },
+        Command::List(c) => match c {
+            ListCmd::Create { address } => Request::ListCreate { address },
+            ListCmd::Show { address } => Request::ListShow { address },
+            ListCmd::List { domain } => Request::ListList { domain },
+            ListCmd::Set {
+                address,
+                key,
+                value,
+            } => Request::ListSet {
+                address,
+                key,
+                value,
+            },
+            ListCmd::Delete { address } => Request::ListDelete { address },
+        },
+        Command::Member(c) => match c {
+            MemberCmd::Add { list, addresses } => Request::MemberAdd { list, addresses },
+            MemberCmd::Remove { list, addresses } => Request::MemberRemove { list, addresses },
+            MemberCmd::List { list } => Request::MemberList { list },
+            MemberCmd::Set {
+                list,
+                address,
+                key,
+                value,
+            } => Request::MemberSet {
+                list,
+                address,
+                key,
+                value,
+            },
+            MemberCmd::Import(_) | MemberCmd::Export { .. } => bail!("handled elsewhere"),
+        },
+        Command::Queue { body: Some(id) } => Request::MessageBody { id },
+        Command::Queue { body: None } => Request::Queue,
+        Command::Bounce(BounceCmd::Show { list, member }) => Request::BounceShow { list, member },
+        Command::Bounce(BounceCmd::Reset { list, member }) => Request::BounceReset { list, member },
+        Command::Held(c) => {
+            use crate::moderation::Action;
+            let act = |list, message_id, action| Request::HeldAct {
+                list,
+                message_id,
+                action,
+            };
+            match c {
+                HeldCmd::List { list } => Request::HeldList { list },
+                HeldCmd::Show { list, message_id } => Request::HeldShow { list, message_id },
+                HeldCmd::Approve { list, message_id } => act(list, message_id, Action::Approve),
+                HeldCmd::Reject { list, message_id } => act(list, message_id, Action::Reject),
+                HeldCmd::Discard { list, message_id } => act(list, message_id, Action::Discard),
+            }
+        }
+        _ => bail!("not an administration command"),
+    })
+}
+
+/// `export`: the whole store as JSON lines.
+async fn export_store(config: &Config, file: Option<std::path::PathBuf>) -> Result<()> {
+    let store = crate::site::open_store(config).await?;
+    let mut out: Box<dyn Write> = match &file {
+        Some(f) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(f).with_context(|| format!("creating {}", f.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let counts = crate::store::transfer::export(store.as_ref(), &mut out).await?;
+    eprintln!("exported {}", serde_json::to_string(&counts)?);
+    Ok(())
+}
+
+/// `import`: an export read into an empty store.
+async fn import_store(config: &Config, file: Option<std::path::PathBuf>, json: bool) -> Result<()> {
+    let store = crate::site::open_store(config).await?;
+    let mut input: Box<dyn BufRead> = match &file {
+        Some(f) if f.as_os_str() != "-" => Box::new(std::io::BufReader::new(
+            std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?,
+        )),
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    let counts = crate::store::transfer::import(store.as_ref(), &mut input).await?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&counts)?)?;
+    } else {
+        writeln!(out, "imported {}", serde_json::to_string(&counts)?)?;
+    }
+    Ok(())
+}
+
+async fn migrate(config: &Config) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let StoreKind::Postgres(url) = config.store_kind() else {
+        writeln!(out, "the embedded store (sled) has no schema migrations")?;
+        return Ok(());
+    };
+    let store = PostgresStore::connect(&url)?;
+    let before = store.schema_version().await?;
+    let applied = store.migrate().await?;
+    for (version, name) in &applied {
+        writeln!(out, "applied migration {version}: {name}")?;
+    }
+    let after = store.schema_version().await?;
+    if applied.is_empty() {
+        writeln!(out, "schema at version {after}; nothing to do")?;
+    } else {
+        writeln!(out, "schema migrated from version {before} to {after}")?;
+    }
+    Ok(())
+}
+
+/// A line of a member import that is not an address.
+#[derive(Debug, Serialize)]
+struct InvalidLine {
+    /// Line number in the file, from 1.
+    line: usize,
+    #[serde(flatten)]
+    refused: InvalidAddress,
+}
+
+/// What `member import` did (its `--json` output).
+#[derive(Debug, Serialize)]
+struct ImportReport {
+    /// Members added.
+    added: u64,
+    /// Addresses that were members already.
+    already: u64,
+    /// Lines refused.
+    invalid: Vec<InvalidLine>,
+}
+
+async fn import(config: &Config, args: ImportArgs, json: bool) -> Result<()> {
+    let input: Box<dyn BufRead> = match &args.file {
+        Some(f) if f.as_os_str() != "-" => Box::new(std::io::BufReader::new(
+            std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?,
+        )),
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    let mut valid = Vec::new();
+    let mut report = ImportReport {
+        added: 0,
+        already: 0,
+        invalid: Vec::new(),
+    };
+    for (n, line) in input.lines().enumerate() {
+        let line = line.with_context(|| format!("reading line {}", n + 1))?;
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        match Address::parse(text) {
+            Ok(_) => valid.push(text.to_string()),
+            Err(e) => report.invalid.push(InvalidLine {
+                line: n + 1,
+                refused: InvalidAddress {
+                    address: text.to_string(),
+                    error: e.to_string(),
+                },
+            }),
+        }
+    }
+    let bar = indicatif::ProgressBar::new(valid.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} members {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut client = Client::new(config);
+    for slice in valid.chunks(IMPORT_SLICE) {
+        let req = Request::MemberAdd {
+            list: args.list.clone(),
+            addresses: slice.to_vec(),
+        };
+        match client.ask(req).await? {
+            Response::MembersAdded(r) => {
+                report.added += r.added;
+                report.already += r.already;
+            }
+            other => bail!("unexpected answer to a member add: {other:?}"),
+        }
+        bar.inc(slice.len() as u64);
+    }
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        writeln!(
+            out,
+            "{} added, {} already members, {} invalid",
+            report.added,
+            report.already,
+            report.invalid.len()
+        )?;
+        for i in &report.invalid {
+            eprintln!(
+                "line {}: {:?}: {}",
+                i.line, i.refused.address, i.refused.error
+            );
+        }
+    }
+    out.flush()?;
+    match report.invalid.len() {
+        0 => Ok(()),
+        n => Err(Refused(n).into()),
+    }
+}
+
+async fn integration(config: &Config, mta: &str) -> Result<()> {
+    // One client: a second would try to open the store a second time.
+    let mut client = Client::new(config);
+    let Response::Lists(lists) = client.ask(Request::ListList { domain: None }).await? else {
+        bail!("unexpected answer to a list request");
+    };
+    let Response::Domains(domains) = client.ask(Request::DomainList).await? else {
+        bail!("unexpected answer to a domain request");
+    };
+    let mut params = crate::integration::Params {
+        domains: Vec::new(),
+        lmtp: match config.lmtp.listen.first() {
+            Some(SocketAddress::Unix(p)) => crate::integration::LmtpTarget::Unix(p.clone()),
+            Some(SocketAddress::Tcp(a)) => crate::integration::LmtpTarget::Tcp(a.clone()),
+            None => bail!("lmtp.listen is empty"),
+        },
+        reinject: config.smtp.relay.to_string(),
+        delimiter: config.intake.recipient_delimiter,
+    };
+    for d in domains {
+        let local_parts = lists
+            .iter()
+            .filter_map(|l| Address::parse(&l.address).ok())
+            .filter(|a| a.domain() == d.name)
+            .flat_map(|a| address::list_local_parts(a.local()))
+            .collect();
+        params.domains.push(crate::integration::DomainParams {
+            name: d.name,
+            local_parts,
+        });
+    }
+    let snippets = match mta {
+        "postfix" => crate::integration::postfix(&params),
+        _ => crate::integration::exim(&params),
+    };
+    let mut out = std::io::stdout().lock();
+    for s in snippets {
+        writeln!(
+            out,
+            "# ===== {} — {}\n{}",
+            s.file, s.description, s.contents
+        )?;
+    }
+    Ok(())
+}
+
+fn bounce_parse() -> Result<()> {
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut raw).context("reading stdin")?;
+    let report = crate::bounce::parse(&raw);
+    writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::to_string(&report)?
+    )?;
+    Ok(())
+}
