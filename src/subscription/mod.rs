@@ -52,7 +52,7 @@ pub struct Pending {
 pub fn new_token() -> String {
     let mut bytes = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    crate::verp::base32(&bytes)
+    crate::secret::base32(&bytes)
 }
 
 /// The hash under which a token is stored.
