@@ -88,16 +88,27 @@ pub fn verify_hash(secret: &Secret, list: &str, action: Action, hash: &str, sig:
     secret::verify(secret, Purpose::Moderate, &[list, action.name(), hash], sig)
 }
 
+/// Whether `sig` is a signature of `action` on the post minted before the
+/// one framing (it covered the Message-ID; see secret's module doc).
+pub fn verify_legacy(
+    secret: &Secret,
+    list: &str,
+    action: Action,
+    message_id: &str,
+    sig: &str,
+) -> bool {
+    secret::verify_legacy(
+        secret,
+        Purpose::Moderate,
+        &[list, action.name(), message_id],
+        sig,
+    )
+}
+
 /// Whether `sig` is the signature of `action` on the post, in constant time.
 pub fn verify(secret: &Secret, list: &str, action: Action, message_id: &str, sig: &str) -> bool {
     verify_hash(secret, list, action, &message_hash(message_id), sig)
-        // Minted before the one framing: see secret's module doc.
-        || secret::verify_legacy(
-            secret,
-            Purpose::Moderate,
-            &[list, action.name(), message_id],
-            sig,
-        )
+        || verify_legacy(secret, list, action, message_id, sig)
 }
 
 /// The tag of an action address: `approve-HASH-SIG`.
