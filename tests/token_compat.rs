@@ -3,7 +3,10 @@
 //! action addresses and signatures, one-click URLs and a confirmation
 //! address, minted by an earlier listrelay with a fixed site secret. Each must
 //! still verify (or, for a confirmation token, still hash to the key of its
-//! stored record), and a one-character change must not.
+//! stored record), and a one-character change must not. The stored
+//! moderation address also still acts on its held post through the service.
+
+mod support;
 
 use listrelay::address::{route, Address, Suffix};
 use listrelay::moderation::held::{self, Action};
@@ -110,4 +113,39 @@ fn stored_confirmation_tokens_find_their_record() {
         assert_eq!(token_hash(&token.to_uppercase()), stored_hash);
         assert_ne!(token_hash(&altered(&token)), stored_hash);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_moderation_address_still_acts_on_its_held_post() {
+    use listrelay::model::List;
+    let f = lines().into_iter().find(|f| f[0] == "moderate").unwrap();
+    let (list_key, mid, address) = (f[1], f[3], f[4]);
+    let mut rig = support::moderation::Rig::new(listrelay::model::now()).await;
+    rig.svc.secret = secret();
+    let store = rig.store.clone();
+    let mut list = List::new(Address::parse(list_key).unwrap());
+    list.settings.set("moderators", "mod@example.com").unwrap();
+    store.create_list(&list).await.unwrap();
+    let intake = listrelay::intake::Intake::new(store.clone(), '+');
+    let r = intake.resolve(list_key).await.unwrap();
+    let raw =
+        format!("From: stranger@example.net\r\nSubject: s\r\nMessage-ID: <{mid}>\r\n\r\nhi\r\n");
+    intake
+        .deliver("stranger@example.net", &[r], raw.as_bytes())
+        .await;
+    for post in store.unplanned_posts().await.unwrap() {
+        assert!(!rig.svc.check_post(&post).await.unwrap(), "held");
+    }
+    let moderator = listrelay::moderation::policy::sender(
+        "mod@example.com",
+        b"From: mod@example.com\r\nSubject: ok\r\n\r\n",
+    );
+    let tag = tag_of(address, Suffix::Moderate);
+    let done = rig
+        .svc
+        .moderate_address(&list, &tag, &moderator)
+        .await
+        .unwrap();
+    assert_eq!(done, format!("{} done", f[2]));
+    assert!(store.held_posts(None).await.unwrap().is_empty());
 }
