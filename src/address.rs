@@ -201,6 +201,18 @@ impl Suffix {
     }
 }
 
+/// `LIST-SUFFIX<delimiter>TAG@DOMAIN`, the one place a tagged address of a
+/// list (VERP sender, moderation action, confirmation) is composed; intake's
+/// [`route`] splits it again at the same configured delimiter.
+pub fn tagged(list: &Address, suffix: Suffix, tag: &str, delimiter: char) -> String {
+    format!(
+        "{}-{}{delimiter}{tag}@{}",
+        list.local(),
+        suffix.name(),
+        list.domain()
+    )
+}
+
 /// Every local part a list answers to (without tags), for MTA recipient maps.
 pub fn list_local_parts(list: &str) -> Vec<String> {
     std::iter::once(list.to_string())
@@ -311,6 +323,21 @@ mod tests {
         assert!(r("dev+x@l.org").is_none(), "a post address takes no tag");
         assert!(r("dev-owner+x@l.org").is_none());
         assert_eq!(r("-owner@l.org").unwrap().list, "-owner");
+    }
+
+    #[test]
+    fn tagged_addresses_route_back_with_their_delimiter() {
+        let list = Address::parse("Dev@l.org").unwrap();
+        for d in ['+', '#', '='] {
+            let a = tagged(&list, Suffix::Bounces, "bob=x.org=sig", d);
+            let t = route(&Address::parse(&a).unwrap(), d).unwrap();
+            assert_eq!((t.list.as_str(), t.suffix), ("dev", Suffix::Bounces), "{a}");
+            assert_eq!(t.tag.as_deref(), Some("bob=x.org=sig"), "{a}");
+        }
+        assert_eq!(
+            tagged(&list, Suffix::Confirm, "tok", '#'),
+            "Dev-confirm#tok@l.org"
+        );
     }
 
     #[test]

@@ -230,7 +230,8 @@ pub struct FanoutConfig {
     /// Longest wait between attempts while the MTA is unreachable.
     pub mta_backoff_max_secs: u64,
     /// For lists at 100 % VERP, hand Postfix one transaction per batch with
-    /// `XVERP=+=` when it offers XVERP (its tags are then unsigned).
+    /// `XVERP=<recipient_delimiter>=` when it offers XVERP (its tags are then
+    /// unsigned).
     pub xverp: bool,
 }
 

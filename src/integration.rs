@@ -216,6 +216,16 @@ fn matching_close(lines: &[&str], open: usize) -> usize {
     panic!("template block opened by {:?} is not closed", lines[open]);
 }
 
+/// Postfix's `verp_delimiter_filter`: its default `-=+`, plus the site's
+/// delimiter when it is another one (XVERP with `#` is refused otherwise).
+fn verp_filter(delimiter: char) -> String {
+    let mut f = String::from("-=+");
+    if !f.contains(delimiter) {
+        f.push(delimiter);
+    }
+    f
+}
+
 /// Renders the Postfix snippets: `main.cf.snippet`, `master.cf.snippet`,
 /// `transport`, `relay_recipients`.
 pub fn postfix(p: &Params) -> Vec<Snippet> {
@@ -231,6 +241,7 @@ pub fn postfix(p: &Params) -> Vec<Snippet> {
                     .join(", "),
             ),
             ("DELIMITER", p.delimiter.to_string()),
+            ("VERP_FILTER", verp_filter(p.delimiter)),
             ("REINJECT", postfix_host_port(&p.reinject)),
             ("LMTP_NEXTHOP", postfix_nexthop(&p.lmtp)),
         ],
@@ -558,7 +569,10 @@ mod tests {
         let mut p = params(tcp());
         p.delimiter = '-';
         assert!(file(&postfix(&p), "main.cf.snippet").contains("recipient_delimiter = -\n"));
+        assert!(file(&postfix(&p), "main.cf.snippet").contains("verp_delimiter_filter = -=+\n"));
         assert!(file(&exim(&p), "router.conf.snippet").contains("local_part_suffix = -*\n"));
+        p.delimiter = '#';
+        assert!(file(&postfix(&p), "main.cf.snippet").contains("verp_delimiter_filter = -=+#\n"));
     }
 
     #[test]

@@ -219,7 +219,7 @@ impl Notifier {
         let envelope = Envelope {
             mail_from: list.suffix_address(Suffix::Bounces),
             rcpts: to.to_vec(),
-            xverp: false,
+            xverp: None,
         };
         self.outbox
             .send(&envelope, &notice.compose(&self.hostname, now))

@@ -53,6 +53,7 @@ pub async fn serve(config: Config) -> Result<()> {
         smtp::Client::new(smtp_cfg.clone()),
         secret.clone(),
         config.fanout.clone(),
+        config.intake.recipient_delimiter,
         config.intake.duplicate_grace_secs,
         &host,
     );

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::model::List;
 
-/// The built-in defaults: (name, text).
+/// The built-in defaults: (name, text). An indented line starts with `\x20`:
+/// a `\` line continuation also eats the next line's leading spaces.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
         "bounce-disabled",
@@ -33,7 +34,7 @@ kept bouncing (score {score}, last reason: {reason}, status {status}).\n",
         "Subject: Policy rejections of a post to {list}\n\n\
 {count} of {recipients} recipients of the post {post} to {list} were\n\
 refused for policy reasons (spam, DMARC, blocking), such as {member}:\n\n\
-  {diagnostic}\n\n\
+\x20 {diagnostic}\n\n\
 This is usually a problem of the sender's domain or of the list, not of\n\
 the members, so bounce scoring for this post is suspended.\n",
     ),
@@ -41,18 +42,18 @@ the members, so bounce scoring for this post is suspended.\n",
         "moderator-notice",
         "Subject: {list}: post from {sender} awaits approval\n\n\
 A post to {list} is held for approval ({reason}).\n\n\
-  From:       {sender}\n\
-  Subject:    {subject}\n\
-  Message-ID: <{message_id}>\n\
-  Size:       {size} bytes\n\n\
+\x20 From:       {sender}\n\
+\x20 Subject:    {subject}\n\
+\x20 Message-ID: <{message_id}>\n\
+\x20 Size:       {size} bytes\n\n\
 The post is attached. To act on it, send any message to one of:\n\n\
-  approve: {approve}\n\
-  reject:  {reject}\n\
-  discard: {discard}\n\n\
+\x20 approve: {approve}\n\
+\x20 reject:  {reject}\n\
+\x20 discard: {discard}\n\n\
 or write from your moderator address to {request} a line such as\n\n\
-  approve <{message_id}> {approve_sig}\n\
-  reject <{message_id}> {reject_sig}\n\
-  discard <{message_id}> {discard_sig}\n\n\
+\x20 approve <{message_id}> {approve_sig}\n\
+\x20 reject <{message_id}> {reject_sig}\n\
+\x20 discard <{message_id}> {discard_sig}\n\n\
 Unless someone acts, it expires in {days} days ({expiry}).\n",
     ),
     (
@@ -85,7 +86,7 @@ The post \"{subject}\" from {sender} (Message-ID <{message_id}>) waited\n\
         "Subject: Confirm your subscription to {list}\n\n\
 Someone (perhaps you) asked to subscribe {address} to the list {list}.\n\n\
 To confirm, reply to this message or send any message to\n\n\
-  {confirm}\n\n\
+\x20 {confirm}\n\n\
 within {hours} hours. If you did not ask, ignore this message: nothing\n\
 happens without your reply.\n",
     ),
@@ -94,7 +95,7 @@ happens without your reply.\n",
         "Subject: Confirm leaving {list}\n\n\
 Someone (perhaps you) asked to unsubscribe {address} from the list {list}.\n\n\
 To confirm, reply to this message or send any message to\n\n\
-  {confirm}\n\n\
+\x20 {confirm}\n\n\
 within {hours} hours. If you did not ask, ignore this message.\n",
     ),
     (
@@ -113,11 +114,11 @@ message to {join}.\n",
         "help",
         "Subject: Help for {list}\n\n\
 Commands go to {request}, one per line, in the subject or the body:\n\n\
-  subscribe [ADDRESS]     join the list (a confirmation is sent)\n\
-  unsubscribe [ADDRESS]   leave the list\n\
-  help                    this text\n\n\
+\x20 subscribe [ADDRESS]     join the list (a confirmation is sent)\n\
+\x20 unsubscribe [ADDRESS]   leave the list\n\
+\x20 help                    this text\n\n\
 Moderators can also write\n\n\
-  approve|reject|discard <MESSAGE-ID> SIGNATURE\n\n\
+\x20 approve|reject|discard <MESSAGE-ID> SIGNATURE\n\n\
 with the signature from the moderation notice.\n\n\
 Shortcuts: {join} joins, {leave} leaves. The owners are at {owner}.\n",
     ),

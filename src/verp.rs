@@ -3,19 +3,13 @@
 //!
 //! A tag is `LOCAL=DOMAIN=SIG`: the member's lowercased address with `@` as
 //! `=`, characters outside `[a-z0-9._-]` in the local part escaped as `~XX`
-//! (so `+`, `=`, `~`, quotes and spaces round-trip), and SIG an HMAC-SHA256 of the
-//! list and the member under the site secret, cut to 64 bits in base32. Domains
-//! hold no `=`, so the tag splits unambiguously from the right.
+//! (so `+`, `=`, `~`, quotes and spaces round-trip), and SIG the site signer's
+//! signature ([`secret::sign`], purpose `Verp`) of the list and the member.
+//! Domains hold no `=`, so the tag splits unambiguously from the right.
 
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::secret::Secret;
-
-type HmacSha256 = Hmac<Sha256>;
-
-const SIG_BYTES: usize = 8;
-const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+use crate::secret::{self, Purpose, Secret};
 
 /// Whether a member gets its own VERP envelope for the post with list counter
 /// `seq`. Each member sits at a fixed point of a ring of 10,000 positions (a
@@ -35,30 +29,8 @@ pub fn selected(seq: u64, percent: u8, member_key: &str) -> bool {
     (point + RING - start) % RING < width
 }
 
-pub(crate) fn base32(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    let (mut buf, mut bits) = (0u32, 0);
-    for &b in bytes {
-        buf = (buf << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(BASE32[((buf >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(BASE32[((buf << (5 - bits)) & 31) as usize] as char);
-    }
-    out
-}
-
 fn signature(secret: &Secret, list: &str, member_key: &str) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.bytes()).expect("HMAC takes any key length");
-    mac.update(b"verp\0");
-    mac.update(list.as_bytes());
-    mac.update(b"\0");
-    mac.update(member_key.as_bytes());
-    base32(&mac.finalize().into_bytes()[..SIG_BYTES])
+    secret::sign(secret, Purpose::Verp, &[list, member_key])
 }
 
 fn escape_local(local: &str) -> String {
@@ -132,9 +104,13 @@ pub fn decode(secret: &Secret, list: &str, tag: &str) -> Decoded {
         return Decoded::Malformed;
     }
     let key = format!("{local}@{domain}");
-    let expected = signature(secret, list, &key);
+    let fields = [list, key.as_str()];
     match sig {
-        Some(s) if subtle::ConstantTimeEq::ct_eq(s.as_bytes(), expected.as_bytes()).into() => {
+        // Tags minted before the one framing: see secret's module doc.
+        Some(s)
+            if secret::verify(secret, Purpose::Verp, &fields, s)
+                || secret::verify_legacy(secret, Purpose::Verp, &fields, s) =>
+        {
             Decoded::Verified(key)
         }
         _ => Decoded::Unverified(key),

@@ -4,7 +4,10 @@
 //! address; listrelay receives it over LMTP and scores exactly bob (hard,
 //! 5.1.1; Exim says `Status: 5.0.0` and has 5.1.1 only in Diagnostic-Code).
 //! Then a forged bounce (bad HMAC) to `dev-bounces+victim=example.net=badsig`
-//! and an auto-reply to a valid VERP address change nothing.
+//! and an auto-reply to a valid VERP address change nothing. The Postfix loop
+//! runs again with `recipient_delimiter = #` on both sides, with signed VERP
+//! senders and with Postfix's XVERP (issue 11 item 2: a literal `+` in the
+//! VERP sender and `XVERP=+=` made every bounce get 550 at RCPT).
 //!
 //! Needs root, postfix and the extracted exim (scripts/install-test-deps).
 
@@ -50,7 +53,20 @@ struct Dirs {
     _db: Option<support::pg::TestDb>,
 }
 
-fn dirs() -> Dirs {
+/// How the loop is set up: the recipient delimiter on both sides, and
+/// whether listrelay asks Postfix for XVERP instead of signing each sender.
+#[derive(Clone, Copy, Debug)]
+struct Setup {
+    delimiter: char,
+    xverp: bool,
+}
+
+const PLUS: Setup = Setup {
+    delimiter: '+',
+    xverp: false,
+};
+
+fn dirs(setup: Setup) -> Dirs {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let config = tmp.path().join("listrelay.toml");
@@ -61,7 +77,12 @@ fn dirs() -> Dirs {
         .unwrap_or_default();
     std::fs::write(
         &config,
-        format!("{store}[fanout]\npoll_interval_ms = 100\n[bounce]\npoll_interval_ms = 100\n"),
+        format!(
+            "{store}[fanout]\npoll_interval_ms = 100\nxverp = {}\n\
+             [bounce]\npoll_interval_ms = 100\n\
+             [intake]\nrecipient_delimiter = \"{}\"\n",
+            setup.xverp, setup.delimiter
+        ),
     )
     .unwrap();
     Dirs {
@@ -139,7 +160,8 @@ fn secret(data: &Path) -> listrelay::secret::Secret {
     listrelay::secret::Secret::load_or_create(&data.join("secret")).unwrap()
 }
 
-async fn bounce_loop(kind: Kind) {
+async fn bounce_loop(kind: Kind, setup: Setup) {
+    let delimiter = setup.delimiter;
     let t0 = Instant::now();
     let sink = Sink::builder()
         .reject(["bob@example.com"])
@@ -155,9 +177,9 @@ async fn bounce_loop(kind: Kind) {
         lmtp: LmtpTarget::Tcp(format!("127.0.0.1:{lmtp}")),
         sink_port: sink.port(),
     };
-    let mta = Mta::start_async(kind, cfg).await;
+    let mta = Mta::start_with_async(kind, cfg, delimiter).await;
 
-    let d = dirs();
+    let d = dirs(setup);
     cli(&d, &["list", "create", LIST]);
     cli(&d, &["list", "set", LIST, "nonmember_action", "accept"]);
     cli(
@@ -222,14 +244,16 @@ Final-Recipient: rfc822; stranger@example.org\r\nAction: failed\r\nStatus: 5.1.1
 Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n--b--\r\n";
     // An auto-reply to alice's valid VERP address.
     let tag = listrelay::verp::encode(&secret(&d.data), LIST, "alice@example.com");
-    let alice_verp = format!("dev-bounces+{tag}@lists.example.org");
+    let alice_verp = format!("dev-bounces{delimiter}{tag}@lists.example.org");
     let vacation =
         "From: alice@example.com\r\nTo: dev@lists.example.org\r\nSubject: Out of office\r\n\
 Auto-Submitted: auto-replied\r\nMessage-ID: <away@example.com>\r\n\r\nI am away until Monday.\r\n";
     smtp_send(
         mta.inbound(),
         "",
-        &["dev-bounces+victim=example.net=badsig@lists.example.org"],
+        &[&format!(
+            "dev-bounces{delimiter}victim=example.net=badsig@lists.example.org"
+        )],
         forged.as_bytes(),
     )
     .await
@@ -276,10 +300,28 @@ Auto-Submitted: auto-replied\r\nMessage-ID: <away@example.com>\r\n\r\nI am away 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postfix_bounce_loop() {
-    bounce_loop(Kind::Postfix).await;
+    bounce_loop(Kind::Postfix, PLUS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_bounce_loop_with_hash_delimiter() {
+    let setup = Setup {
+        delimiter: '#',
+        xverp: false,
+    };
+    bounce_loop(Kind::Postfix, setup).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_xverp_bounce_loop_with_hash_delimiter() {
+    let setup = Setup {
+        delimiter: '#',
+        xverp: true,
+    };
+    bounce_loop(Kind::Postfix, setup).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exim_bounce_loop() {
-    bounce_loop(Kind::Exim).await;
+    bounce_loop(Kind::Exim, PLUS).await;
 }

@@ -2,7 +2,7 @@
 //! held; the moderator notice (with the post attached) arrives at the sink;
 //! a forged approve address and a command from a non-moderator change
 //! nothing; a mail to the approve address releases the post to every member;
-//! a second approve does nothing; a moderator's signed `discard` command to
+//! a second approve does nothing and is "already handled", not a refusal; a moderator's signed `discard` command to
 //! LIST-request drops another held post. Then, in process on a real store
 //! with a moved clock, held posts expire as each list says.
 //!
@@ -233,9 +233,10 @@ async fn held_post_approved_once_through_postfix() {
     )
     .await
     .unwrap();
-    // It is no longer held: the address finds nothing to act on.
+    // It is no longer held: the address finds nothing to act on, and says
+    // so without calling it a forgery (issue 11 item 10).
     assert!(
-        wait_log(&lr, "wrong signature or for no held post; refused", 2).await,
+        wait_log(&lr, "no longer held; already handled", 1).await,
         "{}",
         lr.log_text()
     );
@@ -396,4 +397,100 @@ async fn held_posts_expire_as_configured() {
     assert_eq!(svc.expire_held().await.unwrap(), 0);
     let l = &lists[0];
     assert!(svc.find_held(l, "dev@example.net").await.unwrap().is_none());
+}
+
+/// Issue 11 item 10: a second approve of the same held post answers "already
+/// handled" (it is no forgery), by address and by command, while a forged
+/// signature is still refused; the moderator's notice keeps its indentation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_approve_is_already_handled() {
+    let rig = support::moderation::Rig::new(listrelay::clock::now()).await;
+    let store = rig.store.clone();
+    let mut l = List::new(Address::parse("dev@lists.example.org").unwrap());
+    l.settings.set("moderators", "mod@example.com").unwrap();
+    store.create_list(&l).await.unwrap();
+    let (svc, outbox) = (&rig.svc, &rig.outbox);
+    let intake = listrelay::intake::Intake::new(store.clone(), '+');
+    for n in 1..=2 {
+        let r = intake.resolve("dev@lists.example.org").await.unwrap();
+        let raw = format!(
+            "From: stranger@example.net\r\nSubject: post {n}\r\nMessage-ID: <p{n}@example.net>\r\n\r\nhi\r\n"
+        );
+        intake
+            .deliver("stranger@example.net", &[r], raw.as_bytes())
+            .await;
+    }
+    for post in store.unplanned_posts().await.unwrap() {
+        assert!(!svc.check_post(&post).await.unwrap(), "held");
+    }
+    let notices: Vec<String> = outbox
+        .sent()
+        .into_iter()
+        .filter(|(e, _)| e.rcpts.iter().any(|r| r == "mod@example.com"))
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(notices.len(), 2);
+    let notice = |n: usize| {
+        notices
+            .iter()
+            .find(|m| m.contains(&format!("<p{n}@example.net>")))
+            .unwrap()
+            .clone()
+    };
+    let first = notice(1);
+    for line in [
+        "\n  From:       stranger@example.net",
+        "\n  approve: dev-moderate+approve-",
+        "\n  approve <p1@example.net> ",
+    ] {
+        assert!(first.contains(line), "{line:?} in\n{first}");
+    }
+    let tag = first
+        .split("dev-moderate+")
+        .nth(1)
+        .and_then(|s| s.split('@').next())
+        .unwrap()
+        .to_string();
+    assert!(tag.starts_with("approve-"), "{tag}");
+    let moderator = listrelay::moderation::policy::sender(
+        "mod@example.com",
+        b"From: mod@example.com\r\nSubject: ok\r\n\r\n",
+    );
+    assert_eq!(
+        svc.moderate_address(&l, &tag, &moderator).await.unwrap(),
+        "approve done"
+    );
+    assert_eq!(
+        svc.moderate_address(&l, &tag, &moderator).await.unwrap(),
+        "already handled"
+    );
+    let forged = format!("{}a", &tag[..tag.len() - 1]);
+    let forged = if forged == tag {
+        format!("{}b", &tag[..tag.len() - 1])
+    } else {
+        forged
+    };
+    assert!(svc
+        .moderate_address(&l, &forged, &moderator)
+        .await
+        .unwrap()
+        .starts_with("refused"));
+
+    // By command: the second post, twice.
+    let second = notice(2);
+    let line = second
+        .lines()
+        .find(|l| l.trim_start().starts_with("discard <p2@example.net>"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let raw = format!("From: mod@example.com\r\nSubject: x\r\n\r\n{line}\r\n");
+    assert_eq!(
+        svc.request(&l, &moderator, raw.as_bytes()).await.unwrap(),
+        "discard done"
+    );
+    assert_eq!(
+        svc.request(&l, &moderator, raw.as_bytes()).await.unwrap(),
+        "already handled"
+    );
 }

@@ -315,7 +315,7 @@ fn env(rcpts: &[&str]) -> Envelope {
     Envelope {
         mail_from: "list-bounces@example.org".into(),
         rcpts: rcpts.iter().map(|s| s.to_string()).collect(),
-        xverp: false,
+        xverp: None,
     }
 }
 
@@ -408,7 +408,7 @@ async fn pipelining_many_recipients_single_batch() {
     let e = Envelope {
         mail_from: "l@example.org".into(),
         rcpts,
-        xverp: false,
+        xverp: None,
     };
     let outcome = client.send(&e, &[b"x\r\n"]).await.unwrap();
     assert!(outcome.all_delivered());
@@ -880,7 +880,10 @@ async fn xverp_only_when_requested_and_offered() {
         assert_eq!(client.capabilities().await.unwrap().xverp, offered);
         let mut e = env(&["r@example.net"]);
         client.send(&e, &[b"x\r\n"]).await.unwrap();
-        e.xverp = true;
+        e.xverp = Some('+');
+        client.send(&e, &[b"x\r\n"]).await.unwrap();
+        // The configured recipient delimiter, not a literal '+'.
+        e.xverp = Some('#');
         client.send(&e, &[b"x\r\n"]).await.unwrap();
         let mails: Vec<String> = fake
             .conn(0)
@@ -890,14 +893,20 @@ async fn xverp_only_when_requested_and_offered() {
             .into_iter()
             .filter(|c| c.starts_with("MAIL"))
             .collect();
-        let with_xverp = if offered {
-            "MAIL FROM:<list-bounces@example.org> XVERP=+="
-        } else {
-            "MAIL FROM:<list-bounces@example.org>"
+        let xverp = |d: &str| {
+            if offered {
+                format!("MAIL FROM:<list-bounces@example.org> XVERP={d}=")
+            } else {
+                "MAIL FROM:<list-bounces@example.org>".to_string()
+            }
         };
         assert_eq!(
             mails,
-            vec!["MAIL FROM:<list-bounces@example.org>", with_xverp]
+            vec![
+                "MAIL FROM:<list-bounces@example.org>".to_string(),
+                xverp("+"),
+                xverp("#")
+            ]
         );
     }
 }
@@ -1022,7 +1031,7 @@ async fn null_sender() {
     let e = Envelope {
         mail_from: String::new(),
         rcpts: vec!["r@example.net".into()],
-        xverp: false,
+        xverp: None,
     };
     fake.client().send(&e, &[b"x\r\n"]).await.unwrap();
     let cmds = fake.conn(0).lock().unwrap().commands();

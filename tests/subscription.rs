@@ -422,3 +422,68 @@ async fn expired_tokens_rate_limits_and_help() {
         "refused: not a moderator"
     );
 }
+
+/// Issue 11 item 8: a valid token sent to another list's `-confirm+TOKEN` is
+/// refused there and still works on its own list, both for tokens minted now
+/// and for one minted before signed tokens (stored as the old code did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_sent_to_another_list_is_not_used_up() {
+    let rig = support::moderation::Rig::new(1_000_000_000).await;
+    let store = rig.store.clone();
+    let dev = List::new(Address::parse(LIST).unwrap());
+    let ops = List::new(Address::parse("ops@lists.example.org").unwrap());
+    store.create_list(&dev).await.unwrap();
+    store.create_list(&ops).await.unwrap();
+    let (svc, outbox) = (&rig.svc, &rig.outbox);
+    let carol = policy::sender(
+        "carol@example.com",
+        b"From: carol@example.com\r\nSubject: join\r\n\r\n",
+    );
+    assert!(svc
+        .join_by_mail(&dev, &carol)
+        .await
+        .unwrap()
+        .starts_with("confirmation sent"));
+    let sent = outbox.sent();
+    let reply_to = sent[0]
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix("Reply-To: "))
+        .unwrap()
+        .to_string();
+    let token = reply_to
+        .trim_start_matches("dev-confirm+")
+        .trim_end_matches("@lists.example.org");
+    let r = svc.confirm(&ops, token, &carol).await.unwrap();
+    assert!(r.starts_with("refused"), "{r}");
+    assert!(store
+        .member(&ops.key(), "carol@example.com")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        svc.confirm(&dev, token, &carol).await.unwrap(),
+        "subscribed"
+    );
+
+    // A token minted before (26 random characters, the record stored under
+    // its hash): the wrong list does not use it up either.
+    let old = "av7fnuo6u426aynx7oydglvbaq";
+    let now = rig.now.now();
+    let pending = listrelay::subscription::Pending {
+        list: dev.key(),
+        address: "dave@example.com".into(),
+        action: listrelay::subscription::PendingAction::Join,
+        token_hash: listrelay::subscription::token_hash(old),
+        created_at: now,
+        expires_at: now + 3600,
+    };
+    store
+        .put_pending(&pending.token_hash, &pending)
+        .await
+        .unwrap();
+    let dave = policy::sender("dave@example.com", b"From: dave@example.com\r\n\r\n");
+    let r = svc.confirm(&ops, old, &dave).await.unwrap();
+    assert!(r.starts_with("refused"), "{r}");
+    assert_eq!(svc.confirm(&dev, old, &dave).await.unwrap(), "subscribed");
+}

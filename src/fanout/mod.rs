@@ -41,6 +41,9 @@ pub struct Fanout {
     smtp: smtp::Client,
     secret: Secret,
     config: FanoutConfig,
+    /// `intake.recipient_delimiter`: VERP senders and XVERP use it, so that
+    /// bounces come back to addresses intake routes.
+    delimiter: char,
     /// How long a done post's Message-ID stays in the window.
     grace_secs: u64,
     /// Wakes the planner when intake stores a post.
@@ -60,6 +63,7 @@ impl Fanout {
         smtp: smtp::Client,
         secret: Secret,
         config: FanoutConfig,
+        delimiter: char,
         grace_secs: u64,
         hostname: &str,
     ) -> Arc<Self> {
@@ -68,6 +72,7 @@ impl Fanout {
             smtp,
             secret,
             config,
+            delimiter,
             grace_secs,
             posts: Arc::new(Notify::new()),
             work: Notify::new(),

@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::plan::{self, Txn};
 use super::Fanout;
-use crate::address::Suffix;
+use crate::address::{self, Suffix};
 use crate::clock::now_ms;
 use crate::model::List;
 use crate::smtp::{Envelope, RcptStatus, SendError};
@@ -187,7 +187,9 @@ impl Fanout {
             if *shutdown.borrow() {
                 return Err(self.release(owner, held, 0).await);
             }
-            let sent = self.send(&list, job, txn, xverp, &copy).await;
+            let sent = self
+                .send(&list, job, txn, xverp.then_some(self.delimiter), &copy)
+                .await;
             match sent {
                 Sent::MtaDown(e) => return Err(self.mta_down(owner, held, e).await),
                 Sent::Answered(statuses) => {
@@ -250,7 +252,7 @@ impl Fanout {
                 return Err(self.release(owner, held, 0).await);
             }
             metrics::counter!("listrelay_fanout_retries_total").increment(txn.rcpts.len() as u64);
-            match self.send(list, job, &txn, false, copy).await {
+            match self.send(list, job, &txn, None, copy).await {
                 Sent::MtaDown(e) => return Err(self.mta_down(owner, held, e).await),
                 Sent::Answered(statuses) => {
                     let mut s = held.state.lock().await;
@@ -294,15 +296,18 @@ impl Fanout {
         self.release(owner, held, now_ms() + backoff).await
     }
 
-    async fn send(&self, list: &List, job: &Job, txn: &Txn, xverp: bool, copy: &[u8]) -> Sent {
+    async fn send(
+        &self,
+        list: &List,
+        job: &Job,
+        txn: &Txn,
+        xverp: Option<char>,
+        copy: &[u8],
+    ) -> Sent {
         let mail_from = if txn.verp {
             let member = txn.rcpts[0].to_lowercase();
-            format!(
-                "{}-bounces+{}@{}",
-                list.address.local(),
-                verp::encode(&self.secret, &job.list, &member),
-                list.address.domain()
-            )
+            let tag = verp::encode(&self.secret, &job.list, &member);
+            address::tagged(&list.address, Suffix::Bounces, &tag, self.delimiter)
         } else {
             list.suffix_address(Suffix::Bounces)
         };
@@ -311,7 +316,7 @@ impl Fanout {
             rcpts: txn.rcpts.clone(),
             xverp,
         };
-        metrics::counter!("listrelay_fanout_envelopes_total", "verp" => if txn.verp || xverp { "true" } else { "false" })
+        metrics::counter!("listrelay_fanout_envelopes_total", "verp" => if txn.verp || xverp.is_some() { "true" } else { "false" })
             .increment(txn.rcpts.len() as u64);
         // Lists with one-click links: the envelope's own List-Unsubscribe
         // goes before the shared copy (which then has none).

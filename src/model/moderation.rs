@@ -28,7 +28,7 @@ pub struct HeldPost {
 
 /// The short hash of a Message-ID (without `<>`) used in addresses.
 pub fn message_hash(message_id: &str) -> String {
-    crate::verp::base32(&Sha256::digest(message_id.as_bytes())[..5])
+    crate::secret::base32(&Sha256::digest(message_id.as_bytes())[..5])
 }
 
 /// What a confirmation token stands for.

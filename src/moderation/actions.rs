@@ -22,6 +22,14 @@ pub enum Acted {
     AlreadyHandled,
 }
 
+/// What a moderator is told about an action.
+fn acted(a: Acted) -> String {
+    match a {
+        Acted::Done(a) => format!("{} done", a.name()),
+        Acted::AlreadyHandled => "already handled".into(),
+    }
+}
+
 impl Service {
     /// The posting policy for one new post. `true`: plan it now; `false`:
     /// it was held, rejected or discarded.
@@ -258,12 +266,31 @@ impl Service {
             return Ok("refused: malformed tag".into());
         };
         let by = sender.display();
-        for h in self.store.held_by_hash(&list.key(), &hash).await? {
-            if held::verify(&self.secret, &list.key(), action, &h.message_id, &sig) {
-                return Ok(match self.act(list, &h, action, &by).await? {
-                    Acted::Done(a) => format!("{} done", a.name()),
-                    Acted::AlreadyHandled => "already handled".into(),
-                });
+        let held = self.store.held_by_hash(&list.key(), &hash).await?;
+        // A signature of the hash was minted for a post of this list held
+        // with that hash: if none is held any more, it was handled.
+        if held::verify_hash(&self.secret, &list.key(), action, &hash, &sig) {
+            return match held.as_slice() {
+                [] => {
+                    info!(list = %list.address, %tag, %by, action = action.name(),
+                          "moderation address for a post no longer held; already handled");
+                    Ok("already handled".into())
+                }
+                [h] => Ok(acted(self.act(list, h, action, &by).await?)),
+                _ => {
+                    warn!(list = %list.address, %tag, %by, held = held.len(),
+                          "moderation address matches several held posts; refused");
+                    metrics::counter!("listrelay_moderation_refused_total").increment(1);
+                    Ok("refused: several held posts share this address; \
+                        use the command with the Message-ID"
+                        .into())
+                }
+            };
+        }
+        // Addresses minted before the one framing signed the Message-ID.
+        for h in held {
+            if held::verify_legacy(&self.secret, &list.key(), action, &h.message_id, &sig) {
+                return Ok(acted(self.act(list, &h, action, &by).await?));
             }
         }
         warn!(list = %list.address, %tag, %by,
@@ -302,11 +329,13 @@ impl Service {
             return Ok("refused: bad signature".into());
         }
         match self.find_held(list, message_id).await? {
-            Some(h) => Ok(match self.act(list, &h, action, &from).await? {
-                Acted::Done(a) => format!("{} done", a.name()),
-                Acted::AlreadyHandled => "already handled".into(),
-            }),
-            None => Ok("nothing held with that Message-ID".into()),
+            Some(h) => Ok(acted(self.act(list, &h, action, &from).await?)),
+            // The signature was minted for this post, so it was held.
+            None => {
+                info!(list = %list.address, %from, action = action.name(), %message_id,
+                      "moderation command for a post no longer held; already handled");
+                Ok("already handled".into())
+            }
         }
     }
 

@@ -72,13 +72,7 @@ impl Service {
 
     /// `LIST-suffix+TAG@DOMAIN`.
     pub fn tagged(&self, list: &List, suffix: Suffix, tag: &str) -> String {
-        format!(
-            "{}-{}{}{tag}@{}",
-            list.address.local(),
-            suffix.name(),
-            self.delimiter,
-            list.address.domain()
-        )
+        crate::address::tagged(&list.address, suffix, tag, self.delimiter)
     }
 
     /// Whether one more automatic mail may go to `address` today (the

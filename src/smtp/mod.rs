@@ -101,9 +101,11 @@ pub struct Envelope {
     pub mail_from: String,
     /// Recipients without angle brackets; must not be empty.
     pub rcpts: Vec<String>,
-    /// Ask for `XVERP=+=` on MAIL FROM. Only sent if the server offers XVERP
+    /// `Some(delimiter)`: ask for `XVERP=<delimiter>=` on MAIL FROM, so that
+    /// the MTA writes `LIST-bounces<delimiter>LOCAL=DOMAIN` with the site's
+    /// configured recipient delimiter. Only sent if the server offers XVERP
     /// (check [`Client::capabilities`]); otherwise ignored with a warning.
-    pub xverp: bool,
+    pub xverp: Option<char>,
 }
 
 /// Result for one recipient.

@@ -41,9 +41,10 @@ fn mail_command(conn: &Connection, env: &Envelope, size: usize) -> String {
     if utf8 && conn.caps.smtputf8 {
         cmd.push_str(" SMTPUTF8");
     }
-    if env.xverp {
+    if let Some(delimiter) = env.xverp {
         if conn.caps.xverp {
-            cmd.push_str(" XVERP=+=");
+            // Postfix's syntax: XVERP=<delimiter><separator for the @>.
+            cmd.push_str(&format!(" XVERP={delimiter}="));
         } else {
             tracing::warn!(
                 conn = conn.id,

@@ -3,11 +3,14 @@
 //! `LIST-join` (or `subscribe` to `LIST-request`) sends a confirmation to the
 //! address with a one-time address `LIST-confirm+TOKEN@DOMAIN`; a message to
 //! it subscribes the address and a welcome follows. Leaving works the same
-//! way when the list's `confirm_leave` is on. A token is 128 bits from the OS
-//! CSPRNG in base32; the store keeps only its SHA-256 (a lookup by hash leaks
-//! nothing about the token, and the stored hash is compared again in
-//! constant time). It expires after `moderation.confirm_token_ttl_secs` and
-//! is removed by its first use. Every automatic mail to an address counts
+//! way when the list's `confirm_leave` is on. A token is 80 bits from the OS
+//! CSPRNG followed by the site signer's signature of the list and those bits
+//! (purpose `Confirm`), in base32 (29 characters); the store keeps only its
+//! SHA-256 (a lookup by hash leaks nothing about the token, and the stored
+//! hash is compared again in constant time). The signature lets `confirm`
+//! refuse a token sent to another list's address before it touches the
+//! store, so that the token still works on its own list. A token expires
+//! after `moderation.confirm_token_ttl_secs` and is removed by its first use. Every automatic mail to an address counts
 //! against its daily limit (`moderation.max_mails_per_address_per_day`);
 //! beyond it the request is dropped silently. Automatic messages (empty
 //! sender, `Auto-Submitted`, `Precedence: bulk`) are never answered.
@@ -25,15 +28,52 @@ pub use crate::model::{Pending, PendingAction};
 use crate::moderation::policy::Sender;
 use crate::moderation::Service;
 use crate::notice::Extras;
+use crate::secret::{self, base32, Purpose, Secret};
 use crate::store::Result;
 use commands::Command;
 
-/// A new token: 128 bits from the OS CSPRNG, base32 (26 characters,
-/// lowercase, so an MTA that folds case cannot break it).
-pub fn new_token() -> String {
-    let mut bytes = [0u8; 16];
+/// Random bytes of a token: enough that tokens never collide.
+const NONCE_BYTES: usize = 10;
+/// The base32 length of the random part.
+const NONCE_CHARS: usize = NONCE_BYTES * 8 / 5;
+
+/// A new token for `list` (key): random bits and their signature, base32
+/// (lowercase, so an MTA that folds case cannot break it).
+pub fn new_token(secret: &Secret, list: &str) -> String {
+    let mut bytes = [0u8; NONCE_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    crate::verp::base32(&bytes)
+    let nonce = base32(&bytes);
+    let sig = secret::sign(secret, Purpose::Confirm, &[list, &nonce]);
+    format!("{nonce}{sig}")
+}
+
+/// What a token sent to a list's confirmation address is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// Signed for this list: look its record up.
+    ForThisList,
+    /// Signed, but not for this list (or forged): leave its record alone.
+    NotForThisList,
+    /// Minted before tokens were signed (26 random characters): only its
+    /// record says which list it is for. These expire within
+    /// `moderation.confirm_token_ttl_secs` of the upgrade; this case can be
+    /// dropped after that.
+    Unsigned,
+}
+
+/// Checks a token's signature against `list` (key), in constant time.
+pub fn check_token(secret: &Secret, list: &str, token: &str) -> TokenCheck {
+    let token = token.trim().to_ascii_lowercase();
+    let sig_chars = (Purpose::Confirm.sig_bytes() * 8).div_ceil(5);
+    if token.len() != NONCE_CHARS + sig_chars || !token.is_ascii() {
+        return TokenCheck::Unsigned;
+    }
+    let (nonce, sig) = token.split_at(NONCE_CHARS);
+    if secret::verify(secret, Purpose::Confirm, &[list, nonce], sig) {
+        TokenCheck::ForThisList
+    } else {
+        TokenCheck::NotForThisList
+    }
 }
 
 /// The hash under which a token is stored.
@@ -98,7 +138,7 @@ impl Service {
         if !self.may_mail(&key).await {
             return Ok("rate limited".into());
         }
-        let token = new_token();
+        let token = new_token(&self.secret, &list.key());
         let hash = token_hash(&token);
         let now = self.now();
         let pending = Pending {
@@ -172,6 +212,14 @@ impl Service {
         if sender.automatic {
             return Ok("ignored: automatic message".into());
         }
+        let check = check_token(&self.secret, &list.key(), token);
+        if check == TokenCheck::NotForThisList {
+            // Refused before the store is touched: the token stays valid
+            // on its own list.
+            warn!(list = %list.address, "confirmation token for another list or forged; refused");
+            metrics::counter!("listrelay_subscription_refused_total").increment(1);
+            return Ok("refused: token for another list".into());
+        }
         let hash = token_hash(token);
         let Some(p) = self.store.take_pending(&hash).await? else {
             warn!(list = %list.address, "unknown or already used confirmation token; refused");
@@ -183,7 +231,15 @@ impl Service {
             hash.as_bytes(),
         ));
         if !same || p.list != list.key() {
+            if check == TokenCheck::Unsigned {
+                // An unsigned token (see `TokenCheck::Unsigned`) is only
+                // known to be for another list once taken: put it back. A
+                // confirmation on its own list racing this one may be told
+                // "unknown" for that instant; signed tokens never are.
+                self.store.put_pending(&hash, &p).await?;
+            }
             warn!(list = %list.address, "confirmation token for another list; refused");
+            metrics::counter!("listrelay_subscription_refused_total").increment(1);
             return Ok("refused: token for another list".into());
         }
         if p.expires_at <= self.now() {
@@ -296,11 +352,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_are_random_and_hashed_case_blind() {
-        let a = new_token();
-        assert_eq!(a.len(), 26);
-        assert_ne!(a, new_token());
+    fn tokens_are_random_signed_for_their_list_and_hashed_case_blind() {
+        let s = Secret::from_bytes(b"0123456789abcdef0123456789abcdef".to_vec());
+        let a = new_token(&s, "dev@l.org");
+        assert_eq!(a.len(), 29);
+        assert_ne!(a, new_token(&s, "dev@l.org"));
         assert_eq!(token_hash(&a), token_hash(&a.to_uppercase()));
-        assert_ne!(token_hash(&a), token_hash(&new_token()));
+        assert_ne!(token_hash(&a), token_hash(&new_token(&s, "dev@l.org")));
+        assert_eq!(check_token(&s, "dev@l.org", &a), TokenCheck::ForThisList);
+        assert_eq!(
+            check_token(&s, "dev@l.org", &a.to_uppercase()),
+            TokenCheck::ForThisList
+        );
+        assert_eq!(check_token(&s, "ops@l.org", &a), TokenCheck::NotForThisList);
+        assert_eq!(
+            check_token(&s, "dev@l.org", "av7fnuo6u426aynx7oydglvbaq"),
+            TokenCheck::Unsigned
+        );
     }
 }

@@ -58,11 +58,20 @@ impl MtaConfig {
 impl MtaConfig {
     /// The integration parameters for an MTA whose re-injection port is `reinject_port`.
     pub fn params(&self, reinject_port: u16) -> listrelay::integration::Params {
+        self.params_with(reinject_port, '+')
+    }
+
+    /// [`MtaConfig::params`] with another recipient delimiter than `+`.
+    pub fn params_with(
+        &self,
+        reinject_port: u16,
+        delimiter: char,
+    ) -> listrelay::integration::Params {
         listrelay::integration::Params {
             domains: self.domains.clone(),
             lmtp: self.lmtp.clone(),
             reinject: format!("127.0.0.1:{reinject_port}"),
-            delimiter: '+',
+            delimiter,
         }
     }
 }

@@ -29,6 +29,25 @@ impl Mta {
         }
     }
 
+    /// [`Mta::start`] with another recipient delimiter than `+` (Postfix only
+    /// so far).
+    pub fn start_with(kind: Kind, cfg: &MtaConfig, delimiter: char) -> Mta {
+        match kind {
+            Kind::Postfix => Mta::Postfix(
+                Postfix::start_with(cfg, delimiter).unwrap_or_else(|e| panic!("postfix: {e}")),
+            ),
+            Kind::Exim if delimiter == '+' => Mta::start(kind, cfg),
+            Kind::Exim => panic!("the Exim harness only sets up the '+' delimiter"),
+        }
+    }
+
+    /// [`Mta::start_with`] from an async test.
+    pub async fn start_with_async(kind: Kind, cfg: MtaConfig, delimiter: char) -> Mta {
+        tokio::task::spawn_blocking(move || Mta::start_with(kind, &cfg, delimiter))
+            .await
+            .expect("MTA start task")
+    }
+
     /// [`Mta::start`] from an async test.
     pub async fn start_async(kind: Kind, cfg: MtaConfig) -> Mta {
         tokio::task::spawn_blocking(move || Mta::start(kind, &cfg))

@@ -191,6 +191,11 @@ impl Postfix {
     /// Writes the configuration into a fresh temp dir, starts the master and
     /// returns once both SMTP ports answer 220.
     pub fn start(cfg: &MtaConfig) -> Result<Postfix, String> {
+        Postfix::start_with(cfg, '+')
+    }
+
+    /// [`Postfix::start`] with `recipient_delimiter = delimiter`.
+    pub fn start_with(cfg: &MtaConfig, delimiter: char) -> Result<Postfix, String> {
         if Command::new("postconf")
             .arg("-d")
             .arg("mail_version")
@@ -215,7 +220,7 @@ impl Postfix {
             .args(["-d", "-o", "postfix", "-g", "postfix", "-m", "0700"])
             .arg(base.join("data")))?;
 
-        let snippets = integration::postfix(&cfg.params(reinject_port));
+        let snippets = integration::postfix(&cfg.params_with(reinject_port, delimiter));
         let get = |name: &str| super::snippet(&snippets, name);
         let d = base.display().to_string();
         let main = TEST_MAIN
