@@ -10,7 +10,8 @@ use std::sync::Arc;
 use listrelay::address::{Address, Suffix};
 use listrelay::model::List;
 use listrelay::store::{
-    new_id, Claims, Job, MessageMeta, MessageState, NewMessage, PostgresStore, SledStore, Store,
+    new_id, Claims, Completion, Job, MessageMeta, MessageState, NewMessage, PostgresStore,
+    SledStore, Store,
 };
 use support::pg::{self, TestDb};
 
@@ -149,8 +150,8 @@ async fn expired_lease_is_taken_over_and_late_writes_are_refused() {
         "late progress refused"
     );
     assert!(
-        store.complete_chunk("old", &late).await.unwrap().is_none(),
-        "late completion refused"
+        store.complete_chunk("old", &late).await.unwrap() == Completion::LeaseLost,
+        "late completion refused, and told apart from a chunk that was not the last"
     );
     let chunks = store.chunks().await.unwrap();
     assert_eq!(chunks[0].cursor, 3);
@@ -158,7 +159,10 @@ async fn expired_lease_is_taken_over_and_late_writes_are_refused() {
 
     // The new holder finishes: the job is done and gone.
     let done = store.complete_chunk("new", &second.chunk).await.unwrap();
-    assert_eq!(done.map(|j| j.chunks_done), Some(1));
+    let Completion::JobDone(done) = done else {
+        panic!("the last chunk's completion must finish the job, got {done:?}");
+    };
+    assert_eq!(done.chunks_done, 1);
     assert!(store.jobs().await.unwrap().is_empty());
     assert!(store.chunks().await.unwrap().is_empty());
 }

@@ -15,7 +15,7 @@ use crate::address::{self, Suffix};
 use crate::clock::now_ms;
 use crate::model::List;
 use crate::smtp::{Envelope, RcptStatus, SendError};
-use crate::store::{ChunkState, Claim, DeliveryFailure, Job, RetryItem, StoreError};
+use crate::store::{ChunkState, Claim, Completion, DeliveryFailure, Job, RetryItem, StoreError};
 use crate::verp;
 
 /// What a transaction came to.
@@ -270,7 +270,7 @@ impl Fanout {
     async fn complete(&self, owner: &str, job: &Job, held: &HeldChunk) -> Result<(), Halt> {
         let s = held.state.lock().await;
         match self.store.complete_chunk(owner, &s).await? {
-            Some(done) => {
+            Completion::JobDone(done) => {
                 self.forget_copy(&done.post_id);
                 self.store
                     .finish_message(&done.post_id, self.grace_secs)
@@ -279,7 +279,8 @@ impl Fanout {
                 info!(id = %done.post_id, list = %done.list, recipients = done.recipients,
                       delivered = done.delivered, failed = done.refused, "job done");
             }
-            None => debug!(job = %job.post_id, chunk = s.index, "chunk done"),
+            Completion::ChunkDone => debug!(job = %job.post_id, chunk = s.index, "chunk done"),
+            Completion::LeaseLost => return Err(Halt::LeaseLost),
         }
         Ok(())
     }

@@ -4,6 +4,20 @@
 use serde::{Deserialize, Serialize};
 
 /// The fan-out of one post, over the members it had when it was accepted.
+/// What [`super::Claims::complete_chunk`] did: the worker must tell a lost
+/// lease (stop, write nothing more) from a chunk that was simply not the
+/// job's last one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    /// The chunk is gone and its counts are in the job; other chunks remain.
+    ChunkDone,
+    /// That was the job's last chunk: the job is gone and its post is done.
+    JobDone(Job),
+    /// The chunk's lease was taken over (or the chunk is gone): nothing was
+    /// written.
+    LeaseLost,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     /// The store id of the post being fanned out (serialized as `message`,

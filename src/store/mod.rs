@@ -20,7 +20,7 @@ use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBou
 
 pub use self::postgres::PostgresStore;
 pub use self::sled::SledStore;
-pub use jobs::{ChunkState, Claim, DeliveryFailure, Job, RetryItem};
+pub use jobs::{ChunkState, Claim, Completion, DeliveryFailure, Job, RetryItem};
 pub use transfer::Record;
 
 #[derive(Debug, Error)]
@@ -192,6 +192,26 @@ pub trait Directory: Send + Sync {
     async fn add_members(&self, list: &str, members: &[Member]) -> Result<Vec<bool>>;
     async fn remove_member(&self, list: &str, member_key: &str) -> Result<bool>;
     async fn members(&self, list: &str) -> Result<Vec<Member>>;
+    /// Up to `limit` members of a list in key order, after the member key
+    /// `after` (from the start when `None`): the way to walk a large list
+    /// with flat memory (`member list`, export, the REST roster).
+    ///
+    /// The default reads the whole list; each backend overrides it with a
+    /// range read.
+    async fn members_page(
+        &self,
+        list: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        let mut all = self.members(list).await?;
+        all.sort_by_key(|m| m.address.key());
+        Ok(all
+            .into_iter()
+            .filter(|m| after.is_none_or(|a| m.address.key().as_str() > a))
+            .take(limit)
+            .collect())
+    }
     /// The addresses a post received at `received_at` goes to: members with
     /// delivery enabled who had joined by then, grouped by domain. Lighter
     /// than [`Directory::members`] for large lists.
@@ -251,10 +271,10 @@ pub trait Claims: Send + Sync {
     /// within 200 ms anyway). `false` when the lease was taken over: the write
     /// was refused.
     async fn update_chunk(&self, owner: &str, state: &ChunkState, lease_ms: u64) -> Result<bool>;
-    /// Ends a chunk the holder finished, adding its counts to the job; returns
-    /// the job when this was its last chunk (the job is then gone). `Ok(None)`
-    /// also when the lease was lost (nothing written).
-    async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Option<Job>>;
+    /// Ends a chunk the holder finished, adding its counts to the job; says
+    /// whether that finished the job (the job is then gone), or whether the
+    /// lease was lost (nothing written).
+    async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Completion>;
     /// Expires the leases whose owner starts with `owner_prefix`: those of a
     /// previous run of this host, which is known dead (serve holds a lock on
     /// its data directory). Returns how many.
@@ -276,6 +296,32 @@ pub trait BounceRecords: Send + Sync {
     /// Every bounce state, or those under one scope key.
     async fn bounce_states(&self, scope: Option<&str>) -> Result<Vec<BounceState>>;
     async fn put_bounce_state(&self, state: &BounceState) -> Result<()>;
+    /// Compare-and-swap of one member's bounce state under a scope: writes
+    /// `new` (`None` deletes) only if the stored state still equals
+    /// `expected` (`None`: absent). `false` when it changed in between (the
+    /// caller reads again and retries), so `bounce reset` racing the handler
+    /// never loses an update.
+    ///
+    /// The default is a read then a write, NOT atomic; each backend
+    /// overrides it with a real compare-and-swap.
+    async fn replace_bounce_state(
+        &self,
+        scope: &str,
+        member_key: &str,
+        expected: Option<&BounceState>,
+        new: Option<&BounceState>,
+    ) -> Result<bool> {
+        if self.bounce_state(scope, member_key).await?.as_ref() != expected {
+            return Ok(false);
+        }
+        match new {
+            Some(state) => self.put_bounce_state(state).await?,
+            None => {
+                self.delete_bounce_state(scope, member_key).await?;
+            }
+        }
+        Ok(true)
+    }
     async fn delete_bounce_state(&self, scope: &str, member_key: &str) -> Result<bool>;
     /// The policy bounces of one post of a list.
     async fn post_bounces(&self, list: &str, post: &str) -> Result<Option<PostBounces>>;

@@ -16,7 +16,7 @@ use tokio_postgres::types::Json;
 use tokio_postgres::{GenericClient, Row};
 
 use super::{i64_of, pg_err};
-use crate::store::{ChunkState, Claim, Job, Result, RetryItem, StoreError};
+use crate::store::{ChunkState, Claim, Completion, Job, Result, RetryItem, StoreError};
 
 const CHUNK_COLUMNS: &str = "job, idx, members, generation, owner, lease_expires_ms, \
      not_before_ms, cursor, retry, delivered, failed, failures";
@@ -261,7 +261,7 @@ pub async fn update_chunk(c: &Client, owner: &str, s: &ChunkState, lease_ms: u64
     Ok(n > 0)
 }
 
-pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Result<Option<Job>> {
+pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Result<Completion> {
     let tx = c.transaction().await.map_err(pg_err)?;
     let removed = tx
         .execute(
@@ -274,7 +274,7 @@ pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Resu
         metrics::counter!("listrelay_fanout_fenced_writes_total").increment(1);
         tracing::warn!(job = %s.job, chunk = s.index, %owner,
             "completion refused: the chunk's lease was taken over");
-        return Ok(None);
+        return Ok(Completion::LeaseLost);
     }
     let row = tx
         .query_opt(
@@ -289,8 +289,9 @@ pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Resu
         .await
         .map_err(pg_err)?;
     let Some(row) = row else {
+        // A chunk whose job is gone: nothing to count it in.
         tx.commit().await.map_err(pg_err)?;
-        return Ok(None);
+        return Ok(Completion::ChunkDone);
     };
     let job = job_of(&row, 0);
     let done = job.chunks_done >= job.chunks;
@@ -307,7 +308,11 @@ pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Resu
         .map_err(pg_err)?;
     }
     tx.commit().await.map_err(pg_err)?;
-    Ok(done.then_some(job))
+    Ok(if done {
+        Completion::JobDone(job)
+    } else {
+        Completion::ChunkDone
+    })
 }
 
 pub async fn jobs(c: &Client) -> Result<Vec<Job>> {

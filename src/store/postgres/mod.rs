@@ -30,9 +30,9 @@ use tracing::info;
 
 use super::rules;
 use super::{
-    AcceptOutcome, BounceRecords, ChunkState, Claim, Claims, DeliveryFailure, Directory, Job,
-    MessageMeta, MessageState, ModerationRecords, NewMessage, Queue, Record, Result, Store,
-    StoreError, Transfer, WindowEntry,
+    AcceptOutcome, BounceRecords, ChunkState, Claim, Claims, Completion, DeliveryFailure,
+    Directory, Job, MessageMeta, MessageState, ModerationRecords, NewMessage, Queue, Record,
+    Result, Store, StoreError, Transfer, WindowEntry,
 };
 use crate::clock::now;
 use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
@@ -697,7 +697,7 @@ impl Claims for PostgresStore {
         claims::update_chunk(&self.client().await?, owner, state, lease_ms).await
     }
 
-    async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Option<Job>> {
+    async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Completion> {
         claims::complete_chunk(&mut self.client().await?, owner, state).await
     }
 

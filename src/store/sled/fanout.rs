@@ -7,7 +7,7 @@ use sled::Transactional;
 
 use super::{get, key2, put, values, Trees};
 use crate::clock::now_ms;
-use crate::store::{ChunkState, Claim, DeliveryFailure, Job, Result, StoreError};
+use crate::store::{ChunkState, Claim, Completion, DeliveryFailure, Job, Result, StoreError};
 
 pub(super) fn chunk_key(job: &str, index: u32) -> Vec<u8> {
     let mut k = key2(job, "");
@@ -131,7 +131,7 @@ pub(super) fn holds(cur: &ChunkState, owner: &str, generation: u64) -> bool {
     cur.generation == generation && cur.owner.as_deref() == Some(owner)
 }
 
-pub fn complete_chunk(t: &Trees, owner: &str, state: &ChunkState) -> Result<Option<Job>> {
+pub fn complete_chunk(t: &Trees, owner: &str, state: &ChunkState) -> Result<Completion> {
     let key = chunk_key(&state.job, state.index);
     let result = (&t.jobs, &t.chunks, &t.chunk_members).transaction(|(jobs, chunks, members)| {
         let Some(old) = chunks.get(&key)? else {
@@ -144,7 +144,8 @@ pub fn complete_chunk(t: &Trees, owner: &str, state: &ChunkState) -> Result<Opti
         chunks.remove(key.as_slice())?;
         members.remove(key.as_slice())?;
         let Some(jv) = jobs.get(&state.job)? else {
-            return Ok(None);
+            // A chunk whose job is gone: nothing to count it in.
+            return Ok(Some(Completion::ChunkDone));
         };
         let mut job: Job = serde_json::from_slice(&jv).map_err(abort)?;
         job.chunks_done += 1;
@@ -152,13 +153,13 @@ pub fn complete_chunk(t: &Trees, owner: &str, state: &ChunkState) -> Result<Opti
         job.refused += u64::from(state.refused);
         if job.chunks_done >= job.chunks {
             jobs.remove(job.post_id.as_bytes())?;
-            Ok(Some(Some(job)))
+            Ok(Some(Completion::JobDone(job)))
         } else {
             jobs.insert(
                 job.post_id.as_bytes(),
                 serde_json::to_vec(&job).map_err(abort)?,
             )?;
-            Ok(Some(None))
+            Ok(Some(Completion::ChunkDone))
         }
     });
     match result.map_err(tx_err)? {
@@ -166,7 +167,7 @@ pub fn complete_chunk(t: &Trees, owner: &str, state: &ChunkState) -> Result<Opti
             metrics::counter!("listrelay_fanout_fenced_writes_total").increment(1);
             tracing::warn!(job = %state.job, chunk = state.index, %owner,
                 "completion refused: the chunk's lease was taken over");
-            Ok(None)
+            Ok(Completion::LeaseLost)
         }
         Some(done) => Ok(done),
     }

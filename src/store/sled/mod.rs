@@ -19,9 +19,9 @@ use tracing::{info, warn};
 use super::rules;
 use super::spool::{self, Spool};
 use super::{
-    AcceptOutcome, BounceRecords, ChunkState, Claim, Claims, DeliveryFailure, Directory, Job,
-    MessageMeta, MessageState, ModerationRecords, NewMessage, Queue, Record, Result, Store,
-    StoreError, Transfer, WindowEntry,
+    AcceptOutcome, BounceRecords, ChunkState, Claim, Claims, Completion, DeliveryFailure,
+    Directory, Job, MessageMeta, MessageState, ModerationRecords, NewMessage, Queue, Record,
+    Result, Store, StoreError, Transfer, WindowEntry,
 };
 use crate::clock::now;
 use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
@@ -719,7 +719,7 @@ impl Claims for SledStore {
         )
     }
 
-    async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Option<Job>> {
+    async fn complete_chunk(&self, owner: &str, state: &ChunkState) -> Result<Completion> {
         let (owner, state) = (owner.to_string(), state.clone());
         let journal = self.journal.clone();
         let done = self
