@@ -1,5 +1,7 @@
 //! RFC 3464 delivery status notifications (`message/delivery-status`).
 
+use std::collections::HashMap;
+
 use super::addr;
 use super::classify;
 use super::fields::{self, Block};
@@ -19,10 +21,11 @@ enum Outcome {
 /// Returns `None` when no per-recipient block was found.
 pub fn parse(dsn_text: &str, context: &str) -> Option<(Kind, Vec<RecipientDetail>)> {
     let blocks = split_recipients(fields::parse_blocks(dsn_text));
+    let context = Context::new(context);
     let mut details = Vec::new();
     let (mut failed, mut delayed, mut success) = (false, false, false);
     for b in &blocks {
-        let Some((detail, outcome)) = recipient(b, context) else {
+        let Some((detail, outcome)) = recipient(b, &context) else {
             continue;
         };
         match outcome {
@@ -52,12 +55,19 @@ fn split_recipients(blocks: Vec<Block>) -> Vec<Block> {
     let mut out = Vec::new();
     for b in blocks {
         let mut cur: Block = Vec::new();
+        // Which recipient fields `cur` already has: flags, not a search
+        // of `cur` per field (a block of many fields stays linear).
+        let (mut has_final, mut has_original) = (false, false);
         for (n, v) in b {
-            let starts = n == "final-recipient"
-                || (n == "original-recipient" && cur.iter().any(|(m, _)| m == "final-recipient"));
-            if starts && cur.iter().any(|(m, _)| m == &n) {
+            let is_final = n == "final-recipient";
+            let is_original = n == "original-recipient";
+            let starts = is_final || (is_original && has_final);
+            if starts && ((is_final && has_final) || (is_original && has_original)) {
                 out.push(std::mem::take(&mut cur));
+                (has_final, has_original) = (false, false);
             }
+            has_final |= is_final;
+            has_original |= is_original;
             cur.push((n, v));
         }
         out.push(cur);
@@ -69,7 +79,7 @@ fn split_recipients(blocks: Vec<Block>) -> Vec<Block> {
     out
 }
 
-fn recipient(b: &Block, context: &str) -> Option<(RecipientDetail, Outcome)> {
+fn recipient(b: &Block, context: &Context) -> Option<(RecipientDetail, Outcome)> {
     let get_addr =
         |name: &str| fields::get(b, name).and_then(|v| addr::normalize(fields::strip_type(v)));
     let original = get_addr("original-recipient");
@@ -99,7 +109,7 @@ fn recipient(b: &Block, context: &str) -> Option<(RecipientDetail, Outcome)> {
     };
     // Text that explains this recipient: the diagnostic, else the lines of
     // the human-readable part around the address.
-    let near = around(context, &rcpt);
+    let near = context.around(&rcpt);
     let explain = if diag.trim().is_empty() {
         near
     } else if !classify::at_data_stage(&diag.to_ascii_lowercase())
@@ -136,16 +146,49 @@ fn recipient(b: &Block, context: &str) -> Option<(RecipientDetail, Outcome)> {
     Some((detail, outcome))
 }
 
-/// The line of `text` that mentions `rcpt` and the few lines after it.
-pub fn around(text: &str, rcpt: &str) -> String {
-    let lower = text.to_ascii_lowercase();
-    let needle = rcpt.to_ascii_lowercase();
-    let Some(pos) = lower.find(&needle) else {
-        return String::new();
-    };
-    let start = lower[..pos].rfind('\n').map_or(0, |i| i + 1);
-    let rest = &text[start..];
-    rest.split('\n').take(6).collect::<Vec<_>>().join("\n")
+/// The human-readable part of a report, with the line where each address
+/// it mentions first appears, found in one pass.
+struct Context<'a> {
+    /// The text.
+    text: &'a str,
+    /// Lower-cased address -> where the text about its first mention
+    /// starts: its line's start, or a line's length before it.
+    first_line: HashMap<String, usize>,
+}
+
+/// How much text before a mention, and how much in all, explains it: a
+/// line is at most 998 characters (RFC 5322), a longer one is not re-read
+/// per recipient.
+const LOOKBACK: usize = 1000;
+const AROUND_MAX: usize = 4000;
+
+impl<'a> Context<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut first_line = HashMap::new();
+        // Addresses come in order: the line start is tracked as we go.
+        let (mut line_start, mut scanned) = (0, 0);
+        for f in addr::find_all(text) {
+            if let Some(i) = text[scanned..f.start].rfind('\n') {
+                line_start = scanned + i + 1;
+            }
+            scanned = f.start;
+            let start = fields::floor_char(text, line_start.max(f.start.saturating_sub(LOOKBACK)));
+            first_line
+                .entry(f.addr.to_ascii_lowercase())
+                .or_insert(start);
+        }
+        Context { text, first_line }
+    }
+
+    /// The line that mentions `rcpt` and the few lines after it.
+    fn around(&self, rcpt: &str) -> String {
+        let Some(&start) = self.first_line.get(&rcpt.to_ascii_lowercase()) else {
+            return String::new();
+        };
+        let rest = &self.text[start..];
+        let rest = &rest[..fields::floor_char(rest, rest.len().min(AROUND_MAX))];
+        rest.split('\n').take(6).collect::<Vec<_>>().join("\n")
+    }
 }
 
 #[cfg(test)]
