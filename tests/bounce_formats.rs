@@ -218,6 +218,35 @@ const CASES: &[Case] = &[
         status: Some("5.1.1"),
         reason: Some(Reason::UserUnknown),
     },
+    // Issue 12, hard/soft: Sendmail's transcript shows the refusal
+    // answered DATA: about the message, not the address (soft).
+    Case {
+        file: "sendmail-dsn-after-data.eml",
+        kind: Kind::Bounce,
+        recipients: &["dora@example.net"],
+        hard: Some(false),
+        status: Some("5.0.0"),
+        reason: Some(Reason::Policy),
+    },
+    // ...but with pipelining, a reply followed by DATA's own "503 Need
+    // RCPT" answered the RCPT: the mailbox is unknown (hard).
+    Case {
+        file: "sendmail-dsn-pipelined-rcpt.eml",
+        kind: Kind::Bounce,
+        recipients: &["emil@example.net"],
+        hard: Some(true),
+        status: Some("5.0.0"),
+        reason: Some(Reason::UserUnknown),
+    },
+    // A 5.1.1 whose text cites spam, not a missing mailbox: soft.
+    Case {
+        file: "policy-wording-user-status.eml",
+        kind: Kind::Bounce,
+        recipients: &["fritz@example.net"],
+        hard: Some(false),
+        status: Some("5.1.1"),
+        reason: Some(Reason::Policy),
+    },
     // The header alone does not make an ordinary message a bounce.
     Case {
         file: "failed-recipients-not-bounce.eml",

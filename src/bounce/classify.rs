@@ -314,6 +314,7 @@ const POLICY: &[&str] = &[
     "content",
     "refused",
     "rejected by",
+    "too many",
     "header error",
     "not authorized",
     "unauthenticated",
@@ -507,6 +508,12 @@ pub fn reason_of(status: Option<&str>, sig: &Signals) -> Reason {
             return Reason::Policy;
         }
         return r;
+    }
+    // A status of a missing mailbox given with words of policy, content or
+    // spam ("550 5.1.1 Refused due to recipient preferences") is a refusal
+    // of the message: soft, as the text does not say the mailbox is gone.
+    if by_status == Some(Reason::UserUnknown) && sig.policy {
+        return Reason::Policy;
     }
     if let Some(r) = by_status {
         return r;

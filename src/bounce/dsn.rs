@@ -1,6 +1,6 @@
 //! RFC 3464 delivery status notifications (`message/delivery-status`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::addr;
 use super::classify;
@@ -113,10 +113,11 @@ fn recipient(b: &Block, context: &Context) -> Option<(RecipientDetail, Outcome)>
     let explain = if diag.trim().is_empty() {
         near
     } else if !classify::at_data_stage(&diag.to_ascii_lowercase())
-        && classify::at_data_stage(&near.to_ascii_lowercase())
+        && (classify::at_data_stage(&near.to_ascii_lowercase()) || context.answered_data(&diag))
     {
         // Postfix puts the SMTP stage ("in reply to end of DATA command")
-        // in its human-readable text only, not in the Diagnostic-Code.
+        // in its human-readable text only, not in the Diagnostic-Code;
+        // Sendmail shows it in its session transcript (">>> DATA").
         format!("{diag} (in reply to end of DATA command)")
     } else {
         diag.clone()
@@ -154,6 +155,18 @@ struct Context<'a> {
     /// Lower-cased address -> where the text about its first mention
     /// starts: its line's start, or a line's length before it.
     first_line: HashMap<String, usize>,
+    /// Replies of the session transcript (Sendmail's `<<< 550 ...` lines,
+    /// normalised) that answered the `>>> DATA` command: such a refusal is
+    /// about the message, not the address (RFC 5321 section 4.1.1.4).
+    data_replies: HashSet<String>,
+}
+
+/// A transcript line, normalised for comparison with a Diagnostic-Code.
+fn reply_key(line: &str) -> String {
+    line.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
 }
 
 /// How much text before a mention, and how much in all, explains it: a
@@ -177,7 +190,43 @@ impl<'a> Context<'a> {
                 .entry(f.addr.to_ascii_lowercase())
                 .or_insert(start);
         }
-        Context { text, first_line }
+        // With pipelining (RFC 2920) the transcript shows only the last
+        // command sent, and the replies come in the order of the commands:
+        // of several replies after `>>> DATA`, only the last answers DATA
+        // (the others answer the RCPTs sent with it, "503 Need RCPT" then
+        // being DATA's own).
+        let mut data_replies = HashSet::new();
+        let (mut command, mut last_reply) = ("", None);
+        let mut settle = |command: &str, last: Option<&str>| {
+            if command.eq_ignore_ascii_case("data") || command == "." {
+                if let Some(r) = last {
+                    data_replies.insert(reply_key(r));
+                }
+            }
+        };
+        for line in text.lines() {
+            if let Some(c) = line.strip_prefix(">>> ") {
+                settle(command, last_reply.take());
+                command = c.trim();
+            } else if let Some(r) = line.strip_prefix("<<< ") {
+                last_reply = Some(r);
+            } else if line.trim().is_empty() {
+                settle(command, last_reply.take());
+                command = "";
+            }
+        }
+        settle(command, last_reply);
+        Context {
+            text,
+            first_line,
+            data_replies,
+        }
+    }
+
+    /// Whether the session transcript shows `diagnostic` as the reply to
+    /// DATA (or to the message's final dot).
+    fn answered_data(&self, diagnostic: &str) -> bool {
+        !self.data_replies.is_empty() && self.data_replies.contains(&reply_key(diagnostic))
     }
 
     /// The line that mentions `rcpt` and the few lines after it.
