@@ -247,6 +247,26 @@ const CASES: &[Case] = &[
         status: Some("5.1.1"),
         reason: Some(Reason::Policy),
     },
+    // Issue 12 kind 1: RFC 3834 asks report generators to set
+    // `Auto-Submitted: auto-replied` too; a report's wording and a failed
+    // address make it a bounce.
+    Case {
+        file: "auto-replied-bounce.eml",
+        kind: Kind::Bounce,
+        recipients: &["greta@example.net"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    // ...while a vacation subject keeps a reply an auto-reply.
+    Case {
+        file: "auto-replied-vacation.eml",
+        kind: Kind::AutoReply,
+        recipients: &[],
+        hard: None,
+        status: None,
+        reason: None,
+    },
     // The header alone does not make an ordinary message a bounce.
     Case {
         file: "failed-recipients-not-bounce.eml",

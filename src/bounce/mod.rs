@@ -286,10 +286,13 @@ fn parse_inner(raw: &[u8], depth: u8) -> BounceReport {
     let from = header(&c, "from");
     let autoreply = autoreply::is_autoreply(&c.headers);
     let bounce_like = text::looks_like_bounce(&context, subject, from);
-    if autoreply
-        && !(from.to_ascii_lowercase().contains("mailer-daemon")
-            || text::looks_like_bounce("", subject, ""))
-    {
+    // RFC 3834's `Auto-Submitted: auto-replied` is also set by delivery
+    // report generators: only vacation evidence (or the header without a
+    // report's wording) makes an auto-reply.
+    let reported_failure = from.to_ascii_lowercase().contains("mailer-daemon")
+        || text::looks_like_bounce("", subject, "")
+        || (!autoreply::is_vacation(&c.headers) && bounce_like);
+    if autoreply && !reported_failure {
         return BounceReport::not_bounce(Kind::AutoReply);
     }
     if bounce_like {
