@@ -267,6 +267,23 @@ const CASES: &[Case] = &[
         status: None,
         reason: None,
     },
+    // Issue 12 kind 3: only the address of each form is the recipient:
+    // type prefix, source route, quoted local part (quotes kept), display
+    // name, "old <new>".
+    Case {
+        file: "address-forms.eml",
+        kind: Kind::Bounce,
+        recipients: &[
+            "jo@example.net",
+            "karl@example.net",
+            "\"lena..ott\"@example.com",
+            "mia@example.net",
+            "nina@example.net",
+        ],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
     // The header alone does not make an ordinary message a bounce.
     Case {
         file: "failed-recipients-not-bounce.eml",

@@ -257,6 +257,23 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
     // Reports list failed recipients at the start of a line ("  a@b.c",
     // "<a@b.c>: host ... said", "a@b.c on <date>"); when some are there,
     // addresses inside sentences are mentions, not recipients.
+    // A line that is one address form ("Name <a@b.c>", "old@x <a@b.c>",
+    // "smtp=a@b.c") lists it too. Only short lines are read whole, so a
+    // long line costs nothing per address.
+    let line_is_the_address = |f: &addr::Found| {
+        let (ls, le) = lines.of(f.start);
+        let line = &body[ls..le];
+        // What precedes a bracket must read as a name or an address, not
+        // as prose or encoded text.
+        let name = line.split('<').next().unwrap_or("");
+        let tail = line.rsplit('>').next().unwrap_or("");
+        le - ls < 256
+            && (!line.contains('>') || tail.trim().is_empty())
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || " .\"'-_@+=,".contains(c))
+            && addr::normalize(line).is_some_and(|a| a == f.addr)
+    };
     let at_line_start = |f: &addr::Found| {
         let ls = lines.of(f.start).0;
         let before = body[ls..f.start].trim();
@@ -265,6 +282,7 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
             || before == "\""
             || before.eq_ignore_ascii_case("rcpt to: <")
             || before.ends_with(':') && before.len() < 24
+            || line_is_the_address(f)
     };
     if found.iter().any(at_line_start) {
         found.retain(at_line_start);
