@@ -3,9 +3,23 @@
 # summary line. Uses `listrelay bounce parse` when the release binary exists,
 # otherwise the bounce-json example (built here).
 # Usage: bench/bounces.sh [extra score-bounces options, e.g. --failures 20]
+#        bench/bounces.sh attacks   (times the hostile bounces of issue 11)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+if [ "${1:-}" = attacks ]; then
+    cargo build --quiet --release --example bounce-json
+    tmp=$(mktemp)
+    trap 'rm -f "$tmp"' EXIT
+    for a in "repeat 2000" "repeat 16000" "repeat 26000" "longline 775000" \
+        "longline 1300000" "addresses 40000"; do
+        # shellcheck disable=SC2086
+        python3 bench/bounce-attacks.py $a >"$tmp"
+        /usr/bin/time -f "$a: $(wc -c <"$tmp") bytes, %e s, %M KiB" \
+            target/release/examples/bounce-json <"$tmp" >/dev/null
+    done
+    exit 0
+fi
 scorer=${SCORE_BOUNCES:-}
 if [ -z "$scorer" ]; then
     for cand in "$root/../shared/tools/score-bounces" /work/shared/tools/score-bounces; do

@@ -218,6 +218,72 @@ const CASES: &[Case] = &[
         status: Some("5.1.1"),
         reason: Some(Reason::UserUnknown),
     },
+    // Issue 12, hard/soft: Sendmail's transcript shows the refusal
+    // answered DATA: about the message, not the address (soft).
+    Case {
+        file: "sendmail-dsn-after-data.eml",
+        kind: Kind::Bounce,
+        recipients: &["dora@example.net"],
+        hard: Some(false),
+        status: Some("5.0.0"),
+        reason: Some(Reason::Policy),
+    },
+    // ...but with pipelining, a reply followed by DATA's own "503 Need
+    // RCPT" answered the RCPT: the mailbox is unknown (hard).
+    Case {
+        file: "sendmail-dsn-pipelined-rcpt.eml",
+        kind: Kind::Bounce,
+        recipients: &["emil@example.net"],
+        hard: Some(true),
+        status: Some("5.0.0"),
+        reason: Some(Reason::UserUnknown),
+    },
+    // A 5.1.1 whose text cites spam, not a missing mailbox: soft.
+    Case {
+        file: "policy-wording-user-status.eml",
+        kind: Kind::Bounce,
+        recipients: &["fritz@example.net"],
+        hard: Some(false),
+        status: Some("5.1.1"),
+        reason: Some(Reason::Policy),
+    },
+    // Issue 12 kind 1: RFC 3834 asks report generators to set
+    // `Auto-Submitted: auto-replied` too; a report's wording and a failed
+    // address make it a bounce.
+    Case {
+        file: "auto-replied-bounce.eml",
+        kind: Kind::Bounce,
+        recipients: &["greta@example.net"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    // ...while a vacation subject keeps a reply an auto-reply.
+    Case {
+        file: "auto-replied-vacation.eml",
+        kind: Kind::AutoReply,
+        recipients: &[],
+        hard: None,
+        status: None,
+        reason: None,
+    },
+    // Issue 12 kind 3: only the address of each form is the recipient:
+    // type prefix, source route, quoted local part (quotes kept), display
+    // name, "old <new>".
+    Case {
+        file: "address-forms.eml",
+        kind: Kind::Bounce,
+        recipients: &[
+            "jo@example.net",
+            "karl@example.net",
+            "\"lena..ott\"@example.com",
+            "mia@example.net",
+            "nina@example.net",
+        ],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
     // The header alone does not make an ordinary message a bounce.
     Case {
         file: "failed-recipients-not-bounce.eml",
@@ -336,4 +402,106 @@ fn never_panics_on_random_or_truncated_input() {
             .collect();
         let _ = parse(&buf);
     }
+}
+
+/// The hostile bounces of issue 11 item 7 (also written by
+/// bench/bounce-attacks.py for timing the release binary).
+mod attack {
+    pub const HEAD: &str = "From: MAILER-DAEMON@example.org\nTo: list-bounces@example.com\n\
+        Subject: Undeliverable Mail\n\nDelivery failed 20 user@example.net\n";
+
+    /// A body repeating a four-line header-like block `n` times.
+    pub fn repeat(n: usize) -> Vec<u8> {
+        let block = "X-Mailman-Version: 2.0.3 (101270)\nReply-To: <postmaster@example.org>\n\
+            Content: text\n\n";
+        format!("{HEAD}{}", block.repeat(n)).into_bytes()
+    }
+
+    /// One line of `n` characters made of address-like words.
+    pub fn long_line(n: usize) -> Vec<u8> {
+        let line: String = "a@b.example ".chars().cycle().take(n).collect();
+        format!("{HEAD}{line}\n").into_bytes()
+    }
+
+    /// A report listing `n` failed addresses, one a line.
+    pub fn addresses(n: usize) -> Vec<u8> {
+        let list: String = (0..n)
+            .map(|i| format!("  failed-recipient-{i:06}@example.net\n"))
+            .collect();
+        format!("{HEAD}The following addresses failed:\n\n{list}").into_bytes()
+    }
+}
+
+/// Fastest of three parses of `raw`.
+fn parse_time(raw: &[u8]) -> std::time::Duration {
+    (0..3)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            std::hint::black_box(parse(raw));
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// Parsing 8 times the input within the budget takes about 8 times as
+/// long, not 64 (quadratic) : the ratio, not a wall-clock threshold, so it
+/// holds in debug and release builds alike. The margin (24) absorbs a busy
+/// machine; the quadratic parser measured 60 and more.
+#[test]
+fn parse_time_is_linear_in_the_input() {
+    type Make = fn(usize) -> Vec<u8>;
+    let kinds: [(&str, Make, usize); 3] = [
+        ("repeat", attack::repeat, 500),
+        ("long line", attack::long_line, 50_000),
+        ("addresses", attack::addresses, 1_000),
+    ];
+    for (name, make, n) in kinds {
+        let (small, large) = (make(n), make(8 * n));
+        assert!(
+            large.len() <= listrelay::bounce::MAX_EXAMINED_BYTES,
+            "{name}"
+        );
+        // Warm up allocator and caches.
+        parse(&small);
+        let ratio = parse_time(&large).as_secs_f64() / parse_time(&small).as_secs_f64().max(1e-6);
+        assert!(
+            ratio < 24.0,
+            "{name}: 8x the input took {ratio:.1}x the time"
+        );
+    }
+}
+
+/// Beyond the budget the parser decides on what it examined: a message of
+/// several MB gives exactly the report of its examined start, and still
+/// names the failed recipient written there.
+#[test]
+fn huge_hostile_bounces_are_parsed_within_the_budget() {
+    use listrelay::bounce::{MAX_EXAMINED_BYTES, MAX_EXAMINED_LINES};
+    for raw in [attack::repeat(60_000), attack::long_line(5_000_000)] {
+        assert!(raw.len() > 4 * MAX_EXAMINED_BYTES);
+        let report = parse(&raw);
+        assert_eq!(report.kind, Kind::Bounce);
+        let end = raw
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'\n')
+            .nth(MAX_EXAMINED_LINES - 1)
+            .map_or(raw.len(), |(i, _)| i + 1)
+            .min(MAX_EXAMINED_BYTES);
+        assert_eq!(parse(&raw[..end]), report);
+    }
+    assert_eq!(
+        parse(&attack::repeat(60_000)).recipients,
+        ["user@example.net"]
+    );
+    let listed = parse(&attack::addresses(150_000)).recipients;
+    assert!(listed.len() < MAX_EXAMINED_LINES, "{}", listed.len());
+    assert_eq!(
+        listed[..2],
+        [
+            "failed-recipient-000000@example.net",
+            "failed-recipient-000001@example.net"
+        ]
+    );
 }

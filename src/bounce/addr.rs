@@ -8,23 +8,53 @@ fn is_domain_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '.' || c == '-'
 }
 
-/// Normalises an address: trims blanks, quotes, `<>`, a `mailto:` prefix,
-/// and lowercases the domain. Returns `None` when it is not an address.
+/// Type prefixes some MTAs write before an address: RFC 3464's address
+/// type (`rfc822;`), qmail-ldap and Exchange's `smtp=`/`smtp:`, `mailto:`.
+const PREFIXES: &[&str] = &["rfc822;", "rfc822:", "smtp=", "smtp:", "smtp;", "mailto:"];
+
+/// Whether `s` starts with a quoted local part (`"first..last"@host`,
+/// RFC 5321 section 4.1.2), whose quotes belong to the address.
+fn quoted_local(s: &str) -> bool {
+    s.starts_with('"')
+        && s[1..]
+            .find('"')
+            .is_some_and(|i| s[i + 2..].starts_with('@'))
+}
+
+/// Normalises an address: trims blanks, quotes, `<>`, a type prefix
+/// (`rfc822;`, `smtp=`, `mailto:`), an RFC 5321 source route
+/// (`@relay:user@host`), and lowercases the domain. A quoted local part
+/// keeps its quotes. Returns `None` when it is not an address.
 pub fn normalize(raw: &str) -> Option<String> {
     let mut s = raw.trim();
+    // "Name <addr>", "addr <addr2>": the bracketed one is the address.
     if let Some(i) = s.find('<') {
         if let Some(j) = s[i..].find('>') {
             s = &s[i + 1..i + j];
         }
     }
-    let s = s
+    let mut s = s
         .trim()
-        .trim_matches(|c: char| c == '<' || c == '>' || c == '"' || c == '\'' || c.is_whitespace());
-    let s = s.strip_prefix("mailto:").unwrap_or(s);
+        .trim_matches(|c: char| c == '<' || c == '>' || c == '\'' || c.is_whitespace());
+    while let Some(p) = PREFIXES
+        .iter()
+        .find(|p| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
+    {
+        s = s[p.len()..].trim_start();
+    }
+    // A source route "@relay.example,@r2:user@host" names relays, then the
+    // address after the colon.
+    if s.starts_with('@') {
+        s = &s[s.find(':')? + 1..];
+    }
+    let quoted = quoted_local(s);
+    if !quoted {
+        s = s.trim_matches('"');
+    }
     let at = s.rfind('@')?;
     let (local, domain) = (&s[..at], &s[at + 1..]);
-    let domain = domain.trim_end_matches(['.', ',', ';', ':', ')']);
-    if local.is_empty() || domain.is_empty() || local.contains(char::is_whitespace) {
+    let domain = domain.trim_end_matches(['.', ',', ';', ':', ')', '"']);
+    if local.is_empty() || domain.is_empty() || (!quoted && local.contains(char::is_whitespace)) {
         return None;
     }
     if !domain
@@ -63,10 +93,44 @@ pub fn find_all(text: &str) -> Vec<Found> {
             end += 1;
         }
         let local = text[start..at].trim_start_matches('.');
-        let start = at - local.len();
+        let mut start = at - local.len();
+        // A quoted local part ("first..last"@host): back to its opening
+        // quote, on the same line and within RFC 5321's 64 octets.
+        if local.is_empty() && at > 0 && bytes[at - 1] == b'"' {
+            let from = at.saturating_sub(66);
+            if let Some(q) = bytes[from..at - 1]
+                .iter()
+                .rposition(|&b| b == b'"' || b == b'\n')
+                .map(|i| from + i)
+                .filter(|&q| bytes[q] == b'"' && q + 1 < at - 1)
+            {
+                start = q;
+            }
+        }
         let domain = text[at + 1..end].trim_end_matches(['.', '-']);
         let end = at + 1 + domain.len();
-        if local.is_empty() || !domain.contains('.') || domain.starts_with(['.', '-']) {
+        if start == at || !domain.contains('.') || domain.starts_with(['.', '-']) {
+            continue;
+        }
+        // "addr <addr2>": the first is a display name, the bracketed one
+        // the address.
+        let after = text[end..].trim_start_matches([' ', '\t']);
+        if after.starts_with('<')
+            && after[1..]
+                .split(['>', '\n'])
+                .next()
+                .is_some_and(|inner| inner.contains('@'))
+        {
+            continue;
+        }
+        // "smtp=user@host": a type prefix glued to the local part.
+        if let Some(p) = PREFIXES.iter().find(|p| {
+            text.get(start..start + p.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(p))
+        }) {
+            start += p.len();
+        }
+        if start == at {
             continue;
         }
         let tld = domain.rsplit('.').next().unwrap_or("");
@@ -94,6 +158,10 @@ pub fn is_system_local(addr: &str) -> bool {
             | "mdaemon"
             | "abuse"
     ) || local.starts_with("bounce")
+        // A list's own bounce address (LIST-bounces, LIST-bounces+TAG, the
+        // Mailman convention listrelay follows): where reports go, never a
+        // failed recipient.
+        || local.contains("-bounces")
         || local.starts_with("noreply")
         || local.starts_with("no-reply")
 }
@@ -110,6 +178,19 @@ mod tests {
             ("mailto:a@b.c", Some("a@b.c")),
             ("nope", None),
             ("@b.c", None),
+            ("@relay.example:user@Example.NET", Some("user@example.net")),
+            (
+                "<@r1.example,@r2.example:u@example.net>",
+                Some("u@example.net"),
+            ),
+            ("smtp=u@example.net", Some("u@example.net")),
+            ("SMTP:u@example.net", Some("u@example.net")),
+            ("rfc822; u@example.net", Some("u@example.net")),
+            (
+                "\"first..last\"@example.com",
+                Some("\"first..last\"@example.com"),
+            ),
+            ("Name <u@example.net>", Some("u@example.net")),
         ];
         for (i, o) in cases {
             assert_eq!(normalize(i).as_deref(), o, "{i}");
@@ -117,9 +198,30 @@ mod tests {
     }
 
     #[test]
+    fn list_bounce_addresses_are_system_addresses() {
+        assert!(is_system_local("team-bounces@lists.example.com"));
+        assert!(is_system_local(
+            "team-bounces+jo=example.net@lists.example.com"
+        ));
+        assert!(!is_system_local("team@lists.example.com"));
+    }
+
+    #[test]
     fn finding() {
         let f = find_all("<kijitora@example.jp>: host mx said 550 (a@b.co.) x@y z@host.localhost.");
         let v: Vec<_> = f.iter().map(|f| f.addr.as_str()).collect();
         assert_eq!(v, ["kijitora@example.jp", "a@b.co", "z@host.localhost"]);
+        let f = find_all(
+            "\"first..last\"@example.com; smtp=u@example.net\nold@example.org <new@example.org>",
+        );
+        let v: Vec<_> = f.iter().map(|f| f.addr.as_str()).collect();
+        assert_eq!(
+            v,
+            [
+                "\"first..last\"@example.com",
+                "u@example.net",
+                "new@example.org"
+            ]
+        );
     }
 }

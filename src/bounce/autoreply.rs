@@ -1,21 +1,34 @@
 //! Automatic replies (RFC 3834 and common vacation conventions).
 
+/// Values of one header field, trimmed and lower-cased.
+fn values(headers: &[(String, String)], name: &str) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.trim().to_ascii_lowercase())
+        .collect()
+}
+
 /// Header-level evidence of an automatic reply. `headers` are lower-cased
 /// names with raw values.
 pub fn is_autoreply(headers: &[(String, String)]) -> bool {
-    let get = |n: &str| {
-        headers
-            .iter()
-            .filter(|(k, _)| k == n)
-            .map(|(_, v)| v.trim().to_ascii_lowercase())
-            .collect::<Vec<_>>()
-    };
-    if get("auto-submitted")
+    auto_replied(headers) || is_vacation(headers)
+}
+
+/// `Auto-Submitted: auto-replied`. RFC 3834 (section 5) asks every
+/// automatic responder to set it, and delivery reports are responses too:
+/// alone it says "automatic", not "vacation", so a non-delivery report
+/// carrying it is still a bounce.
+pub fn auto_replied(headers: &[(String, String)]) -> bool {
+    values(headers, "auto-submitted")
         .iter()
         .any(|v| v.starts_with("auto-replied"))
-    {
-        return true;
-    }
+}
+
+/// Evidence specific to vacation and out-of-office responders: their own
+/// headers, `Precedence: auto_reply` or a vacation subject.
+pub fn is_vacation(headers: &[(String, String)]) -> bool {
+    let get = |n: &str| values(headers, n);
     if !get("x-autoreply").is_empty()
         || !get("x-autorespond").is_empty()
         || !get("x-autoreply-from").is_empty()

@@ -44,20 +44,29 @@ fn status_at(s: &[u8]) -> Option<(String, usize)> {
     Some((String::from_utf8_lossy(&s[..i]).into_owned(), i))
 }
 
-/// Whether `status` appears in `text` right after a 4xx/5xx reply code.
-fn after_reply_code(text: &str, status: &str) -> bool {
-    text.match_indices(status).any(|(i, _)| {
-        let before = text[..i].trim_end_matches(['\'', '"', ' ', '-', '#']);
-        // One to four separators: "550 5.1.1", "550-'5.2.2", "550 #5.1.0".
-        (1..=4).contains(&(i - before.len()))
-            && before.len() >= 3
-            && find_reply_code(&before[before.len() - 3..]).is_some()
-            && (before.len() == 3 || !before.as_bytes()[before.len() - 4].is_ascii_digit())
-    })
+/// Whether the status found at byte `i` of `text` comes right after a
+/// 4xx/5xx reply code. Looks back at most a few bytes, so checking every
+/// status of a text stays linear.
+fn after_reply_code_at(text: &str, i: usize) -> bool {
+    let window = &text.as_bytes()[i.saturating_sub(8)..i];
+    let trimmed = window
+        .iter()
+        .rposition(|b| !matches!(b, b'\'' | b'"' | b' ' | b'-' | b'#'))
+        .map_or(0, |p| p + 1);
+    let seps = window.len() - trimmed;
+    let before = &window[..trimmed];
+    // One to four separators: "550 5.1.1", "550-'5.2.2", "550 #5.1.0".
+    (1..=4).contains(&seps)
+        && before.len() >= 3
+        && std::str::from_utf8(&before[before.len() - 3..])
+            .ok()
+            .and_then(find_reply_code)
+            .is_some()
+        && (before.len() == 3 || !before[before.len() - 4].is_ascii_digit())
 }
 
-/// All enhanced status codes in `text`, in order.
-pub fn find_statuses(text: &str) -> Vec<String> {
+/// Every enhanced status code in `text`, in order, with its byte offset.
+fn find_statuses_at(text: &str) -> Vec<(String, usize)> {
     let b = text.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -68,7 +77,7 @@ pub fn find_statuses(text: &str) -> Vec<String> {
             || (b[i - 1] == b'-' && i >= 2 && b[i - 2].is_ascii_digit());
         if prev_ok {
             if let Some((st, len)) = status_at(&b[i..]) {
-                out.push(st);
+                out.push((st, i));
                 i += len;
                 continue;
             }
@@ -76,6 +85,11 @@ pub fn find_statuses(text: &str) -> Vec<String> {
         i += 1;
     }
     out
+}
+
+/// All enhanced status codes in `text`, in order.
+pub fn find_statuses(text: &str) -> Vec<String> {
+    find_statuses_at(text).into_iter().map(|(s, _)| s).collect()
 }
 
 /// A status given as a field value ("5.1.1", "5.1.1 (user unknown)").
@@ -121,10 +135,17 @@ pub fn is_unspecific(status: &str) -> bool {
 /// Chooses a status: the one given, unless it is an `X.0.0` and the
 /// diagnostic carries a more specific code of the same class.
 pub fn best_status(given: Option<&str>, diagnostic: &str) -> Option<String> {
-    let mut found = find_statuses(diagnostic);
+    let at = find_statuses_at(diagnostic);
+    // Statuses of which some occurrence follows a reply code: one pass.
+    let answered: std::collections::HashSet<&str> = at
+        .iter()
+        .filter(|(_, i)| after_reply_code_at(diagnostic, *i))
+        .map(|(s, _)| s.as_str())
+        .collect();
+    let mut found: Vec<String> = at.iter().map(|(s, _)| s.clone()).collect();
     // A code right after an SMTP reply code ("550 5.2.2", "550-'5.2.2") is
     // the remote server's own answer: it goes first.
-    if let Some(i) = found.iter().position(|s| after_reply_code(diagnostic, s)) {
+    if let Some(i) = found.iter().position(|s| answered.contains(s.as_str())) {
         let s = found.remove(i);
         found.insert(0, s);
     }
@@ -133,7 +154,7 @@ pub fn best_status(given: Option<&str>, diagnostic: &str) -> Option<String> {
     // "550 5.7.1 ... blacklisted" reply).
     let remote = found
         .first()
-        .filter(|s| after_reply_code(diagnostic, s) && !is_unspecific(s))
+        .filter(|s| answered.contains(s.as_str()) && !is_unspecific(s))
         .cloned();
     match given {
         Some(g) if !is_unspecific(g) => match remote {
@@ -293,6 +314,7 @@ const POLICY: &[&str] = &[
     "content",
     "refused",
     "rejected by",
+    "too many",
     "header error",
     "not authorized",
     "unauthenticated",
@@ -369,25 +391,106 @@ fn host_does_not_exist(lower: &str) -> bool {
     })
 }
 
+/// What a failure text says, as far as the classifier cares. The signals
+/// of two texts combine ([`Signals::merge`]) as those of the two texts
+/// joined would, so a report's general wording is read once and applied to
+/// every recipient whose own paragraph gives no code (linear, not
+/// recipients x report length).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Signals {
+    /// "after MAIL FROM": the sender, not the recipient, was refused.
+    after_mail_from: bool,
+    /// Wording of a full mailbox (the strong phrases).
+    mailbox_full: bool,
+    /// Wording of an unknown host or domain.
+    host_unknown_words: bool,
+    /// "mx.example.com does not exist": a host, not a mailbox.
+    host_does_not_exist: bool,
+    /// Wording of an unknown user or mailbox.
+    user_unknown: bool,
+    /// Wording of a message too large.
+    too_large: bool,
+    /// The refusal came after DATA (about the message, not the address).
+    data_stage: bool,
+    /// "unknown" or "no such": unambiguous words for a missing mailbox.
+    says_unknown: bool,
+    /// A bare "quota" (weaker than the full-mailbox phrases).
+    quota: bool,
+    /// Wording of policy, spam, content or blocking.
+    policy: bool,
+    /// Wording of a message given up on after retries.
+    expired: bool,
+    /// The first SMTP reply code of the text.
+    reply_code: Option<u16>,
+}
+
+impl Signals {
+    /// Reads the signals of one text.
+    pub fn of(diagnostic: &str) -> Self {
+        let text = diagnostic
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase();
+        Signals {
+            after_mail_from: text.contains("after mail from"),
+            mailbox_full: contains_any(&text, &MAILBOX_FULL[..MAILBOX_FULL.len() - 1]),
+            host_unknown_words: contains_any(&text, HOST_UNKNOWN),
+            host_does_not_exist: host_does_not_exist(&text),
+            user_unknown: contains_any(&text, USER_UNKNOWN),
+            too_large: contains_any(&text, TOO_LARGE),
+            data_stage: at_data_stage(&text),
+            says_unknown: text.contains("unknown") || text.contains("no such"),
+            quota: contains_any(&text, &MAILBOX_FULL[MAILBOX_FULL.len() - 1..]),
+            policy: contains_any(&text, POLICY),
+            expired: contains_any(&text, EXPIRED),
+            reply_code: find_reply_code(&text),
+        }
+    }
+
+    /// The signals of `self`'s text followed by `other`'s.
+    pub fn merge(self, other: Signals) -> Self {
+        Signals {
+            after_mail_from: self.after_mail_from || other.after_mail_from,
+            mailbox_full: self.mailbox_full || other.mailbox_full,
+            host_unknown_words: self.host_unknown_words || other.host_unknown_words,
+            host_does_not_exist: self.host_does_not_exist || other.host_does_not_exist,
+            user_unknown: self.user_unknown || other.user_unknown,
+            too_large: self.too_large || other.too_large,
+            data_stage: self.data_stage || other.data_stage,
+            says_unknown: self.says_unknown || other.says_unknown,
+            quota: self.quota || other.quota,
+            policy: self.policy || other.policy,
+            expired: self.expired || other.expired,
+            reply_code: self.reply_code.or(other.reply_code),
+        }
+    }
+
+    /// The first SMTP reply code of the text(s).
+    pub fn reply_code(&self) -> Option<u16> {
+        self.reply_code
+    }
+}
+
 /// Classifies one failure from its status and diagnostic text.
 pub fn reason(status: Option<&str>, diagnostic: &str) -> Reason {
-    let text = diagnostic
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_ascii_lowercase();
+    reason_of(status, &Signals::of(diagnostic))
+}
+
+/// Classifies one failure from its status and the signals of its text.
+pub fn reason_of(status: Option<&str>, sig: &Signals) -> Reason {
     let by_status = status.and_then(reason_from_status);
     // A rejection of the envelope sender says nothing about the recipient.
-    if text.contains("after mail from") && !contains_any(&text, HOST_UNKNOWN) {
+    if sig.after_mail_from && !sig.host_unknown_words {
         return Reason::Policy;
     }
-    let strong = if contains_any(&text, MAILBOX_FULL[..MAILBOX_FULL.len() - 1].as_ref()) {
+    let strong = if sig.mailbox_full {
         Some(Reason::MailboxFull)
-    } else if contains_any(&text, HOST_UNKNOWN) || host_does_not_exist(&text) {
+    } else if sig.host_unknown_words || sig.host_does_not_exist {
         Some(Reason::HostUnknown)
-    } else if contains_any(&text, USER_UNKNOWN) {
+    } else if sig.user_unknown {
         Some(Reason::UserUnknown)
-    } else if contains_any(&text, TOO_LARGE) {
+    } else if sig.too_large {
         Some(Reason::MessageTooLarge)
     } else {
         None
@@ -395,36 +498,38 @@ pub fn reason(status: Option<&str>, diagnostic: &str) -> Reason {
     // The recipient was accepted at RCPT TO and refused only once the
     // message itself had been sent (DATA): the refusal is about the message
     // (a per-recipient filter), not about the address, whatever the wording.
-    if at_data_stage(&text) && matches!(strong.or(by_status), Some(Reason::UserUnknown)) {
+    if sig.data_stage && matches!(strong.or(by_status), Some(Reason::UserUnknown)) {
         return Reason::Policy;
     }
     if let Some(r) = strong {
         // A policy status with user-unknown-like words ("address rejected")
         // stays a policy rejection unless the words are unambiguous.
-        if r == Reason::UserUnknown
-            && by_status == Some(Reason::Policy)
-            && !text.contains("unknown")
-            && !text.contains("no such")
-        {
+        if r == Reason::UserUnknown && by_status == Some(Reason::Policy) && !sig.says_unknown {
             return Reason::Policy;
         }
         return r;
     }
+    // A status of a missing mailbox given with words of policy, content or
+    // spam ("550 5.1.1 Refused due to recipient preferences") is a refusal
+    // of the message: soft, as the text does not say the mailbox is gone.
+    if by_status == Some(Reason::UserUnknown) && sig.policy {
+        return Reason::Policy;
+    }
     if let Some(r) = by_status {
         return r;
     }
-    if contains_any(&text, &MAILBOX_FULL[MAILBOX_FULL.len() - 1..]) {
+    if sig.quota {
         return Reason::MailboxFull;
     }
-    if contains_any(&text, POLICY) {
+    if sig.policy {
         return Reason::Policy;
     }
-    if contains_any(&text, EXPIRED) {
+    if sig.expired {
         return Reason::Expired;
     }
     match status.map(|s| s.as_bytes()[0]) {
         Some(b'4') => Reason::Transient,
-        _ => match find_reply_code(&text) {
+        _ => match sig.reply_code {
             Some(c) if c < 500 => Reason::Transient,
             _ => Reason::Other,
         },
@@ -445,7 +550,16 @@ pub fn is_hard(reason: Reason, status: Option<&str>) -> bool {
 /// A conservative status for a failure reported without one: only when the
 /// reason is clear, with the class from the SMTP reply code or `permanent`.
 pub fn derive_status(reason: Reason, diagnostic: &str, permanent: Option<bool>) -> Option<String> {
-    let class = match find_reply_code(diagnostic) {
+    derive_status_from(reason, find_reply_code(diagnostic), permanent)
+}
+
+/// [`derive_status`] from the text's first reply code, already found.
+pub fn derive_status_from(
+    reason: Reason,
+    reply_code: Option<u16>,
+    permanent: Option<bool>,
+) -> Option<String> {
+    let class = match reply_code {
         Some(c) if c >= 500 => '5',
         Some(_) => '4',
         None => match permanent {

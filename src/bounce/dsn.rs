@@ -1,5 +1,7 @@
 //! RFC 3464 delivery status notifications (`message/delivery-status`).
 
+use std::collections::{HashMap, HashSet};
+
 use super::addr;
 use super::classify;
 use super::fields::{self, Block};
@@ -19,10 +21,11 @@ enum Outcome {
 /// Returns `None` when no per-recipient block was found.
 pub fn parse(dsn_text: &str, context: &str) -> Option<(Kind, Vec<RecipientDetail>)> {
     let blocks = split_recipients(fields::parse_blocks(dsn_text));
+    let context = Context::new(context);
     let mut details = Vec::new();
     let (mut failed, mut delayed, mut success) = (false, false, false);
     for b in &blocks {
-        let Some((detail, outcome)) = recipient(b, context) else {
+        let Some((detail, outcome)) = recipient(b, &context) else {
             continue;
         };
         match outcome {
@@ -52,12 +55,19 @@ fn split_recipients(blocks: Vec<Block>) -> Vec<Block> {
     let mut out = Vec::new();
     for b in blocks {
         let mut cur: Block = Vec::new();
+        // Which recipient fields `cur` already has: flags, not a search
+        // of `cur` per field (a block of many fields stays linear).
+        let (mut has_final, mut has_original) = (false, false);
         for (n, v) in b {
-            let starts = n == "final-recipient"
-                || (n == "original-recipient" && cur.iter().any(|(m, _)| m == "final-recipient"));
-            if starts && cur.iter().any(|(m, _)| m == &n) {
+            let is_final = n == "final-recipient";
+            let is_original = n == "original-recipient";
+            let starts = is_final || (is_original && has_final);
+            if starts && ((is_final && has_final) || (is_original && has_original)) {
                 out.push(std::mem::take(&mut cur));
+                (has_final, has_original) = (false, false);
             }
+            has_final |= is_final;
+            has_original |= is_original;
             cur.push((n, v));
         }
         out.push(cur);
@@ -69,7 +79,7 @@ fn split_recipients(blocks: Vec<Block>) -> Vec<Block> {
     out
 }
 
-fn recipient(b: &Block, context: &str) -> Option<(RecipientDetail, Outcome)> {
+fn recipient(b: &Block, context: &Context) -> Option<(RecipientDetail, Outcome)> {
     let get_addr =
         |name: &str| fields::get(b, name).and_then(|v| addr::normalize(fields::strip_type(v)));
     let original = get_addr("original-recipient");
@@ -99,14 +109,15 @@ fn recipient(b: &Block, context: &str) -> Option<(RecipientDetail, Outcome)> {
     };
     // Text that explains this recipient: the diagnostic, else the lines of
     // the human-readable part around the address.
-    let near = around(context, &rcpt);
+    let near = context.around(&rcpt);
     let explain = if diag.trim().is_empty() {
         near
     } else if !classify::at_data_stage(&diag.to_ascii_lowercase())
-        && classify::at_data_stage(&near.to_ascii_lowercase())
+        && (classify::at_data_stage(&near.to_ascii_lowercase()) || context.answered_data(&diag))
     {
         // Postfix puts the SMTP stage ("in reply to end of DATA command")
-        // in its human-readable text only, not in the Diagnostic-Code.
+        // in its human-readable text only, not in the Diagnostic-Code;
+        // Sendmail shows it in its session transcript (">>> DATA").
         format!("{diag} (in reply to end of DATA command)")
     } else {
         diag.clone()
@@ -136,16 +147,97 @@ fn recipient(b: &Block, context: &str) -> Option<(RecipientDetail, Outcome)> {
     Some((detail, outcome))
 }
 
-/// The line of `text` that mentions `rcpt` and the few lines after it.
-pub fn around(text: &str, rcpt: &str) -> String {
-    let lower = text.to_ascii_lowercase();
-    let needle = rcpt.to_ascii_lowercase();
-    let Some(pos) = lower.find(&needle) else {
-        return String::new();
-    };
-    let start = lower[..pos].rfind('\n').map_or(0, |i| i + 1);
-    let rest = &text[start..];
-    rest.split('\n').take(6).collect::<Vec<_>>().join("\n")
+/// The human-readable part of a report, with the line where each address
+/// it mentions first appears, found in one pass.
+struct Context<'a> {
+    /// The text.
+    text: &'a str,
+    /// Lower-cased address -> where the text about its first mention
+    /// starts: its line's start, or a line's length before it.
+    first_line: HashMap<String, usize>,
+    /// Replies of the session transcript (Sendmail's `<<< 550 ...` lines,
+    /// normalised) that answered the `>>> DATA` command: such a refusal is
+    /// about the message, not the address (RFC 5321 section 4.1.1.4).
+    data_replies: HashSet<String>,
+}
+
+/// A transcript line, normalised for comparison with a Diagnostic-Code.
+fn reply_key(line: &str) -> String {
+    line.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
+}
+
+/// How much text before a mention, and how much in all, explains it: a
+/// line is at most 998 characters (RFC 5322), a longer one is not re-read
+/// per recipient.
+const LOOKBACK: usize = 1000;
+const AROUND_MAX: usize = 4000;
+
+impl<'a> Context<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut first_line = HashMap::new();
+        // Addresses come in order: the line start is tracked as we go.
+        let (mut line_start, mut scanned) = (0, 0);
+        for f in addr::find_all(text) {
+            if let Some(i) = text[scanned..f.start].rfind('\n') {
+                line_start = scanned + i + 1;
+            }
+            scanned = f.start;
+            let start = fields::floor_char(text, line_start.max(f.start.saturating_sub(LOOKBACK)));
+            first_line
+                .entry(f.addr.to_ascii_lowercase())
+                .or_insert(start);
+        }
+        // With pipelining (RFC 2920) the transcript shows only the last
+        // command sent, and the replies come in the order of the commands:
+        // of several replies after `>>> DATA`, only the last answers DATA
+        // (the others answer the RCPTs sent with it, "503 Need RCPT" then
+        // being DATA's own).
+        let mut data_replies = HashSet::new();
+        let (mut command, mut last_reply) = ("", None);
+        let mut settle = |command: &str, last: Option<&str>| {
+            if command.eq_ignore_ascii_case("data") || command == "." {
+                if let Some(r) = last {
+                    data_replies.insert(reply_key(r));
+                }
+            }
+        };
+        for line in text.lines() {
+            if let Some(c) = line.strip_prefix(">>> ") {
+                settle(command, last_reply.take());
+                command = c.trim();
+            } else if let Some(r) = line.strip_prefix("<<< ") {
+                last_reply = Some(r);
+            } else if line.trim().is_empty() {
+                settle(command, last_reply.take());
+                command = "";
+            }
+        }
+        settle(command, last_reply);
+        Context {
+            text,
+            first_line,
+            data_replies,
+        }
+    }
+
+    /// Whether the session transcript shows `diagnostic` as the reply to
+    /// DATA (or to the message's final dot).
+    fn answered_data(&self, diagnostic: &str) -> bool {
+        !self.data_replies.is_empty() && self.data_replies.contains(&reply_key(diagnostic))
+    }
+
+    /// The line that mentions `rcpt` and the few lines after it.
+    fn around(&self, rcpt: &str) -> String {
+        let Some(&start) = self.first_line.get(&rcpt.to_ascii_lowercase()) else {
+            return String::new();
+        };
+        let rest = &self.text[start..];
+        let rest = &rest[..fields::floor_char(rest, rest.len().min(AROUND_MAX))];
+        rest.split('\n').take(6).collect::<Vec<_>>().join("\n")
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,30 @@ pub fn normalize_newlines(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The start of `raw` that holds at most `max_bytes` bytes and
+/// `max_lines` lines: what the parser examines of a message.
+pub fn clip(raw: &[u8], max_bytes: usize, max_lines: usize) -> &[u8] {
+    let raw = &raw[..raw.len().min(max_bytes)];
+    match raw
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .nth(max_lines.saturating_sub(1))
+    {
+        Some((i, _)) => &raw[..=i],
+        None => raw,
+    }
+}
+
+/// The largest char boundary of `s` at or before `i` (`s.len()` at most).
+pub fn floor_char(s: &str, i: usize) -> usize {
+    let mut i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
 /// One parsed block: (lower-cased name, unfolded trimmed value) in order.
 pub type Block = Vec<(String, String)>;
 
@@ -115,5 +139,14 @@ mod tests {
         assert_eq!(get(&b[1], "diagnostic-code"), Some("smtp; 550 5.1.1 nope"));
         assert_eq!(strip_type("rfc822; a@b.c"), "a@b.c");
         assert_eq!(strip_type("a@b.c"), "a@b.c");
+    }
+
+    #[test]
+    fn clipping() {
+        assert_eq!(clip(b"a\nb\nc\n", 100, 2), b"a\nb\n");
+        assert_eq!(clip(b"a\nb\nc\n", 3, 100), b"a\nb");
+        assert_eq!(clip(b"abc", 100, 1), b"abc");
+        assert_eq!(floor_char("aé", 2), 1);
+        assert_eq!(floor_char("aé", 9), 3);
     }
 }

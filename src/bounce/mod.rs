@@ -26,8 +26,21 @@ pub use report::{BounceReport, Kind, Reason, RecipientDetail};
 pub use scope::{scope_key, BounceScope};
 pub use score::{BounceState, PolicyShare, PostBounces, Scoring};
 
-/// Parses one raw message. Never panics, whatever the input.
+/// The parser's per-message budget, in bytes: it reads at most this much
+/// of a message and decides on what it saw. A report's own parts (its
+/// text, its `message/delivery-status`, RFC 3464 section 2) come before the
+/// returned message and fit in a few kilobytes; anyone can mail
+/// `LIST-bounces@`, so a 25 MiB message must cost no more than this.
+pub const MAX_EXAMINED_BYTES: usize = 1 << 20;
+
+/// The parser's per-message budget, in lines (see [`MAX_EXAMINED_BYTES`]).
+pub const MAX_EXAMINED_LINES: usize = 20_000;
+
+/// Parses one raw message within the budget ([`MAX_EXAMINED_BYTES`],
+/// [`MAX_EXAMINED_LINES`]); its work is linear in what it examines. Never
+/// panics, whatever the input.
 pub fn parse(raw: &[u8]) -> BounceReport {
+    let raw = fields::clip(raw, MAX_EXAMINED_BYTES, MAX_EXAMINED_LINES);
     std::panic::catch_unwind(|| parse_inner(raw, 0))
         .unwrap_or_else(|_| BounceReport::not_bounce(Kind::NotBounce))
 }
@@ -273,10 +286,13 @@ fn parse_inner(raw: &[u8], depth: u8) -> BounceReport {
     let from = header(&c, "from");
     let autoreply = autoreply::is_autoreply(&c.headers);
     let bounce_like = text::looks_like_bounce(&context, subject, from);
-    if autoreply
-        && !(from.to_ascii_lowercase().contains("mailer-daemon")
-            || text::looks_like_bounce("", subject, ""))
-    {
+    // RFC 3834's `Auto-Submitted: auto-replied` is also set by delivery
+    // report generators: only vacation evidence (or the header without a
+    // report's wording) makes an auto-reply.
+    let reported_failure = from.to_ascii_lowercase().contains("mailer-daemon")
+        || text::looks_like_bounce("", subject, "")
+        || (!autoreply::is_vacation(&c.headers) && bounce_like);
+    if autoreply && !reported_failure {
         return BounceReport::not_bounce(Kind::AutoReply);
     }
     if bounce_like {

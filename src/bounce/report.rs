@@ -89,9 +89,10 @@ impl BounceReport {
     /// Builds a report from per-recipient details (deduplicated by recipient).
     pub fn from_details(kind: Kind, details: Vec<RecipientDetail>) -> Self {
         let mut seen = Vec::new();
+        let mut unique = std::collections::HashSet::new();
         let mut kept = Vec::new();
         for d in details {
-            if d.recipient.is_empty() || seen.contains(&d.recipient) {
+            if d.recipient.is_empty() || !unique.insert(d.recipient.clone()) {
                 continue;
             }
             seen.push(d.recipient.clone());

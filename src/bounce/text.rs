@@ -6,8 +6,11 @@
 //! message starts, take the addresses in what remains (minus the sender and
 //! mail-system addresses), and classify each from the text that follows it.
 
+use std::collections::HashSet;
+
 use super::addr;
 use super::classify;
+use super::fields;
 use super::report::{Kind, Reason, RecipientDetail};
 
 /// Words that mark the start of the returned original message when they
@@ -151,29 +154,72 @@ pub fn looks_like_bounce(text: &str, subject: &str, from: &str) -> bool {
         || s.contains("delivery")
 }
 
+/// Line boundaries of a text, found once, so that finding the line of
+/// each of many addresses stays linear.
+struct Lines {
+    /// Byte offset where each line starts, ascending.
+    starts: Vec<usize>,
+    /// Length of the text.
+    len: usize,
+}
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Lines {
+            starts,
+            len: text.len(),
+        }
+    }
+
+    /// Start and end (newline excluded) of the line holding byte `pos`.
+    fn of(&self, pos: usize) -> (usize, usize) {
+        let i = self.starts.partition_point(|&s| s <= pos) - 1;
+        let end = self.starts.get(i + 1).map_or(self.len, |&n| n - 1);
+        (self.starts[i], end)
+    }
+}
+
+/// How far before an address, on its own line, its explanation is looked
+/// for: a line of an RFC 5322 message is at most 998 characters, and a
+/// longer one (hostile or broken) must not make each of its addresses
+/// re-read it.
+const LINE_LOOKBACK: usize = 1000;
+
 /// Finds failed recipients in a plain-text bounce. `exclude` holds the
 /// addresses of the report's own headers (sender, envelope, To).
 pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetail>)> {
     let body = cut_original(text);
+    let lines = Lines::new(body);
     // When the report announces a list ("the following recipients"), the
     // addresses before the announcement (the original To, the sender) are
-    // not failed recipients.
+    // not failed recipients, provided the list names someone.
     let list_start = list_start(body);
+    let list_names_someone = list_start.is_some_and(|p| {
+        addr::find_all(&body[p..])
+            .iter()
+            .any(|g| !addr::is_system_local(&g.addr))
+    });
+    let exclude: HashSet<String> = exclude.iter().map(|e| e.to_ascii_lowercase()).collect();
+    let mut seen = HashSet::new();
     let mut found: Vec<addr::Found> = Vec::new();
+    // Whether the current line is one whose addresses are skipped, read
+    // once per line however many addresses it holds.
+    let mut line_skipped: Option<(usize, bool)> = None;
     for f in addr::find_all(body) {
-        let line_start = body[..f.start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = body[f.start..]
-            .find('\n')
-            .map_or(body.len(), |i| f.start + i);
-        let line = body[line_start..line_end].trim_start().to_ascii_lowercase();
-        if SKIP_LINE_STARTS.iter().any(|s| line.starts_with(s)) || line.contains("contact") {
-            continue;
-        }
-        if list_start.is_some_and(|p| f.start < p)
-            && addr::find_all(&body[list_start.unwrap_or(0)..])
-                .iter()
-                .any(|g| !addr::is_system_local(&g.addr))
-        {
+        let (line_start, line_end) = lines.of(f.start);
+        let skipped = match line_skipped {
+            Some((ls, v)) if ls == line_start => v,
+            _ => {
+                let line = body[line_start..line_end].trim_start().to_ascii_lowercase();
+                let v = SKIP_LINE_STARTS.iter().any(|s| line.starts_with(s))
+                    || line.contains("contact");
+                line_skipped = Some((line_start, v));
+                v
+            }
+        };
+        if skipped || (list_names_someone && list_start.is_some_and(|p| f.start < p)) {
             continue;
         }
         // An address alone on its line after the announcement ("The
@@ -182,17 +228,16 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
         // address (postmaster@) or the report's own To (a message sent to
         // oneself).
         let listed = list_start.is_some_and(|p| f.start > p)
-            && line
+            && body[line_start..line_end]
                 .trim()
                 .trim_end_matches(':')
                 .trim_start_matches('<')
                 .trim_end_matches('>')
                 .eq_ignore_ascii_case(&f.addr);
+        let key = f.addr.to_ascii_lowercase();
         // "/home/u/mbox@host" or "|prog@host": a file or pipe, not an address.
         if f.addr.starts_with(['/', '|'])
-            || (!listed
-                && (addr::is_system_local(&f.addr)
-                    || exclude.iter().any(|e| e.eq_ignore_ascii_case(&f.addr))))
+            || (!listed && (addr::is_system_local(&f.addr) || exclude.contains(&key)))
         {
             continue;
         }
@@ -201,7 +246,7 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
         if before.ends_with("://") || before.ends_with('/') {
             continue;
         }
-        if found.iter().any(|g| g.addr.eq_ignore_ascii_case(&f.addr)) {
+        if !seen.insert(key) {
             continue;
         }
         found.push(f);
@@ -212,36 +257,81 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
     // Reports list failed recipients at the start of a line ("  a@b.c",
     // "<a@b.c>: host ... said", "a@b.c on <date>"); when some are there,
     // addresses inside sentences are mentions, not recipients.
+    // A line that is one address form ("Name <a@b.c>", "old@x <a@b.c>",
+    // "smtp=a@b.c") lists it too. Only short lines are read whole, so a
+    // long line costs nothing per address.
+    let line_is_the_address = |f: &addr::Found| {
+        let (ls, le) = lines.of(f.start);
+        let line = &body[ls..le];
+        // What precedes a bracket must read as a name or an address, not
+        // as prose or encoded text.
+        let name = line.split('<').next().unwrap_or("");
+        let tail = line.rsplit('>').next().unwrap_or("");
+        le - ls < 256
+            && (!line.contains('>') || tail.trim().is_empty())
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || " .\"'-_@+=,".contains(c))
+            && addr::normalize(line).is_some_and(|a| a == f.addr)
+    };
     let at_line_start = |f: &addr::Found| {
-        let ls = body[..f.start].rfind('\n').map_or(0, |i| i + 1);
+        let ls = lines.of(f.start).0;
         let before = body[ls..f.start].trim();
         before.is_empty()
             || before == "<"
             || before == "\""
             || before.eq_ignore_ascii_case("rcpt to: <")
             || before.ends_with(':') && before.len() < 24
+            || line_is_the_address(f)
     };
     if found.iter().any(at_line_start) {
         found.retain(at_line_start);
     }
-    let permanent = permanence(body);
+    let general = General::of(body);
     let mut details = Vec::new();
     for (i, f) in found.iter().enumerate() {
-        let line_start = body[..f.start].rfind('\n').map_or(0, |i| i + 1);
-        let end = found.get(i + 1).map_or(body.len(), |g| {
-            body[..g.start]
-                .rfind('\n')
-                .map_or(g.start, |i| i + 1)
-                .max(f.end)
-        });
-        details.push(detail(&f.addr, &body[line_start..end], body, permanent));
+        let start = fields::floor_char(
+            body,
+            lines
+                .of(f.start)
+                .0
+                .max(f.start.saturating_sub(LINE_LOOKBACK)),
+        );
+        let end = found
+            .get(i + 1)
+            .map_or(body.len(), |g| lines.of(g.start).0.max(f.end));
+        details.push(detail(&f.addr, &body[start..end], &general));
     }
-    let delayed = permanent == Some(false)
+    let delayed = general.permanent == Some(false)
         && details.iter().all(|d| {
             d.status.as_deref().is_none_or(|s| s.starts_with('4'))
                 && !matches!(d.reason, Reason::UserUnknown | Reason::HostUnknown)
         });
     Some((if delayed { Kind::Delay } else { Kind::Bounce }, details))
+}
+
+/// What the whole report says, read once: it classifies every recipient
+/// whose own text carries no code.
+struct General<'a> {
+    /// The report's text before the returned message.
+    body: &'a str,
+    /// Whether its wording says permanent or temporary.
+    permanent: Option<bool>,
+    /// Its best status code.
+    status: Option<String>,
+    /// Its classifier signals.
+    signals: classify::Signals,
+}
+
+impl<'a> General<'a> {
+    fn of(body: &'a str) -> Self {
+        General {
+            body,
+            permanent: permanence(body),
+            status: classify::best_status(None, body),
+            signals: classify::Signals::of(body),
+        }
+    }
 }
 
 /// Whether the wording of a report says the failure is permanent
@@ -263,28 +353,36 @@ fn permanence(body: &str) -> Option<bool> {
 
 /// Classifies one failed recipient from the text about it (`segment`),
 /// falling back to the whole report when the segment carries no code.
-fn detail(recipient: &str, segment: &str, body: &str, permanent: Option<bool>) -> RecipientDetail {
-    let mut segment = segment.to_string();
-    if classify::best_status(None, &segment).is_none()
-        && classify::find_reply_code(&segment).is_none()
-    {
-        segment = format!("{segment}\n{body}");
-    }
-    let mut status = classify::best_status(None, &segment);
-    let reason = classify::reason(status.as_deref(), &segment);
+fn detail(recipient: &str, segment: &str, general: &General) -> RecipientDetail {
+    let own = classify::Signals::of(segment);
+    let own_status = classify::best_status(None, segment);
+    let (mut status, signals, diagnostic) = if own_status.is_some() || own.reply_code().is_some() {
+        (
+            own_status,
+            own,
+            segment.trim().chars().take(500).collect::<String>(),
+        )
+    } else {
+        // The segment followed by the report, as far as a diagnostic shows.
+        let head = &general.body[..fields::floor_char(general.body, general.body.len().min(2000))];
+        let joined = format!("{segment}\n{head}");
+        (
+            general.status.clone(),
+            own.merge(general.signals),
+            joined.trim().chars().take(500).collect(),
+        )
+    };
+    let reason = classify::reason_of(status.as_deref(), &signals);
     if status.is_none() {
-        status = classify::derive_status(reason, &segment, permanent);
+        status = classify::derive_status_from(reason, signals.reply_code(), general.permanent);
     }
-    let diagnostic = segment.trim();
-    let diagnostic =
-        (!diagnostic.is_empty()).then(|| diagnostic.chars().take(500).collect::<String>());
     let hard = classify::is_hard(reason, status.as_deref());
     RecipientDetail {
         recipient: recipient.to_string(),
         original_recipient: None,
         action: None,
         status,
-        diagnostic,
+        diagnostic: (!diagnostic.is_empty()).then_some(diagnostic),
         remote_mta: None,
         reason,
         hard,
@@ -298,12 +396,8 @@ pub fn parse_named(text: &str, recipients: &[String]) -> Option<(Kind, Vec<Recip
     if recipients.is_empty() {
         return None;
     }
-    let body = cut_original(text);
-    let permanent = permanence(body);
-    let details = recipients
-        .iter()
-        .map(|r| detail(r, "", body, permanent))
-        .collect();
+    let general = General::of(cut_original(text));
+    let details = recipients.iter().map(|r| detail(r, "", &general)).collect();
     Some((Kind::Bounce, details))
 }
 
