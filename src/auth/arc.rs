@@ -144,6 +144,6 @@ impl Sealer {
                 domain: self.domain.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(set.to_header().into_bytes())
+        Ok(super::sign::keep_last_semicolon(set.to_header()).into_bytes())
     }
 }

@@ -234,13 +234,24 @@ impl PostSigner<'_> {
                     signature: &signature,
                 })
                 .map_err(|e| err(e.to_string()))?;
-            out.extend_from_slice(signature.to_header().as_bytes());
+            out.extend_from_slice(keep_last_semicolon(signature.to_header()).as_bytes());
         }
         if let Ok(mut c) = self.cache.lock() {
             c.insert(slice.to_vec(), out.clone());
         }
         Ok(out)
     }
+}
+
+/// mail-auth folds a header as `b=…\r\n\t;` when the `b=` value fills the
+/// line. RFC 6376 §3.5 deletes the whitespace around the `b=` value before
+/// hashing, and mail-auth signs that; dkimpy (and so, likely, other
+/// verifiers) keeps the trailing fold and computes `b= ;`, and the
+/// signature fails there. Moving the `;` up makes both readings agree;
+/// nothing signed changes (the `b=` value and its whitespace are removed
+/// for hashing either way).
+pub(crate) fn keep_last_semicolon(header: String) -> String {
+    header.replace("\r\n\t;\r\n", ";\r\n")
 }
 
 #[cfg(test)]
@@ -271,7 +282,23 @@ mod tests {
             .for_post(SHARED)
             .sign_envelope(slice, theirs.t)
             .unwrap();
-        assert_eq!(String::from_utf8(ours).unwrap(), theirs.to_header());
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            keep_last_semicolon(theirs.to_header())
+        );
+    }
+
+    #[test]
+    fn no_lone_semicolon_line() {
+        // What mail-auth writes when b= ends a line (seen with RSA keys in
+        // tests/auth.rs list_keys_sign_and_dkimpy_verifies_both_algorithms,
+        // which dkimpy failed before this).
+        let raw =
+            "DKIM-Signature: v=1; a=rsa-sha256;\r\n\tb=AAAA\r\n\tBBBB==\r\n\t;\r\n".to_string();
+        assert_eq!(
+            keep_last_semicolon(raw),
+            "DKIM-Signature: v=1; a=rsa-sha256;\r\n\tb=AAAA\r\n\tBBBB==;\r\n"
+        );
     }
 
     #[test]
