@@ -62,9 +62,12 @@ pub enum SignError {
     /// A key record does not load.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// The domain has no active key.
-    #[error("no active DKIM key for {0}: run `listrelay dkim keygen {0}`")]
-    NoKey(String),
+    /// No key was given (the domain has no active key).
+    #[error("no active DKIM key: run `listrelay dkim keygen DOMAIN` for the list domain")]
+    NoKey,
+    /// The keys given belong to different domains.
+    #[error("DKIM keys of {0} and {1} given to one signer: sign each domain with its own keys")]
+    MixedDomains(String, String),
     /// mail-auth refused to sign (no header of the list present, crypto).
     #[error("DKIM signing failed for {domain} (selector {selector}): {reason}")]
     Sign {
@@ -104,8 +107,14 @@ impl Signer {
                     .body_canonicalization(Canonicalization::Relaxed),
             );
         }
+        if let Some(other) = keys.iter().find(|k| k.domain != keys[0].domain) {
+            return Err(SignError::MixedDomains(
+                keys[0].domain.clone(),
+                other.domain.clone(),
+            ));
+        }
         if signers.is_empty() {
-            return Err(SignError::NoKey(String::new()));
+            return Err(SignError::NoKey);
         }
         Ok(Signer { signers })
     }
@@ -319,6 +328,6 @@ mod tests {
             "{s}"
         );
         assert_eq!(s.matches("From").count(), 2, "From over-signed: {s}");
-        assert!(matches!(Signer::new(&[]), Err(SignError::NoKey(_))));
+        assert!(matches!(Signer::new(&[]), Err(SignError::NoKey)));
     }
 }
