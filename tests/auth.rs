@@ -370,8 +370,13 @@ async fn hostile_headers_and_records_give_clear_results() {
     let ev = evaluator(&server, Some("mx.upstream.test"));
     let smtp = author_mta("reject.test");
     let with = |h: &str| [h.as_bytes(), POST].concat();
+    // A good signature whose selector points at a key that is not base64.
+    let signed = dkimpy::sign(POST, &dkimpy::author("reject.test"));
+    let bad_key = String::from_utf8_lossy(&signed)
+        .replace("s=sel1", "s=bad")
+        .into_bytes();
     let cases = [
-        with("DKIM-Signature: v=1; a=rsa-sha256; d=reject.test; s=bad; h=from; bh=AAAA; b=AAAA\r\n"),
+        bad_key,
         with("DKIM-Signature: v=1; a=\r\n"),
         with("DKIM-Signature: ;;;===;;; b=\x01\x02\r\n"),
         with("ARC-Seal: i=1; a=rsa-sha256; cv=none; d=x.test; s=s; b=AAAA\r\n"),
@@ -386,6 +391,15 @@ async fn hostile_headers_and_records_give_clear_results() {
     ];
     for (i, m) in cases.iter().enumerate() {
         let e = ev.evaluate(m, &smtp).await;
+        eprintln!(
+            "hostile case {i}: dkim {:?} arc {:?} dmarc {:?}",
+            e.dkim
+                .iter()
+                .map(|d| (d.result, d.reason.as_str()))
+                .collect::<Vec<_>>(),
+            (e.arc.result, &e.arc.reason),
+            e.dmarc.result
+        );
         assert!(!e.is_temporary(), "case {i}: {e:?}");
         assert!(
             e.dkim.iter().all(|d| d.result != AuthResult::Pass),
@@ -394,12 +408,20 @@ async fn hostile_headers_and_records_give_clear_results() {
     }
     // The non-base64 key: a permanent error on that signature, said so.
     let e = ev.evaluate(&cases[0], &smtp).await;
-    assert!(
-        matches!(
-            e.dkim[0].result,
-            AuthResult::PermError | AuthResult::Fail | AuthResult::Neutral
-        ),
-        "{e:?}"
-    );
+    assert_eq!(e.dkim[0].result, AuthResult::PermError, "{e:?}");
     assert!(!e.dkim[0].reason.is_empty(), "{e:?}");
+    // An unreadable signature is listed, not dropped.
+    let e = ev.evaluate(&cases[2], &smtp).await;
+    assert_eq!(e.dkim.len(), 1, "{e:?}");
+    assert_eq!(e.dkim[0].result, AuthResult::PermError, "{e:?}");
+    // A lone ARC-Seal is a broken chain, and is not sealed over.
+    let e = ev.evaluate(&cases[3], &smtp).await;
+    assert_eq!(e.arc.result, AuthResult::Fail, "{e:?}");
+    let sealer = Sealer::new(&list_keys()[1]).expect("sealer");
+    assert!(sealer
+        .seal(&cases[3], &e.auth_results, e.arc.result)
+        .is_err());
+    assert!(sealer
+        .seal(&cases[4], &e.auth_results, e.arc.result)
+        .is_err());
 }

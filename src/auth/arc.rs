@@ -105,7 +105,11 @@ impl Sealer {
         chain: AuthResult,
     ) -> Result<Vec<u8>, SealError> {
         let parsed = AuthenticatedMessage::parse(message).ok_or(SealError::Unparsable)?;
-        if parsed.has_arc_errors {
+        let sets = parsed.as_headers.len();
+        if parsed.has_arc_errors
+            || sets != parsed.ams_headers.len()
+            || sets != parsed.aar_headers.len()
+        {
             // Malformed ARC headers upstream: a new set could not name its
             // instance; the copy goes out DKIM-signed only.
             return Err(SealError::ChainFailed);

@@ -292,7 +292,7 @@ impl Evaluator {
                 .with_spf_mailfrom_result(&spf_out, ip, &smtp.mail_from, &smtp.helo)
                 .with_arc_result(&arc_out, ip);
         }
-        let dkim = dkim_out
+        let mut dkim: Vec<DkimCheck> = dkim_out
             .iter()
             .map(|o| {
                 let (result, reason) = dkim_result(o.result());
@@ -304,7 +304,31 @@ impl Evaluator {
                 }
             })
             .collect();
-        let (arc_result, arc_reason) = dkim_result(arc_out.result());
+        // mail-auth reports DKIM-specific parse errors itself; a signature it
+        // could not read at all (bad tag list, base64) would vanish.
+        dkim.extend(
+            msg.errors
+                .iter()
+                .filter(|h| {
+                    h.name.eq_ignore_ascii_case(b"DKIM-Signature")
+                        && !matches!(h.header, mail_auth::Error::Dkim(_))
+                })
+                .map(|h| DkimCheck {
+                    domain: String::new(),
+                    selector: String::new(),
+                    result: AuthResult::PermError,
+                    reason: format!("unreadable DKIM-Signature: {}", h.header),
+                }),
+        );
+        let (mut arc_result, mut arc_reason) = dkim_result(arc_out.result());
+        if arc_result == AuthResult::None
+            && !(msg.as_headers.is_empty() && msg.aar_headers.is_empty())
+        {
+            // mail-auth ignores ARC-Seal / ARC-Authentication-Results without
+            // an ARC-Message-Signature; that is a broken chain, not none.
+            arc_result = AuthResult::Fail;
+            arc_reason = "ARC headers without an ARC-Message-Signature (broken chain)".into();
+        }
         let policy = dmarc_out.dmarc_record().map(|_| match dmarc_out.policy() {
             mail_auth::dmarc::Policy::Reject => DmarcPolicy::Reject,
             mail_auth::dmarc::Policy::Quarantine => DmarcPolicy::Quarantine,

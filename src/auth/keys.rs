@@ -78,8 +78,9 @@ pub enum KeyError {
     BadSelector(String),
 }
 
-/// A list domain's DKIM key, as the store keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A list domain's DKIM key, as the store keeps it. `Debug` leaves the
+/// private key out (records end up in logs and error messages).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DkimKeyRecord {
     /// The signing domain (`d=`), the list domain.
     pub domain: String,
@@ -91,6 +92,18 @@ pub struct DkimKeyRecord {
     pub private_key_pem: String,
     /// When it was generated (seconds since the Unix epoch), to order a rotation.
     pub created_at: u64,
+}
+
+impl std::fmt::Debug for DkimKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DkimKeyRecord")
+            .field("domain", &self.domain)
+            .field("selector", &self.selector)
+            .field("algorithm", &self.algorithm)
+            .field("private_key_pem", &"(secret)")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 fn valid_selector(s: &str) -> bool {
@@ -224,6 +237,7 @@ mod tests {
             let json = serde_json::to_string(&k).unwrap();
             assert!(json.contains(&format!("\"{alg}\"")));
             assert_eq!(serde_json::from_str::<DkimKeyRecord>(&json).unwrap(), k);
+            assert!(!format!("{k:?}").contains("BEGIN"), "no secret in Debug");
         }
     }
 
