@@ -425,3 +425,66 @@ async fn hostile_headers_and_records_give_clear_results() {
         .seal(&cases[4], &e.auth_results, e.arc.result)
         .is_err());
 }
+
+#[tokio::test]
+async fn resolver_reads_published_keys_and_tells_timeout_from_absence() {
+    let Some(server) = full_dns(&[]) else { return };
+    let cfg = DnsConfig {
+        resolvers: vec![server.addr()],
+        timeout_secs: 1,
+        attempts: 1,
+        cache_size: 0,
+    };
+    let r = Resolver::new(&cfg).expect("resolver");
+    for k in list_keys() {
+        let txt = r.txt(&k.dns_name()).await.expect("published");
+        assert_eq!(txt, k.dns_txt().unwrap(), "{}", k.dns_name());
+    }
+    use listrelay::auth::resolver::Lookup;
+    assert!(matches!(
+        r.txt("nokey._domainkey.lists.example.org").await,
+        Err(Lookup::NotFound(_))
+    ));
+    server.pause();
+    let t = r.txt(&list_keys()[0].dns_name()).await;
+    server.resume();
+    assert!(matches!(t, Err(Lookup::Temporary(_))), "{t:?}");
+    assert!(r.txt(&list_keys()[0].dns_name()).await.is_ok());
+}
+
+/// Signing cost per copy (run with `cargo test --release --test auth
+/// signing_cost -- --ignored --nocapture`): body hash once per post, then
+/// one signature per envelope, for RSA-2048 and Ed25519.
+#[test]
+#[ignore]
+fn signing_cost() {
+    let body =
+        "A line of a typical post, about seventy characters long, for hashing.\r\n".repeat(300);
+    let shared = format!(
+        "{}\r\n{body}",
+        String::from_utf8_lossy(&list_copy(POST, true, false))
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or("")
+    );
+    for (name, key) in [
+        ("rsa-sha256", &list_keys()[0]),
+        ("ed25519-sha256", &list_keys()[1]),
+    ] {
+        let signer = Signer::new(std::slice::from_ref(key)).expect("signer");
+        let n = 2000;
+        let t = std::time::Instant::now();
+        let post = signer.for_post(shared.as_bytes());
+        let hashed = t.elapsed();
+        for i in 0..n {
+            let slice = format!("List-Unsubscribe: <https://lists.example.org/u/{i}>\r\n");
+            post.sign_envelope(slice.as_bytes(), 1).expect("sign");
+        }
+        let per = (t.elapsed() - hashed) / n;
+        eprintln!(
+            "{name}: body hash of {} bytes once {hashed:?}; per envelope {per:?} ({:.0}/s)",
+            shared.len(),
+            1.0 / per.as_secs_f64()
+        );
+    }
+}
