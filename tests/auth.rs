@@ -174,6 +174,15 @@ fn list_keys_sign_and_dkimpy_verifies_both_algorithms() {
     .concat();
     let v = dkimpy::verify(&copy2, &server.addr());
     assert_eq!(v.dkim.iter().filter(|s| s.pass).count(), 2, "{v:?}");
+    // A notice: one whole message, signed by both keys.
+    let notice = b"From: dev-bounces@lists.example.org\r\nTo: bob@example.com\r\nSubject: Your post is held\r\nDate: Tue, 1 Dec 2026 07:00:00 +0000\r\nMessage-ID: <n1@lists.example.org>\r\n\r\nA moderator will look at it.\r\n";
+    let signed_notice = [
+        &signer.sign_message(notice, now()).unwrap()[..],
+        &notice[..],
+    ]
+    .concat();
+    let v = dkimpy::verify(&signed_notice, &server.addr());
+    assert_eq!(v.dkim.iter().filter(|s| s.pass).count(), 2, "{v:?}");
     // A changed per-envelope header breaks them: List-Unsubscribe is covered.
     let forged = [&sigs[..], &slice2[..], &shared[..]].concat();
     let v = dkimpy::verify(&forged, &server.addr());
