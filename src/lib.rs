@@ -7,6 +7,7 @@
 
 pub mod address;
 pub mod admin;
+pub mod auth;
 pub mod bounce;
 pub mod cli;
 pub mod clock;

@@ -6,10 +6,14 @@
 //! * [`sink`]: an in-process counting SMTP sink ("the internet");
 //! * [`lmtp`]: a raw LMTP/SMTP client for pipelining tests;
 //! * [`postfix`] / [`exim`]: private real MTAs in temp dirs, configured from
-//!   the same templates as `listrelay integration postfix|exim`.
+//!   the same templates as `listrelay integration postfix|exim`;
+//! * [`dns`]: a real DNS server (dnsmasq) with test zones;
+//! * [`dkimpy`]: the independent DKIM/ARC signer and verifier (python3-dkim).
 #![allow(dead_code)]
 
 pub mod blackbox;
+pub mod dkimpy;
+pub mod dns;
 pub mod exim;
 pub mod lmtp;
 pub mod moderation;
