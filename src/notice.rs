@@ -2,7 +2,8 @@
 //! (bounce warnings, owner alerts…), composed from a named template
 //! ([`crate::templates`]) and handed to the MTA through the re-injection
 //! client, from `LIST-bounces@DOMAIN` so that a notice that bounces comes
-//! back to the bounce handler (never from the null sender).
+//! back to the bounce handler (never from the null sender), DKIM-signed with
+//! the list domain's keys when it has some.
 
 use std::sync::Arc;
 
@@ -221,9 +222,20 @@ impl Notifier {
             rcpts: to.to_vec(),
             xverp: None,
         };
-        self.outbox
-            .send(&envelope, &notice.compose(&self.hostname, now))
-            .await
+        let mut message = notice.compose(&self.hostname, now);
+        // Signed with the list domain's DKIM keys, like the list's copies.
+        if let Some(signer) = crate::auth::keydir::site_signer(list.address.domain()) {
+            match signer.sign_message(&message, now) {
+                Ok(mut signed) => {
+                    signed.extend_from_slice(&message);
+                    message = signed;
+                }
+                Err(e) => {
+                    tracing::warn!(list = %list.address, error = %e, "DKIM signing of a notice failed; it goes out unsigned")
+                }
+            }
+        }
+        self.outbox.send(&envelope, &message).await
     }
 }
 

@@ -40,6 +40,8 @@ pub async fn serve(config: Config) -> Result<()> {
     let (stop_tx, stop) = watch::channel(false);
 
     let secret = Secret::load_or_create(&config.secret_path())?;
+    // Copies and notices are DKIM-signed with DATA_DIR/dkim's keys.
+    crate::auth::keydir::install(&config.data_dir);
     let smtp_cfg = crate::site::smtp_config(&config);
     let bounces = crate::bounce::handler::Handler::start(
         store.clone(),

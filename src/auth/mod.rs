@@ -2,6 +2,8 @@
 //! crate (Stalwart's DKIM/ARC/SPF/DMARC library, the user's choice): no
 //! DKIM, ARC, SPF or DMARC cryptography or record parsing lives here.
 //!
+//! * [`keydir`]: the key files `DATA_DIR/dkim/DOMAIN/SELECTOR.json` and the
+//!   server's [`keydir::KeyRing`] (reloaded when they change).
 //! * [`resolver`]: one site resolver ([`DnsConfig`], `[dns]` in the config
 //!   file) over mail-auth's hickory-based `MessageAuthenticator`.
 //! * [`keys`]: DKIM key generation (RSA-2048, Ed25519), the serialisable
@@ -23,6 +25,7 @@
 
 pub mod arc;
 pub mod evaluate;
+pub mod keydir;
 pub mod keys;
 pub mod resolver;
 pub mod sign;

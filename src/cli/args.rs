@@ -89,6 +89,9 @@ pub enum Command {
     /// Posts held for moderation.
     #[command(subcommand)]
     Held(HeldCmd),
+    /// DKIM keys of list domains (files under DATA_DIR/dkim).
+    #[command(subcommand)]
+    Dkim(DkimCmd),
     /// Apply the PostgreSQL schema migrations this version needs (`serve`
     /// also applies them at start).
     Migrate,
@@ -120,6 +123,36 @@ pub enum HeldCmd {
     Reject { list: String, message_id: String },
     /// Drop the post silently.
     Discard { list: String, message_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DkimCmd {
+    /// Generate a key for a list domain, store it and print the DNS TXT
+    /// record to publish. Copies are signed with every key of the domain
+    /// (RSA and Ed25519 side by side is the recommended set-up).
+    Keygen {
+        /// The list domain (the `d=` of the signatures).
+        domain: String,
+        /// The selector: the key is published at SELECTOR._domainkey.DOMAIN.
+        #[arg(long)]
+        selector: Option<String>,
+        /// rsa-sha256 (2048 bits, verified everywhere) or ed25519-sha256.
+        #[arg(long, default_value = "rsa-sha256")]
+        algorithm: String,
+    },
+    /// The stored keys, with the record each needs in DNS.
+    List {
+        /// Only this domain's keys.
+        domain: Option<String>,
+    },
+    /// Stop signing with a key (after a rotation: keep its DNS record a few
+    /// days longer, for mail still in transit).
+    Remove {
+        /// The list domain.
+        domain: String,
+        /// The selector to remove.
+        selector: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

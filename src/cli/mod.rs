@@ -19,7 +19,9 @@ use crate::admin::{Request, Response};
 use crate::config::{Config, Overrides, SocketAddress, StoreKind};
 use crate::store::PostgresStore;
 
-pub use args::{BounceCmd, Cli, Command, DomainCmd, HeldCmd, ImportArgs, ListCmd, MemberCmd};
+pub use args::{
+    BounceCmd, Cli, Command, DkimCmd, DomainCmd, HeldCmd, ImportArgs, ListCmd, MemberCmd,
+};
 use client::Client;
 use print::{Format, Printer};
 
@@ -111,6 +113,7 @@ async fn run(cli: Cli, config: Config) -> Result<()> {
         Command::Integration { mta } => integration(&config, &mta).await,
         Command::Member(MemberCmd::Import(args)) => import(&config, args, cli.json).await,
         Command::Migrate => migrate(&config).await,
+        Command::Dkim(c) => dkim(&config, c, cli.json),
         Command::Export { file } => export_store(&config, file).await,
         Command::Import { file } => import_store(&config, file, cli.json).await,
         Command::Member(MemberCmd::Export { list, file }) => {
@@ -402,6 +405,77 @@ async fn integration(config: &Config, mta: &str) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `listrelay dkim …`: the key files, written and read here directly (no
+/// server needed; a running server picks the change up by itself).
+fn dkim(config: &Config, cmd: DkimCmd, json: bool) -> Result<()> {
+    use crate::auth::keydir;
+    let root = keydir::root(&config.data_dir);
+    let mut out = std::io::stdout().lock();
+    let show = |out: &mut dyn Write, k: &crate::auth::DkimKeyRecord| -> Result<()> {
+        let txt = k.dns_txt()?;
+        if json {
+            let v = serde_json::json!({
+                "domain": k.domain, "selector": k.selector, "algorithm": k.algorithm,
+                "created_at": k.created_at, "dns_name": k.dns_name(), "dns_txt": txt,
+            });
+            writeln!(out, "{v}")?;
+        } else {
+            writeln!(
+                out,
+                "{} {} (created {})",
+                k.dns_name(),
+                k.algorithm,
+                crate::notice::rfc5322_date(k.created_at)
+            )?;
+            // Zone-file syntax: one TXT record, as strings of at most 255
+            // bytes (an RSA-2048 key needs two).
+            let strings: Vec<String> = txt
+                .as_bytes()
+                .chunks(255)
+                .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+                .collect();
+            writeln!(out, "{}. IN TXT {}", k.dns_name(), strings.join(" "))?;
+        }
+        Ok(())
+    };
+    match cmd {
+        DkimCmd::Keygen {
+            domain,
+            selector,
+            algorithm,
+        } => {
+            let algorithm: crate::auth::Algorithm = algorithm.parse()?;
+            let now = crate::clock::now();
+            let selector = selector.unwrap_or_else(|| {
+                let alg = match algorithm {
+                    crate::auth::Algorithm::RsaSha256 => "rsa",
+                    crate::auth::Algorithm::Ed25519Sha256 => "ed",
+                };
+                format!("lr{}{alg}", crate::clock::day_of(now))
+            });
+            let key = crate::auth::keys::generate(&domain, &selector, algorithm, now)?;
+            let path = keydir::save(&root, &key)?;
+            eprintln!("stored {}; publish this record in DNS:", path.display());
+            show(&mut out, &key)
+        }
+        DkimCmd::List { domain } => {
+            let keys = match domain {
+                Some(d) => keydir::load_domain(&root, &d)?,
+                None => keydir::load_all(&root)?,
+            };
+            if keys.is_empty() && !json {
+                eprintln!("no DKIM keys: `listrelay dkim keygen DOMAIN` makes one");
+            }
+            keys.iter().try_for_each(|k| show(&mut out, k))
+        }
+        DkimCmd::Remove { domain, selector } => {
+            keydir::remove(&root, &domain, &selector)?;
+            eprintln!("removed {selector}._domainkey.{domain}; keep its DNS record a few days for mail in transit");
+            Ok(())
+        }
+    }
 }
 
 fn bounce_parse() -> Result<()> {

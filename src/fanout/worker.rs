@@ -12,11 +12,21 @@ use tracing::{debug, info, warn};
 use super::plan::{self, Txn};
 use super::Fanout;
 use crate::address::{self, Suffix};
+use crate::auth::PostSigner;
 use crate::clock::now_ms;
 use crate::model::List;
 use crate::smtp::{Envelope, RcptStatus, SendError};
 use crate::store::{ChunkState, Claim, Completion, DeliveryFailure, Job, RetryItem, StoreError};
 use crate::verp;
+
+/// The copy of a post and its signer, shared by a chunk's transactions.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    /// The prepared copy (`copy::prepare_for`).
+    copy: &'a [u8],
+    /// Signs each envelope's slice over it; `None` when the domain has no key.
+    signing: Option<&'a PostSigner<'a>>,
+}
 
 /// What a transaction came to.
 enum Sent {
@@ -171,6 +181,10 @@ impl Fanout {
         };
         let members = self.store.chunk_members(&job.post_id, index).await?;
         let copy = self.copy(job, &list).await?;
+        // DKIM with the list domain's keys when it has some: the body hash
+        // once for this chunk's copies, one signature per distinct slice.
+        let signer = crate::auth::keydir::site_signer(list.address.domain());
+        let signing = signer.as_ref().map(|s| s.for_post(&copy));
         let xverp = self.config.xverp
             && job.verp_percent == 100
             && self
@@ -188,7 +202,14 @@ impl Fanout {
                 return Err(self.release(owner, held, 0).await);
             }
             let sent = self
-                .send(&list, job, txn, xverp.then_some(self.delimiter), &copy)
+                .send(
+                    &list,
+                    job,
+                    txn,
+                    xverp.then_some(self.delimiter),
+                    &copy,
+                    signing.as_ref(),
+                )
                 .await;
             match sent {
                 Sent::MtaDown(e) => return Err(self.mta_down(owner, held, e).await),
@@ -204,7 +225,11 @@ impl Fanout {
             }
         }
         self.store.sync().await?;
-        self.retry_due(owner, job, &list, held, &copy, shutdown)
+        let shared = Shared {
+            copy: &copy,
+            signing: signing.as_ref(),
+        };
+        self.retry_due(owner, job, &list, held, shared, shutdown)
             .await?;
         let next = held
             .state
@@ -227,7 +252,7 @@ impl Fanout {
         job: &Job,
         list: &List,
         held: &HeldChunk,
-        copy: &[u8],
+        shared: Shared<'_>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), Halt> {
         let now = now_ms();
@@ -252,7 +277,10 @@ impl Fanout {
                 return Err(self.release(owner, held, 0).await);
             }
             metrics::counter!("listrelay_fanout_retries_total").increment(txn.rcpts.len() as u64);
-            match self.send(list, job, &txn, None, copy).await {
+            match self
+                .send(list, job, &txn, None, shared.copy, shared.signing)
+                .await
+            {
                 Sent::MtaDown(e) => return Err(self.mta_down(owner, held, e).await),
                 Sent::Answered(statuses) => {
                     let mut s = held.state.lock().await;
@@ -304,6 +332,7 @@ impl Fanout {
         txn: &Txn,
         xverp: Option<char>,
         copy: &[u8],
+        signing: Option<&PostSigner<'_>>,
     ) -> Sent {
         let mail_from = if txn.verp {
             let member = txn.rcpts[0].to_lowercase();
@@ -323,10 +352,15 @@ impl Fanout {
         // goes before the shared copy (which then has none).
         let verp_member = txn.verp.then(|| txn.rcpts[0].as_str());
         let header = self.envelope_headers(list, verp_member);
-        let parts: Vec<&[u8]> = match &header {
-            Some(h) => vec![h, copy],
-            None => vec![copy],
-        };
+        let signature = signing.and_then(|p| {
+            p.sign_envelope(header.as_deref().unwrap_or_default(), crate::clock::now())
+                .inspect_err(|e| warn!(list = %job.list, error = %e, "DKIM signing failed; the copy goes out unsigned"))
+                .ok()
+        });
+        let parts: Vec<&[u8]> = [signature.as_deref(), header.as_deref(), Some(copy)]
+            .into_iter()
+            .flatten()
+            .collect();
         match self.smtp.send(&envelope, &parts).await {
             Ok(outcome) => Sent::Answered(outcome.rcpts),
             Err(SendError::MailFromRejected(r)) if r.is_permanent() => {
