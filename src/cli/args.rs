@@ -82,6 +82,10 @@ pub enum Command {
     Integration {
         #[arg(value_parser = ["postfix", "exim"])]
         mta: String,
+        /// Write each file into DIR instead, and print the commands that
+        /// install them (for Postfix, `postconf -e` lines for main.cf).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Bounce tools.
     #[command(subcommand)]

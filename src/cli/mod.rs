@@ -108,7 +108,7 @@ async fn run(cli: Cli, config: Config) -> Result<()> {
             Ok(())
         }
         Command::Bounce(BounceCmd::Parse) => bounce_parse(),
-        Command::Integration { mta } => integration(&config, &mta).await,
+        Command::Integration { mta, out } => integration(&config, &mta, out).await,
         Command::Member(MemberCmd::Import(args)) => import(&config, args, cli.json).await,
         Command::Migrate => migrate(&config).await,
         Command::Export { file } => export_store(&config, file).await,
@@ -210,7 +210,7 @@ fn request(cmd: Command) -> Result<Request> {
 
 /// `export`: the whole store as JSON lines.
 async fn export_store(config: &Config, file: Option<std::path::PathBuf>) -> Result<()> {
-    let store = crate::site::open_store(config).await?;
+    let store = crate::site::open_existing_store(config).await?;
     let mut out: Box<dyn Write> = match &file {
         Some(f) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(f).with_context(|| format!("creating {}", f.display()))?,
@@ -358,7 +358,7 @@ async fn import(config: &Config, args: ImportArgs, json: bool) -> Result<()> {
     }
 }
 
-async fn integration(config: &Config, mta: &str) -> Result<()> {
+async fn integration(config: &Config, mta: &str, out: Option<std::path::PathBuf>) -> Result<()> {
     // One client: a second would try to open the store a second time.
     let mut client = Client::new(config);
     let Response::Lists(lists) = client.ask(Request::ListList { domain: None }).await? else {
@@ -393,14 +393,11 @@ async fn integration(config: &Config, mta: &str) -> Result<()> {
         "postfix" => crate::integration::postfix(&params),
         _ => crate::integration::exim(&params),
     };
-    let mut out = std::io::stdout().lock();
-    for s in snippets {
-        writeln!(
-            out,
-            "# ===== {} — {}\n{}",
-            s.file, s.description, s.contents
-        )?;
-    }
+    let text = match out {
+        Some(dir) => crate::integration::write_files(mta, &snippets, &dir)?,
+        None => crate::integration::one_stream(&snippets),
+    };
+    write!(std::io::stdout().lock(), "{text}")?;
     Ok(())
 }
 
