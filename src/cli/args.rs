@@ -110,6 +110,18 @@ pub enum Command {
         /// Input file; `-` or nothing for standard input.
         file: Option<PathBuf>,
     },
+    /// Write the man pages into DIR (packaging: scripts/build-deb).
+    #[command(hide = true)]
+    GenerateMan {
+        /// Directory for `listrelay.1` and the subcommands' pages.
+        dir: PathBuf,
+    },
+    /// Write the bash, zsh and fish completions into DIR (packaging).
+    #[command(hide = true)]
+    GenerateCompletions {
+        /// Directory for `listrelay.bash`, `_listrelay` and `listrelay.fish`.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod client;
+pub mod generate;
 pub mod print;
 
 use std::io::{BufRead, Write};
@@ -85,6 +86,11 @@ pub fn main() -> Result<()> {
     };
     if let Command::Bounce(BounceCmd::Parse) = cli.command {
         return bounce_parse();
+    }
+    match &cli.command {
+        Command::GenerateMan { dir } => return generate::man_pages(dir),
+        Command::GenerateCompletions { dir } => return generate::completions(dir),
+        _ => {}
     }
     let config = Config::load(cli.config_file().as_deref(), &overrides)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
