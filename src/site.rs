@@ -29,7 +29,11 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
 /// not leave a new, empty store (owned by whoever ran it) where the server
 /// will look for its own.
 pub async fn open_existing_store(config: &Config) -> Result<Arc<dyn Store>> {
-    if config.store_kind() == StoreKind::Sled && !config.data_dir.join("db").exists() {
+    // Any part of a sled store makes one: a lost `db/` is rebuilt from the spool.
+    let parts = ["db", "spool", "journal"];
+    if config.store_kind() == StoreKind::Sled
+        && !parts.iter().any(|p| config.data_dir.join(p).exists())
+    {
         bail!(
             "there is no store in {}: check --data-dir or \
              `data_dir` in the configuration, or create a list first with `listrelay list create`",
