@@ -12,7 +12,7 @@
 //!   the current domain, `if` keeps it for that kind of LMTP target.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where the MTA reaches listrelay's LMTP server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,6 +323,109 @@ pub fn exim(p: &Params) -> Vec<Snippet> {
             contents: ctx.render(EX_TRANSPORT),
         },
     ]
+}
+
+/// All snippets as one stream, each under a header naming its file and where
+/// it goes (`listrelay integration MTA` without `--out`).
+pub fn one_stream(snippets: &[Snippet]) -> String {
+    snippets
+        .iter()
+        .map(|s| format!("# ===== {} — {}\n{}\n", s.file, s.description, s.contents))
+        .collect()
+}
+
+/// Writes each snippet as its own file in `dir` (created if needed) and
+/// returns the shell commands that apply them to `mta` (`postfix` or `exim`),
+/// for the operator to review and run.
+pub fn write_files(mta: &str, snippets: &[Snippet], dir: &Path) -> std::io::Result<String> {
+    let context = |e: std::io::Error, what: &Path| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "writing {}: {e} (choose a writable --out directory)",
+                what.display()
+            ),
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(|e| context(e, dir))?;
+    let dir = std::path::absolute(dir)?;
+    for s in snippets {
+        let path = dir.join(s.file);
+        std::fs::write(&path, &s.contents).map_err(|e| context(e, &path))?;
+    }
+    Ok(match mta {
+        "postfix" => postfix_commands(snippets, &dir),
+        _ => exim_commands(&dir),
+    })
+}
+
+/// A word quoted for sh(1).
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The `name = value` settings of a rendered main.cf snippet, in order.
+fn main_cf_settings(contents: &str) -> Vec<(&str, &str)> {
+    contents
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with(char::is_whitespace))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect()
+}
+
+/// The commands that install the Postfix files written to `dir`: the two
+/// tables, main.cf with `postconf -e` (one line per setting of the snippet),
+/// the re-injection service appended to master.cf once, then check and reload.
+fn postfix_commands(snippets: &[Snippet], dir: &Path) -> String {
+    let file = |name: &str| sh_quote(&dir.join(name).display().to_string());
+    let mut out = format!(
+        "# Apply the files in {} to Postfix (as root). If a main.cf parameter below\n\
+         # is already set for other domains, append to it instead (integrations/postfix/README.md).\n\
+         conf=$(postconf -h config_directory)\n\
+         install -d \"$conf/listrelay\"\n\
+         install -m 644 {} \"$conf/listrelay/transport\"\n\
+         install -m 644 {} \"$conf/listrelay/relay_recipients\"\n",
+        dir.display(),
+        file("transport"),
+        file("relay_recipients"),
+    );
+    if let Some(main) = snippets.iter().find(|s| s.file == "main.cf.snippet") {
+        for (name, value) in main_cf_settings(&main.contents) {
+            out.push_str(&format!(
+                "postconf -e {}\n",
+                sh_quote(&format!("{name} = {value}"))
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "grep -q listrelay-reinject \"$conf/master.cf\" || cat {} >> \"$conf/master.cf\"\n\
+         postfix check && postfix reload\n",
+        file("master.cf.snippet")
+    ));
+    out
+}
+
+/// Where the Exim files written to `dir` go, for Debian's split configuration
+/// (`dc_use_split_config='true'`); the ACL statements are merged by hand.
+fn exim_commands(dir: &Path) -> String {
+    let file = |name: &str| sh_quote(&dir.join(name).display().to_string());
+    format!(
+        "# Apply the files in {} to Exim, Debian split configuration (as root);\n\
+         # for a single exim4.conf paste each file into its section instead.\n\
+         install -m 644 {} /etc/exim4/conf.d/main/00_listrelay\n\
+         install -m 644 {} /etc/exim4/conf.d/router/150_listrelay\n\
+         install -m 644 {} /etc/exim4/conf.d/transport/30_listrelay\n\
+         # By hand: put the statements of {} at the top of acl_check_rcpt\n\
+         # (conf.d/acl/30_exim4-config_check_rcpt), and add +listrelay_domains to\n\
+         # dc_relay_domains in /etc/exim4/update-exim4.conf.conf. Then:\n\
+         update-exim4.conf && systemctl restart exim4\n",
+        dir.display(),
+        file("main.conf.snippet"),
+        file("router.conf.snippet"),
+        file("transport.conf.snippet"),
+        file("acl.conf.snippet"),
+    )
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ const DRAIN: Duration = Duration::from_secs(30);
 
 pub async fn serve(config: Config) -> Result<()> {
     crate::telemetry::init(&config)?;
+    crate::site::refuse_foreign_data_dir(&config.data_dir)?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let store = crate::site::open_store(&config).await?;
     // Chunk leases name this host (a stable id kept in its data directory);

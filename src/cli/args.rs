@@ -82,6 +82,10 @@ pub enum Command {
     Integration {
         #[arg(value_parser = ["postfix", "exim"])]
         mta: String,
+        /// Write each file into DIR instead, and print the commands that
+        /// install them (for Postfix, `postconf -e` lines for main.cf).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Bounce tools.
     #[command(subcommand)]
@@ -108,6 +112,18 @@ pub enum Command {
     Import {
         /// Input file; `-` or nothing for standard input.
         file: Option<PathBuf>,
+    },
+    /// Write the man pages into DIR (packaging: scripts/build-deb).
+    #[command(hide = true)]
+    GenerateMan {
+        /// Directory for `listrelay.1` and the subcommands' pages.
+        dir: PathBuf,
+    },
+    /// Write the bash, zsh and fish completions into DIR (packaging).
+    #[command(hide = true)]
+    GenerateCompletions {
+        /// Directory for `listrelay.bash`, `_listrelay` and `listrelay.fish`.
+        dir: PathBuf,
     },
 }
 

@@ -62,7 +62,7 @@ impl Client {
                 Err(CallError::Output(e)) => return Err(e.into()),
                 Err(e) => return Err(e.into()),
             }
-            self.local = Some(self.open_local().await?);
+            self.local = Some(self.open_local(creates_store(&req)).await?);
         }
         match &self.local {
             Some(admin) => Ok(admin.execute(req, &mut Callback(on_item)).await?),
@@ -70,16 +70,20 @@ impl Client {
         }
     }
 
-    /// The administration of the store opened in this process.
-    async fn open_local(&self) -> Result<Admin> {
-        let store = crate::site::open_store(&self.config)
-            .await
-            .with_context(|| {
-                format!(
-                    "no server answers on {} and the store cannot be opened",
-                    self.socket.display()
-                )
-            })?;
+    /// The administration of the store opened in this process; `create`:
+    /// whether it may be created if there is none yet.
+    async fn open_local(&self, create: bool) -> Result<Admin> {
+        let store = if create {
+            crate::site::open_store(&self.config).await
+        } else {
+            crate::site::open_existing_store(&self.config).await
+        }
+        .with_context(|| {
+            format!(
+                "no server answers on {} and the store cannot be opened",
+                self.socket.display()
+            )
+        })?;
         // Without the site secret there are no notices to sign: held-post
         // commands then say so, the others work.
         let moderation = crate::secret::Secret::load_or_create(&self.config.secret_path())
@@ -99,4 +103,14 @@ impl Client {
             moderation,
         })
     }
+}
+
+/// Whether a request may create the store when no server runs and there is
+/// none yet: only creating a domain or a list does; every other command needs
+/// one of those first, and a reading one must leave no trace.
+fn creates_store(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::DomainCreate { .. } | Request::ListCreate { .. }
+    )
 }

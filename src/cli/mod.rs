@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod client;
+pub mod generate;
 pub mod print;
 
 use std::io::{BufRead, Write};
@@ -88,6 +89,11 @@ pub fn main() -> Result<()> {
     if let Command::Bounce(BounceCmd::Parse) = cli.command {
         return bounce_parse();
     }
+    match &cli.command {
+        Command::GenerateMan { dir } => return generate::man_pages(dir),
+        Command::GenerateCompletions { dir } => return generate::completions(dir),
+        _ => {}
+    }
     let config = Config::load(cli.config_file().as_deref(), &overrides)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -110,7 +116,7 @@ async fn run(cli: Cli, config: Config) -> Result<()> {
             Ok(())
         }
         Command::Bounce(BounceCmd::Parse) => bounce_parse(),
-        Command::Integration { mta } => integration(&config, &mta).await,
+        Command::Integration { mta, out } => integration(&config, &mta, out).await,
         Command::Member(MemberCmd::Import(args)) => import(&config, args, cli.json).await,
         Command::Migrate => migrate(&config).await,
         Command::Dkim(c) => dkim(&config, c, cli.json),
@@ -213,7 +219,7 @@ fn request(cmd: Command) -> Result<Request> {
 
 /// `export`: the whole store as JSON lines.
 async fn export_store(config: &Config, file: Option<std::path::PathBuf>) -> Result<()> {
-    let store = crate::site::open_store(config).await?;
+    let store = crate::site::open_existing_store(config).await?;
     let mut out: Box<dyn Write> = match &file {
         Some(f) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(f).with_context(|| format!("creating {}", f.display()))?,
@@ -361,7 +367,7 @@ async fn import(config: &Config, args: ImportArgs, json: bool) -> Result<()> {
     }
 }
 
-async fn integration(config: &Config, mta: &str) -> Result<()> {
+async fn integration(config: &Config, mta: &str, out: Option<std::path::PathBuf>) -> Result<()> {
     // One client: a second would try to open the store a second time.
     let mut client = Client::new(config);
     let Response::Lists(lists) = client.ask(Request::ListList { domain: None }).await? else {
@@ -396,14 +402,11 @@ async fn integration(config: &Config, mta: &str) -> Result<()> {
         "postfix" => crate::integration::postfix(&params),
         _ => crate::integration::exim(&params),
     };
-    let mut out = std::io::stdout().lock();
-    for s in snippets {
-        writeln!(
-            out,
-            "# ===== {} — {}\n{}",
-            s.file, s.description, s.contents
-        )?;
-    }
+    let text = match out {
+        Some(dir) => crate::integration::write_files(mta, &snippets, &dir)?,
+        None => crate::integration::one_stream(&snippets),
+    };
+    write!(std::io::stdout().lock(), "{text}")?;
     Ok(())
 }
 
