@@ -8,7 +8,7 @@ use deadpool_postgres::Client;
 use tokio_postgres::types::Json;
 use tokio_postgres::GenericClient;
 
-use super::{i64_of, member_parts, pg_err};
+use super::{col, i64_of, json, member_parts, pg_err};
 use crate::model::{BounceState, Member, PostBounces};
 use crate::store::{DeliveryFailure, Result};
 
@@ -21,7 +21,7 @@ pub async fn member(c: &Client, list: &str, key: &str) -> Result<Option<Member>>
         )
         .await
         .map_err(pg_err)?;
-    Ok(row.map(|r| r.get::<_, Json<Member>>(0).0))
+    row.map(|r| json(&r, "members", 0)).transpose()
 }
 
 pub async fn set_delivery(c: &Client, list: &str, key: &str, enabled: bool) -> Result<bool> {
@@ -45,7 +45,7 @@ pub async fn state(c: &Client, scope: &str, member: &str) -> Result<Option<Bounc
         )
         .await
         .map_err(pg_err)?;
-    Ok(row.map(|r| r.get::<_, Json<BounceState>>(0).0))
+    row.map(|r| json(&r, "bounce_states", 0)).transpose()
 }
 
 pub async fn states(c: &Client, scope: Option<&str>) -> Result<Vec<BounceState>> {
@@ -57,10 +57,7 @@ pub async fn states(c: &Client, scope: Option<&str>) -> Result<Vec<BounceState>>
         )
         .await
         .map_err(pg_err)?;
-    Ok(rows
-        .iter()
-        .map(|r| r.get::<_, Json<BounceState>>(0).0)
-        .collect())
+    rows.iter().map(|r| json(r, "bounce_states", 0)).collect()
 }
 
 pub async fn put_state(
@@ -95,15 +92,14 @@ pub async fn pending_failures(c: &Client, max: usize) -> Result<Vec<(String, Del
         )
         .await
         .map_err(pg_err)?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|r| {
-            (
-                r.get::<_, i64>(0).to_string(),
-                r.get::<_, Json<DeliveryFailure>>(1).0,
-            )
+            Ok((
+                col::<i64>(r, "failures", 0)?.to_string(),
+                json(r, "failures", 1)?,
+            ))
         })
-        .collect())
+        .collect()
 }
 
 pub async fn delete_failure(c: &Client, list: &str, id: &str) -> Result<()> {
@@ -128,7 +124,7 @@ pub async fn post(c: &Client, list: &str, post: &str) -> Result<Option<PostBounc
         )
         .await
         .map_err(pg_err)?;
-    Ok(row.map(|r| r.get::<_, Json<PostBounces>>(0).0))
+    row.map(|r| json(&r, "post_bounces", 0)).transpose()
 }
 
 pub async fn put_post(
@@ -149,10 +145,7 @@ pub async fn posts(c: &Client) -> Result<Vec<PostBounces>> {
         .query("SELECT data FROM post_bounces ORDER BY list, post", &[])
         .await
         .map_err(pg_err)?;
-    Ok(rows
-        .iter()
-        .map(|r| r.get::<_, Json<PostBounces>>(0).0)
-        .collect())
+    rows.iter().map(|r| json(r, "post_bounces", 0)).collect()
 }
 
 pub async fn prune_posts(c: &Client, before: u64) -> Result<usize> {

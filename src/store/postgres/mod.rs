@@ -24,8 +24,8 @@ pub mod schema;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::Json;
-use tokio_postgres::NoTls;
+use tokio_postgres::types::{FromSql, Json};
+use tokio_postgres::{NoTls, Row};
 use tracing::info;
 
 use super::rules;
@@ -47,6 +47,24 @@ const IDLE_IN_TRANSACTION_MS: u32 = 5000;
 /// serialization conflict (two hosts' batches locking window entries in
 /// opposite orders).
 const RETRIES: usize = 3;
+
+/// Reads column `idx` of a row of `table`. A column whose type or content is
+/// not what this listrelay expects (a schema edited by hand or left behind a
+/// migration) is an error naming it, never a panic.
+pub(crate) fn col<'a, T: FromSql<'a>>(r: &'a Row, table: &str, idx: usize) -> Result<T> {
+    r.try_get(idx).map_err(|e| {
+        let column = r.columns().get(idx).map_or("?", |c| c.name());
+        StoreError::Backend(format!(
+            "postgresql: column {table}.{column} does not hold what this listrelay expects ({e}); \
+             run `listrelay migrate` to bring the schema up to date, or check for hand edits"
+        ))
+    })
+}
+
+/// Reads a JSON record column (see [`col`]).
+pub(crate) fn json<T: serde::de::DeserializeOwned>(r: &Row, table: &str, idx: usize) -> Result<T> {
+    Ok(col::<Json<T>>(r, table, idx)?.0)
+}
 
 pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
@@ -188,8 +206,11 @@ impl PostgresStore {
                         AcceptOutcome::Accepted
                     } else {
                         let row = tx.query_one(&holder, &[&meta.list, &d.message_id]).await?;
-                        let existing: String = row.get(0);
-                        let hash: String = row.get(1);
+                        let (existing, hash) =
+                            match (row.try_get::<_, String>(0), row.try_get::<_, String>(1)) {
+                                (Ok(e), Ok(h)) => (e, h),
+                                (Err(e), _) | (_, Err(e)) => return Err(e),
+                            };
                         if hash == d.content_hash {
                             AcceptOutcome::Redelivery { existing }
                         } else {
@@ -348,7 +369,7 @@ impl Directory for PostgresStore {
             .query_opt("SELECT data FROM domains WHERE name = $1", &[&name])
             .await
             .map_err(pg_err)?;
-        Ok(row.map(|r| r.get::<_, Json<Domain>>(0).0))
+        row.map(|r| json(&r, "domains", 0)).transpose()
     }
 
     async fn domains(&self) -> Result<Vec<Domain>> {
@@ -358,7 +379,7 @@ impl Directory for PostgresStore {
             .query("SELECT data FROM domains ORDER BY name", &[])
             .await
             .map_err(pg_err)?;
-        Ok(rows.iter().map(|r| r.get::<_, Json<Domain>>(0).0).collect())
+        rows.iter().map(|r| json(r, "domains", 0)).collect()
     }
 
     async fn update_domain(&self, domain: &Domain) -> Result<()> {
@@ -414,7 +435,7 @@ impl Directory for PostgresStore {
             .query_opt("SELECT data FROM lists WHERE key = $1", &[&key])
             .await
             .map_err(pg_err)?;
-        Ok(row.map(|r| r.get::<_, Json<List>>(0).0))
+        row.map(|r| json(&r, "lists", 0)).transpose()
     }
 
     async fn lists(&self, domain: Option<&str>) -> Result<Vec<List>> {
@@ -427,7 +448,7 @@ impl Directory for PostgresStore {
             )
             .await
             .map_err(pg_err)?;
-        Ok(rows.iter().map(|r| r.get::<_, Json<List>>(0).0).collect())
+        rows.iter().map(|r| json(r, "lists", 0)).collect()
     }
 
     async fn update_list(&self, list: &List) -> Result<()> {
@@ -494,10 +515,15 @@ impl Directory for PostgresStore {
                 }
                 _ => pg_err(e),
             })?;
-        let mut new: std::collections::HashSet<(String, String)> = rows
+        let mut new = rows
             .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-            .collect();
+            .map(|r| {
+                Ok((
+                    col::<String>(r, "members", 0)?,
+                    col::<String>(r, "members", 1)?,
+                ))
+            })
+            .collect::<Result<std::collections::HashSet<(String, String)>>>()?;
         // The first occurrence of a key in the batch is the new one.
         Ok(domains
             .into_iter()
@@ -530,7 +556,7 @@ impl Directory for PostgresStore {
             )
             .await
             .map_err(pg_err)?;
-        Ok(rows.iter().map(|r| r.get::<_, Json<Member>>(0).0).collect())
+        rows.iter().map(|r| json(r, "members", 0)).collect()
     }
 
     async fn member_count(&self, list: &str) -> Result<u64> {
@@ -540,7 +566,7 @@ impl Directory for PostgresStore {
             .query_one("SELECT count(*) FROM members WHERE list = $1", &[&list])
             .await
             .map_err(pg_err)?;
-        Ok(row.get::<_, i64>(0) as u64)
+        Ok(col::<i64>(&row, "members", 0)? as u64)
     }
 
     async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>> {
@@ -579,7 +605,7 @@ impl Queue for PostgresStore {
             .query_opt("SELECT meta, state FROM messages WHERE id = $1", &[&id])
             .await
             .map_err(pg_err)?;
-        Ok(row.map(|r| meta_of(&r)))
+        row.map(|r| meta_of(&r)).transpose()
     }
 
     async fn message_body(&self, id: &str) -> Result<Vec<u8>> {
@@ -589,8 +615,8 @@ impl Queue for PostgresStore {
             .query_opt("SELECT body FROM messages WHERE id = $1", &[&id])
             .await
             .map_err(pg_err)?;
-        row.map(|r| r.get(0))
-            .ok_or_else(|| StoreError::NotFound(format!("message {id}")))
+        let row = row.ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
+        col(&row, "messages", 0)
     }
 
     async fn messages(&self, queued_only: bool) -> Result<Vec<MessageMeta>> {
@@ -603,7 +629,7 @@ impl Queue for PostgresStore {
             )
             .await
             .map_err(pg_err)?;
-        Ok(rows.iter().map(meta_of).collect())
+        rows.iter().map(meta_of).collect()
     }
 
     async fn finish_message(&self, id: &str, grace_secs: u64) -> Result<()> {
@@ -614,7 +640,7 @@ impl Queue for PostgresStore {
             .await
             .map_err(pg_err)?
             .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
-        let meta: MessageMeta = row.get::<_, Json<MessageMeta>>(0).0;
+        let meta: MessageMeta = json(&row, "messages", 0)?;
         if let Some(d) = &meta.dedup {
             tx.execute(
                 "UPDATE window_entries SET expires_at = $4
@@ -646,7 +672,7 @@ impl Queue for PostgresStore {
             )
             .await
             .map_err(pg_err)?;
-        Ok(row.map(|r| window_of(&r, 0)))
+        row.map(|r| window_of(&r, 0)).transpose()
     }
 
     async fn prune_window(&self) -> Result<usize> {
@@ -678,7 +704,7 @@ impl Claims for PostgresStore {
             )
             .await
             .map_err(pg_err)?;
-        Ok(rows.iter().map(meta_of).collect())
+        rows.iter().map(meta_of).collect()
     }
 
     async fn create_job(&self, job: Job, chunks: Vec<Vec<String>>) -> Result<Job> {
@@ -745,10 +771,7 @@ impl Claims for PostgresStore {
             )
             .await
             .map_err(pg_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| r.get::<_, Json<DeliveryFailure>>(0).0)
-            .collect())
+        rows.iter().map(|r| json(r, "failures", 0)).collect()
     }
 
     async fn pending_failures(&self, max: usize) -> Result<Vec<(String, DeliveryFailure)>> {
@@ -855,10 +878,15 @@ impl Transfer for PostgresStore {
             )
             .await
             .map_err(pg_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(3), r.get(4), window_of(r, 0)))
-            .collect())
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    col(r, "window_entries", 3)?,
+                    col(r, "window_entries", 4)?,
+                    window_of(r, 0)?,
+                ))
+            })
+            .collect()
     }
 
     async fn counters(&self) -> Result<Vec<(String, u64)>> {
@@ -868,10 +896,9 @@ impl Transfer for PostgresStore {
             .query("SELECT list, seq FROM counters ORDER BY list", &[])
             .await
             .map_err(pg_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
-            .collect())
+        rows.iter()
+            .map(|r| Ok((col(r, "counters", 0)?, col::<i64>(r, "counters", 1)? as u64)))
+            .collect()
     }
 
     async fn all_post_bounces(&self) -> Result<Vec<PostBounces>> {
@@ -909,20 +936,21 @@ pub(crate) fn state_name(s: MessageState) -> &'static str {
 }
 
 /// A message record from `meta, state`: the column is authoritative.
-pub(crate) fn meta_of(r: &tokio_postgres::Row) -> MessageMeta {
-    let mut meta = r.get::<_, Json<MessageMeta>>(0).0;
-    meta.state = match r.get::<_, &str>(1) {
+pub(crate) fn meta_of(r: &Row) -> Result<MessageMeta> {
+    let mut meta: MessageMeta = json(r, "messages", 0)?;
+    meta.state = match col::<&str>(r, "messages", 1)? {
         "held" => MessageState::Held,
         "done" => MessageState::Done,
         _ => MessageState::Queued,
     };
-    meta
+    Ok(meta)
 }
 
-fn window_of(r: &tokio_postgres::Row, at: usize) -> WindowEntry {
-    WindowEntry {
-        message: r.get(at),
-        content_hash: r.get(at + 1),
-        expires_at: r.get::<_, Option<i64>>(at + 2).map(|t| t as u64),
-    }
+fn window_of(r: &Row, at: usize) -> Result<WindowEntry> {
+    const T: &str = "window_entries";
+    Ok(WindowEntry {
+        message: col(r, T, at)?,
+        content_hash: col(r, T, at + 1)?,
+        expires_at: col::<Option<i64>>(r, T, at + 2)?.map(|t| t as u64),
+    })
 }
