@@ -7,8 +7,8 @@ mod support;
 use std::sync::Arc;
 
 use listrelay::address::Address;
-use listrelay::model::{Domain, List, Member};
-use listrelay::store::{PostgresStore, Store};
+use listrelay::model::{BounceState, Domain, List, Member};
+use listrelay::store::{Directory, PostgresStore, Store};
 use support::pg::{self, TestDb};
 
 /// A fresh database and a store on it (the database is dropped last).
@@ -95,4 +95,138 @@ async fn a_column_of_an_unexpected_type_is_an_error_naming_it_not_a_panic() {
         .await
         .expect_err("a record that does not decode");
     assert!(err.to_string().contains("domains.data"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_domain_waits_for_a_list_being_created_in_it_and_refuses() {
+    let Some((db, store)) = open("delete_domain against an in-flight create_list").await else {
+        return;
+    };
+    store.create_domain(&domain("d.example.org")).await.unwrap();
+    // Another host is creating a list in the domain: its transaction has
+    // locked the domain row and inserted the list, and not committed yet.
+    let (other, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let other_store = PostgresStore::connect(&db.url).unwrap();
+    let l = list("dev@d.example.org");
+    other.batch_execute("BEGIN").await.unwrap();
+    other
+        .execute(
+            "SELECT 1 FROM domains WHERE name = $1 FOR KEY SHARE",
+            &[&"d.example.org"],
+        )
+        .await
+        .unwrap();
+    other
+        .execute(
+            "INSERT INTO lists (key, domain, data) VALUES ($1, $2, $3)",
+            &[&l.key(), &"d.example.org", &tokio_postgres::types::Json(&l)],
+        )
+        .await
+        .unwrap();
+    let deleting = tokio::spawn(async move { other_store.delete_domain("d.example.org").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!deleting.is_finished(), "the delete waits for the creation");
+    other.batch_execute("COMMIT").await.unwrap();
+    let err = deleting
+        .await
+        .unwrap()
+        .expect_err("the domain has a list now");
+    assert!(err.to_string().contains("still has lists"), "{err}");
+    assert!(store.domain("d.example.org").await.unwrap().is_some());
+    // Without lists it goes.
+    store.delete_list(&l.key()).await.unwrap();
+    store.delete_domain("d.example.org").await.unwrap();
+    assert!(store.domain("d.example.org").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_deleted_list_takes_its_members_and_a_recreated_one_starts_empty() {
+    let Some((_db, store)) = open("delete_list").await else {
+        return;
+    };
+    let l = list("dev@d.example.org");
+    store.create_list(&l).await.unwrap();
+    let members: Vec<Member> = (0..100)
+        .map(|i| member(&format!("m{i}@example.com")))
+        .collect();
+    store.add_members(&l.key(), &members).await.unwrap();
+    store.delete_list(&l.key()).await.unwrap();
+    assert!(store.list(&l.key()).await.unwrap().is_none());
+    store.create_list(&l).await.unwrap();
+    assert_eq!(store.member_count(&l.key()).await.unwrap(), 0);
+    assert!(store.members(&l.key()).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_bounce_state_updates_are_never_lost() {
+    let Some((db, store)) = open("replace_bounce_state").await else {
+        return;
+    };
+    // Two hosts, four writers each, every one adding 1 to the count by
+    // read, compare-and-swap, retry.
+    let other: Arc<dyn Store> = Arc::new(PostgresStore::connect(&db.url).unwrap());
+    let (scope, who) = ("dev@lists.example.org", "a@example.com");
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = if w % 2 == 0 {
+            store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut retries = 0u32;
+            for _ in 0..25 {
+                loop {
+                    let old = store.bounce_state(scope, who).await.unwrap();
+                    let mut new = old
+                        .clone()
+                        .unwrap_or_else(|| BounceState::new(scope, who, scope, 0));
+                    new.bounces += 1;
+                    if store
+                        .replace_bounce_state(scope, who, old.as_ref(), Some(&new))
+                        .await
+                        .unwrap()
+                    {
+                        break;
+                    }
+                    retries += 1;
+                }
+            }
+            retries
+        }));
+    }
+    let mut retries = 0;
+    for t in tasks {
+        retries += t.await.unwrap();
+    }
+    let state = store.bounce_state(scope, who).await.unwrap().unwrap();
+    assert_eq!(
+        state.bounces, 200,
+        "every update counted ({retries} retries)"
+    );
+    // A reset (delete) only if nothing changed since it read.
+    let stale = {
+        let mut s = state.clone();
+        s.bounces -= 1;
+        s
+    };
+    assert!(!store
+        .replace_bounce_state(scope, who, Some(&stale), None)
+        .await
+        .unwrap());
+    assert!(store
+        .replace_bounce_state(scope, who, Some(&state), None)
+        .await
+        .unwrap());
+    assert!(store.bounce_state(scope, who).await.unwrap().is_none());
+    assert!(
+        !store
+            .replace_bounce_state(scope, who, Some(&state), None)
+            .await
+            .unwrap(),
+        "nothing left to reset"
+    );
 }

@@ -72,6 +72,66 @@ pub async fn put_state(
     .await
 }
 
+/// Compare-and-swap of one member's bounce state. Absent → the insert
+/// only happens if nobody inserted first; present → the row is locked, its
+/// record decoded and compared as the embedded store compares it (so a
+/// record written by an older listrelay, with fields left to their
+/// defaults, still compares equal to what a reader got), then replaced or
+/// deleted in the same transaction.
+pub async fn replace_state(
+    c: &mut Client,
+    scope: &str,
+    member: &str,
+    expected: Option<&BounceState>,
+    new: Option<&BounceState>,
+) -> Result<bool> {
+    let Some(expected) = expected else {
+        let Some(new) = new else {
+            // Absent → absent: true while it is still absent.
+            return Ok(state(c, scope, member).await?.is_none());
+        };
+        let n = c
+            .execute(
+                "INSERT INTO bounce_states (scope, member, data) VALUES ($1, $2, $3)
+                 ON CONFLICT (scope, member) DO NOTHING",
+                &[&scope, &member, &Json(new)],
+            )
+            .await
+            .map_err(pg_err)?;
+        return Ok(n == 1);
+    };
+    let tx = c.transaction().await.map_err(pg_err)?;
+    let row = tx
+        .query_opt(
+            "SELECT data FROM bounce_states WHERE scope = $1 AND member = $2 FOR UPDATE",
+            &[&scope, &member],
+        )
+        .await
+        .map_err(pg_err)?;
+    let current: Option<BounceState> = row.map(|r| json(&r, "bounce_states", 0)).transpose()?;
+    if current.as_ref() != Some(expected) {
+        return Ok(false);
+    }
+    match new {
+        Some(new) => tx
+            .execute(
+                "UPDATE bounce_states SET data = $3 WHERE scope = $1 AND member = $2",
+                &[&scope, &member, &Json(new)],
+            )
+            .await
+            .map_err(pg_err)?,
+        None => tx
+            .execute(
+                "DELETE FROM bounce_states WHERE scope = $1 AND member = $2",
+                &[&scope, &member],
+            )
+            .await
+            .map_err(pg_err)?,
+    };
+    tx.commit().await.map_err(pg_err)?;
+    Ok(true)
+}
+
 pub async fn delete_state(c: &Client, scope: &str, member: &str) -> Result<bool> {
     let n = c
         .execute(

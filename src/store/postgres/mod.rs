@@ -399,23 +399,49 @@ impl Directory for PostgresStore {
     }
 
     async fn delete_domain(&self, name: &str) -> Result<()> {
-        rules::may_delete_domain(name, &self.lists(Some(name)).await?)?;
-        let n = self
-            .client()
-            .await?
-            .execute("DELETE FROM domains WHERE name = $1", &[&name])
+        // The guard and the delete are one step: the domain row is locked
+        // first, and `create_list` locks it too, so a list being created in
+        // the domain on another host is either seen here or created after.
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let found = tx
+            .query_opt("SELECT 1 FROM domains WHERE name = $1 FOR UPDATE", &[&name])
             .await
             .map_err(pg_err)?;
-        if n == 0 {
+        if found.is_none() {
             return Err(StoreError::NotFound(format!("domain {name}")));
         }
-        Ok(())
+        let rows = tx
+            .query(
+                "SELECT data FROM lists WHERE domain = $1 ORDER BY key",
+                &[&name],
+            )
+            .await
+            .map_err(pg_err)?;
+        let lists = rows
+            .iter()
+            .map(|r| json(r, "lists", 0))
+            .collect::<Result<Vec<List>>>()?;
+        rules::may_delete_domain(name, &lists)?;
+        tx.execute("DELETE FROM domains WHERE name = $1", &[&name])
+            .await
+            .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)
     }
 
     async fn create_list(&self, list: &List) -> Result<()> {
-        let n = self
-            .client()
-            .await?
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        // Holds off `delete_domain` (which locks the row FOR UPDATE) until
+        // the list is committed; a list may also be created without its
+        // domain record, as in the embedded store.
+        tx.execute(
+            "SELECT 1 FROM domains WHERE name = $1 FOR KEY SHARE",
+            &[&list.address.domain()],
+        )
+        .await
+        .map_err(pg_err)?;
+        let n = tx
             .execute(
                 "INSERT INTO lists (key, domain, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 &[&list.key(), &list.address.domain(), &Json(list)],
@@ -425,7 +451,7 @@ impl Directory for PostgresStore {
         if n == 0 {
             return Err(StoreError::Exists(format!("list {}", list.address)));
         }
-        Ok(())
+        tx.commit().await.map_err(pg_err)
     }
 
     async fn list(&self, key: &str) -> Result<Option<List>> {
@@ -468,7 +494,8 @@ impl Directory for PostgresStore {
     }
 
     async fn delete_list(&self, key: &str) -> Result<()> {
-        // Its members go with it (ON DELETE CASCADE).
+        // Its members go with it in the same statement (ON DELETE CASCADE),
+        // so no crash leaves members behind a deleted list.
         let n = self
             .client()
             .await?
@@ -797,6 +824,16 @@ impl BounceRecords for PostgresStore {
         let client = self.client().await?;
         bounce::put_state(&**client, state).await.map_err(pg_err)?;
         Ok(())
+    }
+
+    async fn replace_bounce_state(
+        &self,
+        scope: &str,
+        member_key: &str,
+        expected: Option<&BounceState>,
+        new: Option<&BounceState>,
+    ) -> Result<bool> {
+        bounce::replace_state(&mut self.client().await?, scope, member_key, expected, new).await
     }
 
     async fn delete_bounce_state(&self, scope: &str, member_key: &str) -> Result<bool> {
