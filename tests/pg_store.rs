@@ -6,9 +6,12 @@ mod support;
 
 use std::sync::Arc;
 
-use listrelay::address::Address;
+use listrelay::address::{Address, Suffix};
 use listrelay::model::{BounceState, Domain, List, Member};
-use listrelay::store::{Directory, PostgresStore, Store};
+use listrelay::store::{
+    Completion, Directory, Job, MessageMeta, MessageState, NewMessage, PostgresStore, Store,
+    StoreError,
+};
 use support::pg::{self, TestDb};
 
 /// A fresh database and a store on it (the database is dropped last).
@@ -229,4 +232,130 @@ async fn racing_bounce_state_updates_are_never_lost() {
             .unwrap(),
         "nothing left to reset"
     );
+}
+
+/// Accepts a post to `list` with store id `id`.
+async fn accept_post(store: &Arc<dyn Store>, list: &str, id: &str) {
+    let post = NewMessage {
+        meta: MessageMeta {
+            id: id.into(),
+            list: list.into(),
+            suffix: Suffix::Post,
+            tag: None,
+            mail_from: "poster@example.com".into(),
+            rcpt: list.into(),
+            received_at: 0,
+            message_id: Some(format!("{id}@example.com")),
+            dedup: None,
+            size: 20,
+            state: MessageState::Queued,
+            policy: None,
+        },
+        body: b"Subject: hi\r\n\r\nhi\r\n".to_vec(),
+    };
+    store.accept(vec![post]).await.unwrap();
+}
+
+fn job(post: &str, list: &str) -> Job {
+    Job {
+        post_id: post.into(),
+        list: list.into(),
+        seq: 0,
+        verp_percent: 0,
+        max_rcpt_per_txn: 100,
+        chunks: 0,
+        chunks_done: 0,
+        recipients: 0,
+        delivered: 0,
+        refused: 0,
+        created_at: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_whose_last_chunk_completes_while_another_host_plans_it_is_planned_once() {
+    let Some((db, store)) = open("planning racing completion").await else {
+        return;
+    };
+    let other: Arc<dyn Store> = Arc::new(PostgresStore::connect(&db.url).unwrap());
+    let l = "dev@lists.example.org";
+    store.create_list(&list(l)).await.unwrap();
+    for round in 0..40 {
+        let id = format!("post-{round:03}");
+        accept_post(&store, l, &id).await;
+        store
+            .create_job(job(&id, l), vec![vec!["a@example.com".into()]])
+            .await
+            .unwrap();
+        let claim = store
+            .claim_chunk("host-a:w0", 60_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut done = claim.chunk.clone();
+        done.delivered = 1;
+        // Host B listed the post as unplanned before host A planned it, and
+        // plans it now, while A completes the job's only chunk.
+        let planner = {
+            let (other, id) = (other.clone(), id.clone());
+            tokio::spawn(async move {
+                other
+                    .create_job(job(&id, l), vec![vec!["a@example.com".into()]])
+                    .await
+            })
+        };
+        let completion = store.complete_chunk("host-a:w0", &done).await;
+        let planned = planner.await.unwrap();
+        assert!(
+            matches!(completion, Ok(Completion::JobDone(_))),
+            "round {round}: the completion went through: {completion:?}"
+        );
+        assert!(
+            matches!(planned, Err(StoreError::Exists(_))),
+            "round {round}: the post was planned once: {planned:?}"
+        );
+        assert!(store.jobs().await.unwrap().is_empty(), "round {round}");
+        store.finish_message(&id, 0).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn orphan_jobs_are_reported_and_cleared_at_open() {
+    let Some((db, store)) = open("orphan jobs").await else {
+        return;
+    };
+    let l = "dev@lists.example.org";
+    store.create_list(&list(l)).await.unwrap();
+    for id in ["gone", "done", "live"] {
+        accept_post(&store, l, id).await;
+        store
+            .create_job(job(id, l), vec![vec!["a@example.com".into()]])
+            .await
+            .unwrap();
+    }
+    // What a crash of an older listrelay could leave behind.
+    sql(
+        &db,
+        "DELETE FROM messages WHERE id = 'gone';
+         UPDATE messages SET state = 'done' WHERE id = 'done';",
+    )
+    .await;
+    drop(store);
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&db.url).await.unwrap());
+    let jobs: Vec<String> = store
+        .jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.post_id)
+        .collect();
+    assert_eq!(jobs, vec!["live".to_string()]);
+    let chunks: Vec<String> = store
+        .chunks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.job)
+        .collect();
+    assert_eq!(chunks, vec!["live".to_string()]);
 }

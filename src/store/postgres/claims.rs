@@ -263,6 +263,16 @@ pub async fn update_chunk(c: &Client, owner: &str, s: &ChunkState, lease_ms: u64
 
 pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Result<Completion> {
     let tx = c.transaction().await.map_err(pg_err)?;
+    // The post's row is locked first, as `create_job` locks it first: a
+    // planner on another host that listed the post before it was planned
+    // waits for this completion, then sees the post done; and the two never
+    // deadlock on the job row.
+    tx.execute(
+        "SELECT 1 FROM messages WHERE id = $1 FOR NO KEY UPDATE",
+        &[&s.job],
+    )
+    .await
+    .map_err(pg_err)?;
     let removed = tx
         .execute(
             "DELETE FROM chunks WHERE job = $1 AND idx = $2 AND generation = $3 AND owner = $4",
@@ -313,6 +323,26 @@ pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Resu
     } else {
         Completion::ChunkDone
     })
+}
+
+/// Deletes the jobs (and, by cascade, the chunks) whose post is gone or
+/// done: a job ends with its post in one transaction, so these are left by
+/// an older listrelay or a hand edit, and their chunks would fail forever
+/// (or, worse, deliver a post twice). Returns the posts and lists cleared.
+pub async fn clear_orphans(c: &Client) -> Result<Vec<(String, String)>> {
+    let rows = c
+        .query(
+            "DELETE FROM jobs AS j
+              WHERE NOT EXISTS (SELECT 1 FROM messages AS m
+                                 WHERE m.id = j.message AND m.state <> 'done')
+             RETURNING message, list",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?;
+    rows.iter()
+        .map(|r| Ok((col(r, "jobs", 0)?, col(r, "jobs", 1)?)))
+        .collect()
 }
 
 pub async fn jobs(c: &Client) -> Result<Vec<Job>> {

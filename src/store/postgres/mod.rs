@@ -26,7 +26,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, Json};
 use tokio_postgres::{NoTls, Row};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::rules;
 use super::{
@@ -129,12 +129,16 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
-    /// Connects and applies the schema migrations the database lacks.
+    /// Connects, applies the schema migrations the database lacks, and
+    /// clears (with a warning each) orphan jobs, whose post is gone or done.
     pub async fn open(url: &str) -> Result<Self> {
         let store = Self::connect(url)?;
         let applied = store.migrate().await?;
         for (version, name) in applied {
             info!(version, name, "applied a schema migration");
+        }
+        for (post, list) in claims::clear_orphans(&store.client().await?).await? {
+            warn!(%post, %list, "cleared an orphan job: its post is gone or done");
         }
         Ok(store)
     }
