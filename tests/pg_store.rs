@@ -359,3 +359,44 @@ async fn orphan_jobs_are_reported_and_cleared_at_open() {
         .collect();
     assert_eq!(chunks, vec!["live".to_string()]);
 }
+
+#[tokio::test]
+async fn leases_are_released_by_host_id_in_the_new_and_the_old_owner_format() {
+    let Some((_db, store)) = open("release_leases by host id").await else {
+        return;
+    };
+    let l = "dev@lists.example.org";
+    store.create_list(&list(l)).await.unwrap();
+    accept_post(&store, l, "post").await;
+    let chunks = (0..4).map(|i| vec![format!("m@d{i}.org")]).collect();
+    store.create_job(job("post", l), chunks).await.unwrap();
+    for owner in [
+        "0123456789abcdef:mx1.example.org:10:aa:w0",
+        "oldname.example.org#0123456789abcdef:11:bb:w0",
+        "fedcba9876543210:mx2.example.org:12:cc:w0",
+        "mx2.example.org#fedcba9876543210:13:dd:w0",
+    ] {
+        store.claim_chunk(owner, 600_000).await.unwrap().unwrap();
+    }
+    assert_eq!(
+        store.release_leases("0123456789abcdef:").await.unwrap(),
+        2,
+        "this host's leases, whatever name it ran under"
+    );
+    let live: Vec<String> = store
+        .chunks()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.lease_expires_ms > 0)
+        .filter_map(|c| c.owner)
+        .collect();
+    assert_eq!(
+        live,
+        vec![
+            "fedcba9876543210:mx2.example.org:12:cc:w0".to_string(),
+            "mx2.example.org#fedcba9876543210:13:dd:w0".to_string()
+        ],
+        "another host's leases run their course"
+    );
+}

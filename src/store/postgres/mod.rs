@@ -759,12 +759,18 @@ impl Claims for PostgresStore {
     }
 
     async fn release_leases(&self, owner_prefix: &str) -> Result<usize> {
+        // Owners written before the host-id came first were
+        // `HOSTNAME#HOSTID:…`: those are released by the host-id too,
+        // whatever hostname they ran under ('#' is in no host name).
         let n = self
             .client()
             .await?
             .execute(
                 "UPDATE chunks SET lease_expires_ms = 0
-                 WHERE owner IS NOT NULL AND starts_with(owner, $1) AND lease_expires_ms > 0",
+                 WHERE owner IS NOT NULL AND lease_expires_ms > 0
+                   AND (starts_with(owner, $1)
+                        OR (position('#' IN owner) > 0
+                            AND starts_with(split_part(owner, '#', 2), $1)))",
                 &[&owner_prefix],
             )
             .await
