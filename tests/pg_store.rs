@@ -400,3 +400,112 @@ async fn leases_are_released_by_host_id_in_the_new_and_the_old_owner_format() {
         "another host's leases run their course"
     );
 }
+
+#[tokio::test]
+async fn a_roster_is_walked_page_by_page_in_key_order() {
+    let Some((_db, store)) = open("members_page").await else {
+        return;
+    };
+    let l = "dev@lists.example.org";
+    store.create_list(&list(l)).await.unwrap();
+    let joined = |address: &str, at: u64| Member {
+        added_at: at,
+        ..member(address)
+    };
+    let mut members: Vec<Member> = (0..250)
+        .map(|i| joined(&format!("User{i}@d{}.example.net", i % 7), 0))
+        .collect();
+    let mut off = joined("off@example.com", 0);
+    off.delivery_enabled = false;
+    let late = joined("late@example.com", 2_000);
+    members[0].added_at = 1_000;
+    members.extend([off, late]);
+    store.add_members(l, &members).await.unwrap();
+
+    let mut walked = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.members_page(l, after.as_deref(), 40).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 40);
+        after = page.last().map(|m| m.address.key());
+        walked.extend(page);
+    }
+    let mut want: Vec<String> = members.iter().map(|m| m.address.key()).collect();
+    want.sort();
+    let keys: Vec<String> = walked.iter().map(|m| m.address.key()).collect();
+    assert_eq!(keys, want, "every member once, in key order");
+    assert_eq!(walked[0].address.to_string(), "late@example.com");
+
+    // A post received at 1,500 goes to the members with delivery on who had
+    // joined by then, as their addresses are spelled.
+    let to = store.delivery_addresses(l, 1_500).await.unwrap();
+    assert_eq!(to.len(), 250);
+    assert!(to.contains(&"User1@d1.example.net".to_string()));
+    assert!(!to
+        .iter()
+        .any(|a| a == "off@example.com" || a == "late@example.com"));
+}
+
+/// Issue 9, "a million members" (`--ignored`, release build):
+/// `cargo test --release --test pg_store -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn bench_a_million_members() {
+    let Some((_db, store)) = open("a million members").await else {
+        return;
+    };
+    let l = "big@lists.example.org";
+    store.create_list(&list(l)).await.unwrap();
+    let (total, batch) = (1_000_000usize, 10_000usize);
+    let started = std::time::Instant::now();
+    for b in 0..total / batch {
+        let members: Vec<Member> = (b * batch..(b + 1) * batch)
+            .map(|i| member(&format!("user{i}@d{}.example.net", i % 1000)))
+            .collect();
+        let new = store.add_members(l, &members).await.unwrap();
+        assert!(new.iter().all(|&n| n));
+    }
+    let added = started.elapsed();
+    let again: Vec<Member> = (0..batch)
+        .map(|i| member(&format!("user{i}@d{}.example.net", i % 1000)))
+        .collect();
+    let t = std::time::Instant::now();
+    assert!(store
+        .add_members(l, &again)
+        .await
+        .unwrap()
+        .iter()
+        .all(|&n| !n));
+    let readded = t.elapsed();
+    let t = std::time::Instant::now();
+    assert_eq!(store.member_count(l).await.unwrap(), total as u64);
+    let counted = t.elapsed();
+    let t = std::time::Instant::now();
+    let (mut after, mut walked, mut pages) = (None::<String>, 0, 0);
+    loop {
+        let page = store.members_page(l, after.as_deref(), 1000).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        walked += page.len();
+        pages += 1;
+        after = page.last().map(|m| m.address.key());
+    }
+    let paged = t.elapsed();
+    assert_eq!(walked, total);
+    let t = std::time::Instant::now();
+    let to = store
+        .delivery_addresses(l, listrelay::clock::now())
+        .await
+        .unwrap();
+    let delivery = t.elapsed();
+    assert_eq!(to.len(), total);
+    eprintln!(
+        "a million members: add_members {total} in batches of {batch}: {added:?}; \
+         a batch of {batch} already there: {readded:?}; member_count: {counted:?}; \
+         members_page walk ({pages} pages of 1000): {paged:?}; delivery_addresses: {delivery:?}"
+    );
+}

@@ -590,6 +590,46 @@ impl Directory for PostgresStore {
         rows.iter().map(|r| json(r, "members", 0)).collect()
     }
 
+    async fn members_page(
+        &self,
+        list: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        // A range scan of members_list_key ('' sorts before every key).
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT data FROM members
+                 WHERE list = $1 AND key > coalesce($2::text, '')
+                 ORDER BY key LIMIT $3",
+                &[&list, &after, &i64_of(limit as u64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.iter().map(|r| json(r, "members", 0)).collect()
+    }
+
+    async fn delivery_addresses(&self, list: &str, received_at: u64) -> Result<Vec<String>> {
+        // Only the address leaves the database; the filters read the record
+        // with the defaults `Member` deserializes with.
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT data->>'address' FROM members
+                 WHERE list = $1
+                   AND coalesce((data->>'delivery_enabled')::boolean, true)
+                   AND coalesce((data->>'added_at')::bigint, 0) <= $2
+                 ORDER BY domain, local",
+                &[&list, &i64_of(received_at)],
+            )
+            .await
+            .map_err(pg_err)?;
+        rows.iter().map(|r| col(r, "members", 0)).collect()
+    }
+
     async fn member_count(&self, list: &str) -> Result<u64> {
         let row = self
             .client()

@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "bounces, moderation and subscription",
         include_str!("migrations/0002_bounces_moderation.sql"),
     ),
+    (
+        3,
+        "member keys for paging large lists",
+        include_str!("migrations/0003_member_keys.sql"),
+    ),
 ];
 
 /// Key of the advisory lock held while migrating ("listrelay" in ASCII, cut).
