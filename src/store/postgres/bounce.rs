@@ -1,8 +1,9 @@
 //! Bounce state in PostgreSQL, as the embedded store keeps it
 //! (src/store/sled/bounce.rs): per-member records in `bounce_states`, keyed
 //! (scope, member), and per-post policy counts in `post_bounces`, keyed
-//! (list, post). Hand-off failures are the `failures` rows; their id is the
-//! row's `bigserial`, in decimal.
+//! (list, post). Hand-off failures (recorded by fan-out, scored by the
+//! bounce handler) are the `failures` rows; their id is the row's
+//! `bigserial`, in decimal.
 
 use deadpool_postgres::Client;
 use tokio_postgres::types::Json;
@@ -217,4 +218,25 @@ pub async fn prune_posts(c: &Client, before: u64) -> Result<usize> {
         .await
         .map_err(pg_err)?;
     Ok(n as usize)
+}
+
+pub async fn record_failure(c: &Client, failure: &DeliveryFailure) -> Result<()> {
+    c.execute(
+        "INSERT INTO failures (list, data) VALUES ($1, $2)",
+        &[&failure.list, &Json(failure)],
+    )
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+pub async fn failures(c: &Client, list: &str) -> Result<Vec<DeliveryFailure>> {
+    let rows = c
+        .query(
+            "SELECT data FROM failures WHERE list = $1 ORDER BY id",
+            &[&list],
+        )
+        .await
+        .map_err(pg_err)?;
+    rows.iter().map(|r| json(r, "failures", 0)).collect()
 }

@@ -1,4 +1,6 @@
-//! Jobs, chunks and leases in PostgreSQL.
+//! Planning, jobs, chunks and leases in PostgreSQL: the posts left to plan,
+//! a job created only for a post still queued, claims, progress, completion,
+//! the release of a restarted host's leases and the clearing of orphan jobs.
 //!
 //! * A claim is ONE statement: it picks the first chunk that is free or whose
 //!   lease expired (and whose `not_before_ms` passed) with
@@ -15,8 +17,10 @@ use deadpool_postgres::Client;
 use tokio_postgres::types::Json;
 use tokio_postgres::{GenericClient, Row};
 
-use super::{col, i64_of, pg_err};
-use crate::store::{ChunkState, Claim, Completion, Job, Result, RetryItem, StoreError};
+use super::{col, i64_of, meta_of, pg_err};
+use crate::store::{
+    ChunkState, Claim, Completion, Job, MessageMeta, Result, RetryItem, StoreError,
+};
 
 const CHUNK_COLUMNS: &str = "job, idx, members, generation, owner, lease_expires_ms, \
      not_before_ms, cursor, retry, delivered, failed, failures";
@@ -365,4 +369,36 @@ pub async fn chunks(c: &Client) -> Result<Vec<ChunkState>> {
         .await
         .map_err(pg_err)?;
     rows.iter().map(|r| chunk_of(r, 0)).collect()
+}
+
+pub async fn unplanned_posts(c: &Client) -> Result<Vec<MessageMeta>> {
+    let rows = c
+        .query(
+            "SELECT meta, state FROM messages m
+                 WHERE is_post AND state = 'queued'
+                   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.message = m.id)
+                 ORDER BY id",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?;
+    rows.iter().map(meta_of).collect()
+}
+
+pub async fn release_leases(c: &Client, owner_prefix: &str) -> Result<usize> {
+    // Owners written before the host-id came first were
+    // `HOSTNAME#HOSTID:…`: those are released by the host-id too,
+    // whatever hostname they ran under ('#' is in no host name).
+    let n = c
+        .execute(
+            "UPDATE chunks SET lease_expires_ms = 0
+                 WHERE owner IS NOT NULL AND lease_expires_ms > 0
+                   AND (starts_with(owner, $1)
+                        OR (position('#' IN owner) > 0
+                            AND starts_with(split_part(owner, '#', 2), $1)))",
+            &[&owner_prefix],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(n as usize)
 }
