@@ -26,11 +26,14 @@ pub async fn serve(config: Config) -> Result<()> {
     crate::site::refuse_foreign_data_dir(&config.data_dir)?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let store = crate::site::open_store(&config).await?;
-    // Chunk leases name this host (a stable id kept in its data directory);
-    // the lock above proves the previous run of this host is gone, so its
-    // leases are released at once. Other hosts' leases run their course.
-    let host = format!("{}#{}", config.hostname, host_id(&config.data_dir)?);
-    match store.release_leases(&format!("{host}:")).await? {
+    // Chunk leases name this host by its stable id (kept in its data
+    // directory) first, then by its name for whoever reads `listrelay
+    // queue`: `HOSTID:HOSTNAME:…`. The lock above proves the previous run of
+    // this host is gone, so its leases are released at once, whatever
+    // hostname it ran under. Other hosts' leases run their course.
+    let id = host_id(&config.data_dir)?;
+    let host = format!("{id}:{}", config.hostname);
+    match store.release_leases(&format!("{id}:")).await? {
         0 => {}
         n => info!(
             chunks = n,

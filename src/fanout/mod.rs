@@ -52,7 +52,8 @@ pub struct Fanout {
     work: Notify,
     /// Prepared copies of posts being delivered: each body is read once.
     copies: Mutex<HashMap<String, Arc<Vec<u8>>>>,
-    /// Identifies this process's workers in leases.
+    /// Identifies this process's workers in leases: `HOSTID:HOSTNAME:PID:RANDOM`
+    /// (the host-id first, so a restarted host releases its leases by it).
     instance: String,
     hooks: OnceLock<Hooks>,
 }
@@ -65,7 +66,7 @@ impl Fanout {
         config: FanoutConfig,
         delimiter: char,
         grace_secs: u64,
-        hostname: &str,
+        host: &str,
     ) -> Arc<Self> {
         Arc::new(Fanout {
             store,
@@ -78,7 +79,7 @@ impl Fanout {
             work: Notify::new(),
             copies: Mutex::new(HashMap::new()),
             instance: format!(
-                "{hostname}:{}:{:08x}",
+                "{host}:{}:{:08x}",
                 std::process::id(),
                 rand::random::<u32>()
             ),

@@ -1,14 +1,15 @@
 //! Bounce state in PostgreSQL, as the embedded store keeps it
 //! (src/store/sled/bounce.rs): per-member records in `bounce_states`, keyed
 //! (scope, member), and per-post policy counts in `post_bounces`, keyed
-//! (list, post). Hand-off failures are the `failures` rows; their id is the
-//! row's `bigserial`, in decimal.
+//! (list, post). Hand-off failures (recorded by fan-out, scored by the
+//! bounce handler) are the `failures` rows; their id is the row's
+//! `bigserial`, in decimal.
 
 use deadpool_postgres::Client;
 use tokio_postgres::types::Json;
 use tokio_postgres::GenericClient;
 
-use super::{i64_of, member_parts, pg_err};
+use super::{col, i64_of, json, member_parts, pg_err};
 use crate::model::{BounceState, Member, PostBounces};
 use crate::store::{DeliveryFailure, Result};
 
@@ -21,7 +22,7 @@ pub async fn member(c: &Client, list: &str, key: &str) -> Result<Option<Member>>
         )
         .await
         .map_err(pg_err)?;
-    Ok(row.map(|r| r.get::<_, Json<Member>>(0).0))
+    row.map(|r| json(&r, "members", 0)).transpose()
 }
 
 pub async fn set_delivery(c: &Client, list: &str, key: &str, enabled: bool) -> Result<bool> {
@@ -45,7 +46,7 @@ pub async fn state(c: &Client, scope: &str, member: &str) -> Result<Option<Bounc
         )
         .await
         .map_err(pg_err)?;
-    Ok(row.map(|r| r.get::<_, Json<BounceState>>(0).0))
+    row.map(|r| json(&r, "bounce_states", 0)).transpose()
 }
 
 pub async fn states(c: &Client, scope: Option<&str>) -> Result<Vec<BounceState>> {
@@ -57,10 +58,7 @@ pub async fn states(c: &Client, scope: Option<&str>) -> Result<Vec<BounceState>>
         )
         .await
         .map_err(pg_err)?;
-    Ok(rows
-        .iter()
-        .map(|r| r.get::<_, Json<BounceState>>(0).0)
-        .collect())
+    rows.iter().map(|r| json(r, "bounce_states", 0)).collect()
 }
 
 pub async fn put_state(
@@ -73,6 +71,66 @@ pub async fn put_state(
         &[&s.scope, &s.member, &Json(s)],
     )
     .await
+}
+
+/// Compare-and-swap of one member's bounce state. Absent → the insert
+/// only happens if nobody inserted first; present → the row is locked, its
+/// record decoded and compared as the embedded store compares it (so a
+/// record written by an older listrelay, with fields left to their
+/// defaults, still compares equal to what a reader got), then replaced or
+/// deleted in the same transaction.
+pub async fn replace_state(
+    c: &mut Client,
+    scope: &str,
+    member: &str,
+    expected: Option<&BounceState>,
+    new: Option<&BounceState>,
+) -> Result<bool> {
+    let Some(expected) = expected else {
+        let Some(new) = new else {
+            // Absent → absent: true while it is still absent.
+            return Ok(state(c, scope, member).await?.is_none());
+        };
+        let n = c
+            .execute(
+                "INSERT INTO bounce_states (scope, member, data) VALUES ($1, $2, $3)
+                 ON CONFLICT (scope, member) DO NOTHING",
+                &[&scope, &member, &Json(new)],
+            )
+            .await
+            .map_err(pg_err)?;
+        return Ok(n == 1);
+    };
+    let tx = c.transaction().await.map_err(pg_err)?;
+    let row = tx
+        .query_opt(
+            "SELECT data FROM bounce_states WHERE scope = $1 AND member = $2 FOR UPDATE",
+            &[&scope, &member],
+        )
+        .await
+        .map_err(pg_err)?;
+    let current: Option<BounceState> = row.map(|r| json(&r, "bounce_states", 0)).transpose()?;
+    if current.as_ref() != Some(expected) {
+        return Ok(false);
+    }
+    match new {
+        Some(new) => tx
+            .execute(
+                "UPDATE bounce_states SET data = $3 WHERE scope = $1 AND member = $2",
+                &[&scope, &member, &Json(new)],
+            )
+            .await
+            .map_err(pg_err)?,
+        None => tx
+            .execute(
+                "DELETE FROM bounce_states WHERE scope = $1 AND member = $2",
+                &[&scope, &member],
+            )
+            .await
+            .map_err(pg_err)?,
+    };
+    tx.commit().await.map_err(pg_err)?;
+    Ok(true)
 }
 
 pub async fn delete_state(c: &Client, scope: &str, member: &str) -> Result<bool> {
@@ -95,15 +153,14 @@ pub async fn pending_failures(c: &Client, max: usize) -> Result<Vec<(String, Del
         )
         .await
         .map_err(pg_err)?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|r| {
-            (
-                r.get::<_, i64>(0).to_string(),
-                r.get::<_, Json<DeliveryFailure>>(1).0,
-            )
+            Ok((
+                col::<i64>(r, "failures", 0)?.to_string(),
+                json(r, "failures", 1)?,
+            ))
         })
-        .collect())
+        .collect()
 }
 
 pub async fn delete_failure(c: &Client, list: &str, id: &str) -> Result<()> {
@@ -128,7 +185,7 @@ pub async fn post(c: &Client, list: &str, post: &str) -> Result<Option<PostBounc
         )
         .await
         .map_err(pg_err)?;
-    Ok(row.map(|r| r.get::<_, Json<PostBounces>>(0).0))
+    row.map(|r| json(&r, "post_bounces", 0)).transpose()
 }
 
 pub async fn put_post(
@@ -149,10 +206,7 @@ pub async fn posts(c: &Client) -> Result<Vec<PostBounces>> {
         .query("SELECT data FROM post_bounces ORDER BY list, post", &[])
         .await
         .map_err(pg_err)?;
-    Ok(rows
-        .iter()
-        .map(|r| r.get::<_, Json<PostBounces>>(0).0)
-        .collect())
+    rows.iter().map(|r| json(r, "post_bounces", 0)).collect()
 }
 
 pub async fn prune_posts(c: &Client, before: u64) -> Result<usize> {
@@ -164,4 +218,25 @@ pub async fn prune_posts(c: &Client, before: u64) -> Result<usize> {
         .await
         .map_err(pg_err)?;
     Ok(n as usize)
+}
+
+pub async fn record_failure(c: &Client, failure: &DeliveryFailure) -> Result<()> {
+    c.execute(
+        "INSERT INTO failures (list, data) VALUES ($1, $2)",
+        &[&failure.list, &Json(failure)],
+    )
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+pub async fn failures(c: &Client, list: &str) -> Result<Vec<DeliveryFailure>> {
+    let rows = c
+        .query(
+            "SELECT data FROM failures WHERE list = $1 ORDER BY id",
+            &[&list],
+        )
+        .await
+        .map_err(pg_err)?;
+    rows.iter().map(|r| json(r, "failures", 0)).collect()
 }

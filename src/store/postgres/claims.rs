@@ -1,4 +1,6 @@
-//! Jobs, chunks and leases in PostgreSQL.
+//! Planning, jobs, chunks and leases in PostgreSQL: the posts left to plan,
+//! a job created only for a post still queued, claims, progress, completion,
+//! the release of a restarted host's leases and the clearing of orphan jobs.
 //!
 //! * A claim is ONE statement: it picks the first chunk that is free or whose
 //!   lease expired (and whose `not_before_ms` passed) with
@@ -15,8 +17,10 @@ use deadpool_postgres::Client;
 use tokio_postgres::types::Json;
 use tokio_postgres::{GenericClient, Row};
 
-use super::{i64_of, pg_err};
-use crate::store::{ChunkState, Claim, Completion, Job, Result, RetryItem, StoreError};
+use super::{col, i64_of, meta_of, pg_err};
+use crate::store::{
+    ChunkState, Claim, Completion, Job, MessageMeta, Result, RetryItem, StoreError,
+};
 
 const CHUNK_COLUMNS: &str = "job, idx, members, generation, owner, lease_expires_ms, \
      not_before_ms, cursor, retry, delivered, failed, failures";
@@ -24,37 +28,39 @@ const CHUNK_COLUMNS: &str = "job, idx, members, generation, owner, lease_expires
 const JOB_COLUMNS: &str = "message, list, seq, verp_percent, max_rcpt_per_txn, chunks, \
      chunks_done, recipients, delivered, failed, created_at";
 
-fn chunk_of(r: &Row, at: usize) -> ChunkState {
-    ChunkState {
-        job: r.get(at),
-        index: r.get::<_, i32>(at + 1) as u32,
-        members: r.get::<_, i32>(at + 2) as u32,
-        generation: r.get::<_, i64>(at + 3) as u64,
-        owner: r.get(at + 4),
-        lease_expires_ms: r.get::<_, i64>(at + 5) as u64,
-        not_before_ms: r.get::<_, i64>(at + 6) as u64,
-        cursor: r.get::<_, i32>(at + 7) as u32,
-        retry: r.get::<_, Json<Vec<RetryItem>>>(at + 8).0,
-        delivered: r.get::<_, i32>(at + 9) as u32,
-        refused: r.get::<_, i32>(at + 10) as u32,
-        mta_failures: r.get::<_, i32>(at + 11) as u32,
-    }
+fn chunk_of(r: &Row, at: usize) -> Result<ChunkState> {
+    const T: &str = "chunks";
+    Ok(ChunkState {
+        job: col(r, T, at)?,
+        index: col::<i32>(r, T, at + 1)? as u32,
+        members: col::<i32>(r, T, at + 2)? as u32,
+        generation: col::<i64>(r, T, at + 3)? as u64,
+        owner: col(r, T, at + 4)?,
+        lease_expires_ms: col::<i64>(r, T, at + 5)? as u64,
+        not_before_ms: col::<i64>(r, T, at + 6)? as u64,
+        cursor: col::<i32>(r, T, at + 7)? as u32,
+        retry: col::<Json<Vec<RetryItem>>>(r, T, at + 8)?.0,
+        delivered: col::<i32>(r, T, at + 9)? as u32,
+        refused: col::<i32>(r, T, at + 10)? as u32,
+        mta_failures: col::<i32>(r, T, at + 11)? as u32,
+    })
 }
 
-fn job_of(r: &Row, at: usize) -> Job {
-    Job {
-        post_id: r.get(at),
-        list: r.get(at + 1),
-        seq: r.get::<_, i64>(at + 2) as u64,
-        verp_percent: r.get::<_, i16>(at + 3) as u8,
-        max_rcpt_per_txn: r.get::<_, i32>(at + 4) as u32,
-        chunks: r.get::<_, i32>(at + 5) as u32,
-        chunks_done: r.get::<_, i32>(at + 6) as u32,
-        recipients: r.get::<_, i64>(at + 7) as u64,
-        delivered: r.get::<_, i64>(at + 8) as u64,
-        refused: r.get::<_, i64>(at + 9) as u64,
-        created_at: r.get::<_, i64>(at + 10) as u64,
-    }
+fn job_of(r: &Row, at: usize) -> Result<Job> {
+    const T: &str = "jobs";
+    Ok(Job {
+        post_id: col(r, T, at)?,
+        list: col(r, T, at + 1)?,
+        seq: col::<i64>(r, T, at + 2)? as u64,
+        verp_percent: col::<i16>(r, T, at + 3)? as u8,
+        max_rcpt_per_txn: col::<i32>(r, T, at + 4)? as u32,
+        chunks: col::<i32>(r, T, at + 5)? as u32,
+        chunks_done: col::<i32>(r, T, at + 6)? as u32,
+        recipients: col::<i64>(r, T, at + 7)? as u64,
+        delivered: col::<i64>(r, T, at + 8)? as u64,
+        refused: col::<i64>(r, T, at + 9)? as u64,
+        created_at: col::<i64>(r, T, at + 10)? as u64,
+    })
 }
 
 fn i32_of(v: u32) -> i32 {
@@ -131,18 +137,14 @@ pub async fn create_job(c: &mut Client, mut job: Job, chunks: Vec<Vec<String>>) 
         )
         .await
         .map_err(pg_err)?;
-    match post {
-        Some(row) if row.get::<_, &str>(0) == "queued" => {}
-        Some(row) => {
-            return Err(StoreError::Exists(format!(
-                "job {} ({})",
-                job.post_id,
-                row.get::<_, &str>(0)
-            )))
-        }
-        None => return Err(StoreError::NotFound(format!("message {}", job.post_id))),
+    let Some(post) = post else {
+        return Err(StoreError::NotFound(format!("message {}", job.post_id)));
+    };
+    let state: &str = col(&post, "messages", 0)?;
+    if state != "queued" {
+        return Err(StoreError::Exists(format!("job {} ({state})", job.post_id)));
     }
-    let seq: i64 = tx
+    let counter = tx
         .query_one(
             "INSERT INTO counters (list, seq) VALUES ($1, 0)
              ON CONFLICT (list) DO UPDATE SET seq = counters.seq + 1
@@ -150,9 +152,8 @@ pub async fn create_job(c: &mut Client, mut job: Job, chunks: Vec<Vec<String>>) 
             &[&job.list],
         )
         .await
-        .map_err(pg_err)?
-        .get(0);
-    job.seq = seq as u64;
+        .map_err(pg_err)?;
+    job.seq = col::<i64>(&counter, "counters", 0)? as u64;
     if insert_job(&*tx, &job).await.map_err(pg_err)? == 0 {
         // Rolled back with the transaction: the counter is unchanged.
         return Err(StoreError::Exists(format!("job {}", job.post_id)));
@@ -194,11 +195,14 @@ pub async fn claim_chunk(c: &Client, owner: &str, lease_ms: u64) -> Result<Optio
         .query_opt(&stmt, &[&owner, &i64_of(lease_ms)])
         .await
         .map_err(pg_err)?;
-    Ok(row.map(|r| Claim {
-        chunk: chunk_of(&r, 0),
-        takeover: r.get(12),
-        job: job_of(&r, 13),
-    }))
+    row.map(|r| {
+        Ok(Claim {
+            chunk: chunk_of(&r, 0)?,
+            takeover: col(&r, "chunks", 12)?,
+            job: job_of(&r, 13)?,
+        })
+    })
+    .transpose()
 }
 
 fn prefixed(table: &str, columns: &str) -> String {
@@ -218,7 +222,7 @@ pub async fn chunk_members(c: &Client, job: &str, index: u32) -> Result<Vec<Stri
         .await
         .map_err(pg_err)?
         .ok_or_else(|| StoreError::NotFound(format!("members of chunk {job}/{index}")))?;
-    Ok(row.get(0))
+    col(&row, "chunks", 0)
 }
 
 pub async fn update_chunk(c: &Client, owner: &str, s: &ChunkState, lease_ms: u64) -> Result<bool> {
@@ -263,6 +267,16 @@ pub async fn update_chunk(c: &Client, owner: &str, s: &ChunkState, lease_ms: u64
 
 pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Result<Completion> {
     let tx = c.transaction().await.map_err(pg_err)?;
+    // The post's row is locked first, as `create_job` locks it first: a
+    // planner on another host that listed the post before it was planned
+    // waits for this completion, then sees the post done; and the two never
+    // deadlock on the job row.
+    tx.execute(
+        "SELECT 1 FROM messages WHERE id = $1 FOR NO KEY UPDATE",
+        &[&s.job],
+    )
+    .await
+    .map_err(pg_err)?;
     let removed = tx
         .execute(
             "DELETE FROM chunks WHERE job = $1 AND idx = $2 AND generation = $3 AND owner = $4",
@@ -293,7 +307,7 @@ pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Resu
         tx.commit().await.map_err(pg_err)?;
         return Ok(Completion::ChunkDone);
     };
-    let job = job_of(&row, 0);
+    let job = job_of(&row, 0)?;
     let done = job.chunks_done >= job.chunks;
     if done {
         tx.execute("DELETE FROM jobs WHERE message = $1", &[&job.post_id])
@@ -315,6 +329,26 @@ pub async fn complete_chunk(c: &mut Client, owner: &str, s: &ChunkState) -> Resu
     })
 }
 
+/// Deletes the jobs (and, by cascade, the chunks) whose post is gone or
+/// done: a job ends with its post in one transaction, so these are left by
+/// an older listrelay or a hand edit, and their chunks would fail forever
+/// (or, worse, deliver a post twice). Returns the posts and lists cleared.
+pub async fn clear_orphans(c: &Client) -> Result<Vec<(String, String)>> {
+    let rows = c
+        .query(
+            "DELETE FROM jobs AS j
+              WHERE NOT EXISTS (SELECT 1 FROM messages AS m
+                                 WHERE m.id = j.message AND m.state <> 'done')
+             RETURNING message, list",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?;
+    rows.iter()
+        .map(|r| Ok((col(r, "jobs", 0)?, col(r, "jobs", 1)?)))
+        .collect()
+}
+
 pub async fn jobs(c: &Client) -> Result<Vec<Job>> {
     let rows = c
         .query(
@@ -323,7 +357,7 @@ pub async fn jobs(c: &Client) -> Result<Vec<Job>> {
         )
         .await
         .map_err(pg_err)?;
-    Ok(rows.iter().map(|r| job_of(r, 0)).collect())
+    rows.iter().map(|r| job_of(r, 0)).collect()
 }
 
 pub async fn chunks(c: &Client) -> Result<Vec<ChunkState>> {
@@ -334,5 +368,37 @@ pub async fn chunks(c: &Client) -> Result<Vec<ChunkState>> {
         )
         .await
         .map_err(pg_err)?;
-    Ok(rows.iter().map(|r| chunk_of(r, 0)).collect())
+    rows.iter().map(|r| chunk_of(r, 0)).collect()
+}
+
+pub async fn unplanned_posts(c: &Client) -> Result<Vec<MessageMeta>> {
+    let rows = c
+        .query(
+            "SELECT meta, state FROM messages m
+                 WHERE is_post AND state = 'queued'
+                   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.message = m.id)
+                 ORDER BY id",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?;
+    rows.iter().map(meta_of).collect()
+}
+
+pub async fn release_leases(c: &Client, owner_prefix: &str) -> Result<usize> {
+    // Owners written before the host-id came first were
+    // `HOSTNAME#HOSTID:…`: those are released by the host-id too,
+    // whatever hostname they ran under ('#' is in no host name).
+    let n = c
+        .execute(
+            "UPDATE chunks SET lease_expires_ms = 0
+                 WHERE owner IS NOT NULL AND lease_expires_ms > 0
+                   AND (starts_with(owner, $1)
+                        OR (position('#' IN owner) > 0
+                            AND starts_with(split_part(owner, '#', 2), $1)))",
+            &[&owner_prefix],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(n as usize)
 }

@@ -15,26 +15,36 @@
 //!   clocks, as in the embedded store (keep hosts on NTP).
 //! * Window times (`expires_at`, seconds) come from the hosts' clocks, as in
 //!   the embedded store.
+//!
+//! Files by role: this one holds the connection pool, opening (migrations,
+//! then orphan jobs cleared), the column readers that turn a mistyped column
+//! into an error, and the role traits, each method delegating to one of
+//! `directory.rs` (domains, lists, members), `queue.rs` (accepted messages,
+//! the Message-ID window), `claims.rs` (planning, jobs, chunks, leases),
+//! `bounce.rs` (bounce state, hand-off failures), `moderation.rs` (held
+//! posts, confirmations, rate counts), `transfer.rs` (export and import);
+//! `schema.rs` applies the migrations.
 
 mod bounce;
 mod claims;
+mod directory;
 mod moderation;
+mod queue;
 pub mod schema;
+mod transfer;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::Json;
-use tokio_postgres::NoTls;
-use tracing::info;
+use tokio_postgres::types::{FromSql, Json};
+use tokio_postgres::{NoTls, Row};
+use tracing::{info, warn};
 
-use super::rules;
 use super::{
     AcceptOutcome, BounceRecords, ChunkState, Claim, Claims, Completion, DeliveryFailure,
     Directory, Job, MessageMeta, MessageState, ModerationRecords, NewMessage, Queue, Record,
     Result, Store, StoreError, Transfer, WindowEntry,
 };
-use crate::clock::now;
 use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
 
 /// Connections each process keeps at most.
@@ -47,6 +57,24 @@ const IDLE_IN_TRANSACTION_MS: u32 = 5000;
 /// serialization conflict (two hosts' batches locking window entries in
 /// opposite orders).
 const RETRIES: usize = 3;
+
+/// Reads column `idx` of a row of `table`. A column whose type or content is
+/// not what this listrelay expects (a schema edited by hand or left behind a
+/// migration) is an error naming it, never a panic.
+pub(crate) fn col<'a, T: FromSql<'a>>(r: &'a Row, table: &str, idx: usize) -> Result<T> {
+    r.try_get(idx).map_err(|e| {
+        let column = r.columns().get(idx).map_or("?", |c| c.name());
+        StoreError::Backend(format!(
+            "postgresql: column {table}.{column} does not hold what this listrelay expects ({e}); \
+             run `listrelay migrate` to bring the schema up to date, or check for hand edits"
+        ))
+    })
+}
+
+/// Reads a JSON record column (see [`col`]).
+pub(crate) fn json<T: serde::de::DeserializeOwned>(r: &Row, table: &str, idx: usize) -> Result<T> {
+    Ok(col::<Json<T>>(r, table, idx)?.0)
+}
 
 pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
@@ -111,12 +139,16 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
-    /// Connects and applies the schema migrations the database lacks.
+    /// Connects, applies the schema migrations the database lacks, and
+    /// clears (with a warning each) orphan jobs, whose post is gone or done.
     pub async fn open(url: &str) -> Result<Self> {
         let store = Self::connect(url)?;
         let applied = store.migrate().await?;
         for (version, name) in applied {
             info!(version, name, "applied a schema migration");
+        }
+        for (post, list) in claims::clear_orphans(&store.client().await?).await? {
+            warn!(%post, %list, "cleared an orphan job: its post is gone or done");
         }
         Ok(store)
     }
@@ -138,409 +170,77 @@ impl PostgresStore {
             e => StoreError::Backend(format!("postgresql pool: {e}")),
         })
     }
-
-    async fn accept_once(
-        &self,
-        batch: &[NewMessage],
-        client: &mut deadpool_postgres::Object,
-    ) -> std::result::Result<Vec<AcceptOutcome>, tokio_postgres::Error> {
-        let tx = client.transaction().await?;
-        let claim = tx
-            .prepare_cached(
-                "INSERT INTO window_entries AS w (list, message_id, message, content_hash, expires_at)
-                 VALUES ($1, $2, $3, $4, NULL)
-                 ON CONFLICT (list, message_id) DO UPDATE
-                     SET message = excluded.message, content_hash = excluded.content_hash,
-                         expires_at = NULL
-                     WHERE w.expires_at IS NOT NULL AND w.expires_at <= $5
-                 RETURNING 1",
-            )
-            .await?;
-        let holder = tx
-            .prepare_cached(
-                "SELECT message, content_hash FROM window_entries WHERE list = $1 AND message_id = $2",
-            )
-            .await?;
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO messages (id, list, is_post, state, meta, body)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .await?;
-        let now = i64_of(now());
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for msg in batch {
-            let meta = &msg.meta;
-            let outcome = match &meta.dedup {
-                None => AcceptOutcome::Accepted,
-                Some(d) => {
-                    // A new entry, or one whose grace has passed: this post
-                    // holds the Message-ID now. Otherwise a live entry holds
-                    // it (possibly committed a moment ago by another host,
-                    // whose insert this one waited for).
-                    let claimed = tx
-                        .query_opt(
-                            &claim,
-                            &[&meta.list, &d.message_id, &meta.id, &d.content_hash, &now],
-                        )
-                        .await?;
-                    if claimed.is_some() {
-                        AcceptOutcome::Accepted
-                    } else {
-                        let row = tx.query_one(&holder, &[&meta.list, &d.message_id]).await?;
-                        let existing: String = row.get(0);
-                        let hash: String = row.get(1);
-                        if hash == d.content_hash {
-                            AcceptOutcome::Redelivery { existing }
-                        } else {
-                            AcceptOutcome::Duplicate { existing }
-                        }
-                    }
-                }
-            };
-            if outcome == AcceptOutcome::Accepted {
-                let is_post = meta.suffix == crate::address::Suffix::Post;
-                tx.execute(
-                    &insert,
-                    &[
-                        &meta.id,
-                        &meta.list,
-                        &is_post,
-                        &state_name(meta.state),
-                        &Json(meta),
-                        &msg.body,
-                    ],
-                )
-                .await?;
-            }
-            outcomes.push(outcome);
-        }
-        tx.commit().await?;
-        Ok(outcomes)
-    }
-
-    async fn restore_batch(&self, records: Vec<Record>) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        for r in rules::in_restore_order(records) {
-            let result = match &r {
-                Record::Header { .. } => Ok(0),
-                Record::Domain { domain } => {
-                    tx.execute(
-                        "INSERT INTO domains (name, data) VALUES ($1, $2)",
-                        &[&domain.name, &Json(domain)],
-                    )
-                    .await
-                }
-                Record::List { list } => {
-                    tx.execute(
-                        "INSERT INTO lists (key, domain, data) VALUES ($1, $2, $3)",
-                        &[&list.key(), &list.address.domain(), &Json(list)],
-                    )
-                    .await
-                }
-                Record::Member { list, member } => {
-                    let (domain, local) = member_parts(&member.address.key());
-                    tx.execute(
-                        "INSERT INTO members (list, domain, local, data) VALUES ($1, $2, $3, $4)",
-                        &[list, &domain, &local, &Json(member)],
-                    )
-                    .await
-                }
-                Record::Counter { list, seq } => {
-                    tx.execute(
-                        "INSERT INTO counters (list, seq) VALUES ($1, $2)
-                         ON CONFLICT (list) DO UPDATE SET seq = excluded.seq",
-                        &[list, &i64_of(*seq)],
-                    )
-                    .await
-                }
-                Record::Message { meta, body } => {
-                    let body = super::transfer::body(body)?;
-                    let is_post = meta.suffix == crate::address::Suffix::Post;
-                    tx.execute(
-                        "INSERT INTO messages (id, list, is_post, state, meta, body)
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[
-                            &meta.id,
-                            &meta.list,
-                            &is_post,
-                            &state_name(meta.state),
-                            &Json(meta),
-                            &body,
-                        ],
-                    )
-                    .await
-                }
-                Record::Window {
-                    list,
-                    message_id,
-                    entry,
-                } => {
-                    tx.execute(
-                        "INSERT INTO window_entries (list, message_id, message, content_hash, expires_at)
-                         VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (list, message_id) DO UPDATE
-                         SET message = excluded.message, content_hash = excluded.content_hash,
-                             expires_at = excluded.expires_at",
-                        &[
-                            list,
-                            message_id,
-                            &entry.message,
-                            &entry.content_hash,
-                            &entry.expires_at.map(i64_of),
-                        ],
-                    )
-                    .await
-                }
-                Record::Job { job } => claims::insert_job(&*tx, job).await,
-                Record::Chunk { state, members } => {
-                    claims::insert_chunk(&*tx, state, members).await
-                }
-                Record::Failure { failure } => {
-                    tx.execute(
-                        "INSERT INTO failures (list, data) VALUES ($1, $2)",
-                        &[&failure.list, &Json(failure)],
-                    )
-                    .await
-                }
-                Record::BounceState { state } => bounce::put_state(&*tx, state).await,
-                Record::PostBounces { bounces } => bounce::put_post(&*tx, bounces).await,
-                Record::Held { held } => moderation::restore_held(&*tx, held).await,
-                Record::Pending {
-                    token_hash,
-                    pending,
-                } => moderation::put_pending(&*tx, token_hash, pending).await,
-                Record::Rate {
-                    address,
-                    day,
-                    count,
-                } => moderation::restore_rate(&*tx, address, *day, *count).await,
-            };
-            result.map_err(pg_err)?;
-        }
-        tx.commit().await.map_err(pg_err)
-    }
 }
 
 #[async_trait]
 impl Directory for PostgresStore {
     async fn create_domain(&self, domain: &Domain) -> Result<()> {
-        let n = self
-            .client()
-            .await?
-            .execute(
-                "INSERT INTO domains (name, data) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&domain.name, &Json(domain)],
-            )
-            .await
-            .map_err(pg_err)?;
-        if n == 0 {
-            return Err(StoreError::Exists(format!("domain {}", domain.name)));
-        }
-        Ok(())
+        directory::create_domain(&self.client().await?, domain).await
     }
 
     async fn domain(&self, name: &str) -> Result<Option<Domain>> {
-        let row = self
-            .client()
-            .await?
-            .query_opt("SELECT data FROM domains WHERE name = $1", &[&name])
-            .await
-            .map_err(pg_err)?;
-        Ok(row.map(|r| r.get::<_, Json<Domain>>(0).0))
+        directory::domain(&self.client().await?, name).await
     }
 
     async fn domains(&self) -> Result<Vec<Domain>> {
-        let rows = self
-            .client()
-            .await?
-            .query("SELECT data FROM domains ORDER BY name", &[])
-            .await
-            .map_err(pg_err)?;
-        Ok(rows.iter().map(|r| r.get::<_, Json<Domain>>(0).0).collect())
+        directory::domains(&self.client().await?).await
     }
 
     async fn update_domain(&self, domain: &Domain) -> Result<()> {
-        let n = self
-            .client()
-            .await?
-            .execute(
-                "UPDATE domains SET data = $2 WHERE name = $1",
-                &[&domain.name, &Json(domain)],
-            )
-            .await
-            .map_err(pg_err)?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("domain {}", domain.name)));
-        }
-        Ok(())
+        directory::update_domain(&self.client().await?, domain).await
     }
 
     async fn delete_domain(&self, name: &str) -> Result<()> {
-        rules::may_delete_domain(name, &self.lists(Some(name)).await?)?;
-        let n = self
-            .client()
-            .await?
-            .execute("DELETE FROM domains WHERE name = $1", &[&name])
-            .await
-            .map_err(pg_err)?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("domain {name}")));
-        }
-        Ok(())
+        directory::delete_domain(&mut self.client().await?, name).await
     }
 
     async fn create_list(&self, list: &List) -> Result<()> {
-        let n = self
-            .client()
-            .await?
-            .execute(
-                "INSERT INTO lists (key, domain, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&list.key(), &list.address.domain(), &Json(list)],
-            )
-            .await
-            .map_err(pg_err)?;
-        if n == 0 {
-            return Err(StoreError::Exists(format!("list {}", list.address)));
-        }
-        Ok(())
+        directory::create_list(&mut self.client().await?, list).await
     }
 
     async fn list(&self, key: &str) -> Result<Option<List>> {
-        let row = self
-            .client()
-            .await?
-            .query_opt("SELECT data FROM lists WHERE key = $1", &[&key])
-            .await
-            .map_err(pg_err)?;
-        Ok(row.map(|r| r.get::<_, Json<List>>(0).0))
+        directory::list(&self.client().await?, key).await
     }
 
     async fn lists(&self, domain: Option<&str>) -> Result<Vec<List>> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT data FROM lists WHERE $1::text IS NULL OR domain = $1 ORDER BY key",
-                &[&domain],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(rows.iter().map(|r| r.get::<_, Json<List>>(0).0).collect())
+        directory::lists(&self.client().await?, domain).await
     }
 
     async fn update_list(&self, list: &List) -> Result<()> {
-        let n = self
-            .client()
-            .await?
-            .execute(
-                "UPDATE lists SET data = $2 WHERE key = $1",
-                &[&list.key(), &Json(list)],
-            )
-            .await
-            .map_err(pg_err)?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("list {}", list.address)));
-        }
-        Ok(())
+        directory::update_list(&self.client().await?, list).await
     }
 
     async fn delete_list(&self, key: &str) -> Result<()> {
-        // Its members go with it (ON DELETE CASCADE).
-        let n = self
-            .client()
-            .await?
-            .execute("DELETE FROM lists WHERE key = $1", &[&key])
-            .await
-            .map_err(pg_err)?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("list {key}")));
-        }
-        Ok(())
+        directory::delete_list(&self.client().await?, key).await
     }
 
     async fn add_members(&self, list: &str, members: &[Member]) -> Result<Vec<bool>> {
-        let client = self.client().await?;
-        let exists = client
-            .query_opt("SELECT 1 FROM lists WHERE key = $1", &[&list])
-            .await
-            .map_err(pg_err)?
-            .is_some();
-        if !exists {
-            return Err(StoreError::NotFound(format!("list {list}")));
-        }
-        let mut domains = Vec::with_capacity(members.len());
-        let mut locals = Vec::with_capacity(members.len());
-        let mut data = Vec::with_capacity(members.len());
-        for m in members {
-            let (d, l) = member_parts(&m.address.key());
-            domains.push(d);
-            locals.push(l);
-            data.push(serde_json::to_value(m)?);
-        }
-        let rows = client
-            .query(
-                "INSERT INTO members (list, domain, local, data)
-                 SELECT $1, d, l, j FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS t(d, l, j)
-                 ON CONFLICT DO NOTHING
-                 RETURNING domain, local",
-                &[&list, &domains, &locals, &data],
-            )
-            .await
-            .map_err(|e| match e.code() {
-                Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => {
-                    StoreError::NotFound(format!("list {list}"))
-                }
-                _ => pg_err(e),
-            })?;
-        let mut new: std::collections::HashSet<(String, String)> = rows
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-            .collect();
-        // The first occurrence of a key in the batch is the new one.
-        Ok(domains
-            .into_iter()
-            .zip(locals)
-            .map(|k| new.remove(&k))
-            .collect())
+        directory::add_members(&self.client().await?, list, members).await
     }
 
     async fn remove_member(&self, list: &str, member_key: &str) -> Result<bool> {
-        let (domain, local) = member_parts(member_key);
-        let n = self
-            .client()
-            .await?
-            .execute(
-                "DELETE FROM members WHERE list = $1 AND domain = $2 AND local = $3",
-                &[&list, &domain, &local],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(n > 0)
+        directory::remove_member(&self.client().await?, list, member_key).await
     }
 
     async fn members(&self, list: &str) -> Result<Vec<Member>> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT data FROM members WHERE list = $1 ORDER BY domain, local",
-                &[&list],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(rows.iter().map(|r| r.get::<_, Json<Member>>(0).0).collect())
+        directory::members(&self.client().await?, list).await
+    }
+
+    async fn members_page(
+        &self,
+        list: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        directory::members_page(&self.client().await?, list, after, limit).await
+    }
+
+    async fn delivery_addresses(&self, list: &str, received_at: u64) -> Result<Vec<String>> {
+        directory::delivery_addresses(&self.client().await?, list, received_at).await
     }
 
     async fn member_count(&self, list: &str) -> Result<u64> {
-        let row = self
-            .client()
-            .await?
-            .query_one("SELECT count(*) FROM members WHERE list = $1", &[&list])
-            .await
-            .map_err(pg_err)?;
-        Ok(row.get::<_, i64>(0) as u64)
+        directory::member_count(&self.client().await?, list).await
     }
 
     async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>> {
@@ -559,126 +259,38 @@ impl Directory for PostgresStore {
 #[async_trait]
 impl Queue for PostgresStore {
     async fn accept(&self, batch: Vec<NewMessage>) -> Result<Vec<AcceptOutcome>> {
-        metrics::histogram!("listrelay_store_commit_batch_size").record(batch.len() as f64);
-        let mut client = self.client().await?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.accept_once(&batch, &mut client).await {
-                Ok(outcomes) => return Ok(outcomes),
-                Err(e) if retryable(&e) && attempt < RETRIES => continue,
-                Err(e) => return Err(pg_err(e)),
-            }
-        }
+        queue::accept(&mut self.client().await?, batch).await
     }
 
     async fn message(&self, id: &str) -> Result<Option<MessageMeta>> {
-        let row = self
-            .client()
-            .await?
-            .query_opt("SELECT meta, state FROM messages WHERE id = $1", &[&id])
-            .await
-            .map_err(pg_err)?;
-        Ok(row.map(|r| meta_of(&r)))
+        queue::message(&self.client().await?, id).await
     }
 
     async fn message_body(&self, id: &str) -> Result<Vec<u8>> {
-        let row = self
-            .client()
-            .await?
-            .query_opt("SELECT body FROM messages WHERE id = $1", &[&id])
-            .await
-            .map_err(pg_err)?;
-        row.map(|r| r.get(0))
-            .ok_or_else(|| StoreError::NotFound(format!("message {id}")))
+        queue::message_body(&self.client().await?, id).await
     }
 
     async fn messages(&self, queued_only: bool) -> Result<Vec<MessageMeta>> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT meta, state FROM messages WHERE NOT $1 OR state = 'queued' ORDER BY id",
-                &[&queued_only],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(rows.iter().map(meta_of).collect())
+        queue::messages(&self.client().await?, queued_only).await
     }
 
     async fn finish_message(&self, id: &str, grace_secs: u64) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        let row = tx
-            .query_opt("SELECT meta FROM messages WHERE id = $1 FOR UPDATE", &[&id])
-            .await
-            .map_err(pg_err)?
-            .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
-        let meta: MessageMeta = row.get::<_, Json<MessageMeta>>(0).0;
-        if let Some(d) = &meta.dedup {
-            tx.execute(
-                "UPDATE window_entries SET expires_at = $4
-                 WHERE list = $1 AND message_id = $2 AND message = $3",
-                &[
-                    &meta.list,
-                    &d.message_id,
-                    &id,
-                    &i64_of(now().saturating_add(grace_secs)),
-                ],
-            )
-            .await
-            .map_err(pg_err)?;
-        }
-        tx.execute("DELETE FROM messages WHERE id = $1", &[&id])
-            .await
-            .map_err(pg_err)?;
-        tx.commit().await.map_err(pg_err)
+        queue::finish_message(&mut self.client().await?, id, grace_secs).await
     }
 
     async fn window_entry(&self, list: &str, message_id: &str) -> Result<Option<WindowEntry>> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                "SELECT message, content_hash, expires_at FROM window_entries
-                 WHERE list = $1 AND message_id = $2",
-                &[&list, &message_id],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(row.map(|r| window_of(&r, 0)))
+        queue::window_entry(&self.client().await?, list, message_id).await
     }
 
     async fn prune_window(&self) -> Result<usize> {
-        let n = self
-            .client()
-            .await?
-            .execute(
-                "DELETE FROM window_entries WHERE expires_at IS NOT NULL AND expires_at <= $1",
-                &[&i64_of(now())],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(n as usize)
+        queue::prune_window(&self.client().await?).await
     }
 }
 
 #[async_trait]
 impl Claims for PostgresStore {
     async fn unplanned_posts(&self) -> Result<Vec<MessageMeta>> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT meta, state FROM messages m
-                 WHERE is_post AND state = 'queued'
-                   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.message = m.id)
-                 ORDER BY id",
-                &[],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(rows.iter().map(meta_of).collect())
+        claims::unplanned_posts(&self.client().await?).await
     }
 
     async fn create_job(&self, job: Job, chunks: Vec<Vec<String>>) -> Result<Job> {
@@ -702,17 +314,7 @@ impl Claims for PostgresStore {
     }
 
     async fn release_leases(&self, owner_prefix: &str) -> Result<usize> {
-        let n = self
-            .client()
-            .await?
-            .execute(
-                "UPDATE chunks SET lease_expires_ms = 0
-                 WHERE owner IS NOT NULL AND starts_with(owner, $1) AND lease_expires_ms > 0",
-                &[&owner_prefix],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(n as usize)
+        claims::release_leases(&self.client().await?, owner_prefix).await
     }
 
     async fn jobs(&self) -> Result<Vec<Job>> {
@@ -724,31 +326,11 @@ impl Claims for PostgresStore {
     }
 
     async fn record_failure(&self, failure: &DeliveryFailure) -> Result<()> {
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO failures (list, data) VALUES ($1, $2)",
-                &[&failure.list, &Json(failure)],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(())
+        bounce::record_failure(&self.client().await?, failure).await
     }
 
     async fn failures(&self, list: &str) -> Result<Vec<DeliveryFailure>> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT data FROM failures WHERE list = $1 ORDER BY id",
-                &[&list],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| r.get::<_, Json<DeliveryFailure>>(0).0)
-            .collect())
+        bounce::failures(&self.client().await?, list).await
     }
 
     async fn pending_failures(&self, max: usize) -> Result<Vec<(String, DeliveryFailure)>> {
@@ -774,6 +356,16 @@ impl BounceRecords for PostgresStore {
         let client = self.client().await?;
         bounce::put_state(&**client, state).await.map_err(pg_err)?;
         Ok(())
+    }
+
+    async fn replace_bounce_state(
+        &self,
+        scope: &str,
+        member_key: &str,
+        expected: Option<&BounceState>,
+        new: Option<&BounceState>,
+    ) -> Result<bool> {
+        bounce::replace_state(&mut self.client().await?, scope, member_key, expected, new).await
     }
 
     async fn delete_bounce_state(&self, scope: &str, member_key: &str) -> Result<bool> {
@@ -845,33 +437,11 @@ impl ModerationRecords for PostgresStore {
 #[async_trait]
 impl Transfer for PostgresStore {
     async fn window_entries(&self) -> Result<Vec<(String, String, WindowEntry)>> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT message, content_hash, expires_at, list, message_id FROM window_entries
-                 ORDER BY list, message_id",
-                &[],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(3), r.get(4), window_of(r, 0)))
-            .collect())
+        transfer::window_entries(&self.client().await?).await
     }
 
     async fn counters(&self) -> Result<Vec<(String, u64)>> {
-        let rows = self
-            .client()
-            .await?
-            .query("SELECT list, seq FROM counters ORDER BY list", &[])
-            .await
-            .map_err(pg_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
-            .collect())
+        transfer::counters(&self.client().await?).await
     }
 
     async fn all_post_bounces(&self) -> Result<Vec<PostBounces>> {
@@ -887,7 +457,7 @@ impl Transfer for PostgresStore {
     }
 
     async fn restore(&self, records: Vec<Record>) -> Result<()> {
-        self.restore_batch(records).await
+        transfer::restore(&mut self.client().await?, records).await
     }
 }
 
@@ -909,20 +479,12 @@ pub(crate) fn state_name(s: MessageState) -> &'static str {
 }
 
 /// A message record from `meta, state`: the column is authoritative.
-pub(crate) fn meta_of(r: &tokio_postgres::Row) -> MessageMeta {
-    let mut meta = r.get::<_, Json<MessageMeta>>(0).0;
-    meta.state = match r.get::<_, &str>(1) {
+pub(crate) fn meta_of(r: &Row) -> Result<MessageMeta> {
+    let mut meta: MessageMeta = json(r, "messages", 0)?;
+    meta.state = match col::<&str>(r, "messages", 1)? {
         "held" => MessageState::Held,
         "done" => MessageState::Done,
         _ => MessageState::Queued,
     };
-    meta
-}
-
-fn window_of(r: &tokio_postgres::Row, at: usize) -> WindowEntry {
-    WindowEntry {
-        message: r.get(at),
-        content_hash: r.get(at + 1),
-        expires_at: r.get::<_, Option<i64>>(at + 2).map(|t| t as u64),
-    }
+    Ok(meta)
 }

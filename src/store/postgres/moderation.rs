@@ -14,7 +14,7 @@ use deadpool_postgres::{Client, Transaction};
 use tokio_postgres::types::Json;
 use tokio_postgres::GenericClient;
 
-use super::{i64_of, member_parts, meta_of, pg_err, state_name};
+use super::{col, i64_of, json, member_parts, meta_of, pg_err, state_name};
 use crate::model::{HeldPost, Member, Pending};
 use crate::store::rules::{self, Mark};
 use crate::store::{MessageMeta, Result};
@@ -29,7 +29,7 @@ async fn locked_meta(tx: &Transaction<'_>, id: &str) -> Result<Option<MessageMet
         )
         .await
         .map_err(pg_err)?;
-    Ok(row.as_ref().map(meta_of))
+    row.as_ref().map(meta_of).transpose()
 }
 
 /// Writes a message changed by a transition of [`rules`].
@@ -106,10 +106,7 @@ pub async fn held_posts(c: &Client, list: Option<&str>) -> Result<Vec<HeldPost>>
         )
         .await
         .map_err(pg_err)?;
-    Ok(rows
-        .iter()
-        .map(|r| r.get::<_, Json<HeldPost>>(0).0)
-        .collect())
+    rows.iter().map(|r| json(r, "held_posts", 0)).collect()
 }
 
 pub async fn held_by_hash(c: &Client, list: &str, hash: &str) -> Result<Vec<HeldPost>> {
@@ -120,10 +117,7 @@ pub async fn held_by_hash(c: &Client, list: &str, hash: &str) -> Result<Vec<Held
         )
         .await
         .map_err(pg_err)?;
-    Ok(rows
-        .iter()
-        .map(|r| r.get::<_, Json<HeldPost>>(0).0)
-        .collect())
+    rows.iter().map(|r| json(r, "held_posts", 0)).collect()
 }
 
 /// Writes a held-post record as exported (its message is restored as held).
@@ -162,7 +156,7 @@ pub async fn take_pending(c: &Client, hash: &str) -> Result<Option<Pending>> {
         )
         .await
         .map_err(pg_err)?;
-    Ok(row.map(|r| r.get::<_, Json<Pending>>(0).0))
+    row.map(|r| json(&r, "pending", 0)).transpose()
 }
 
 /// Every pending confirmation with its token hash, for `listrelay export`.
@@ -174,10 +168,9 @@ pub async fn pendings(c: &Client) -> Result<Vec<(String, Pending)>> {
         )
         .await
         .map_err(pg_err)?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get::<_, Json<Pending>>(1).0))
-        .collect())
+    rows.iter()
+        .map(|r| Ok((col(r, "pending", 0)?, json(r, "pending", 1)?)))
+        .collect()
 }
 
 pub async fn prune_pending(c: &Client, now: u64) -> Result<usize> {
@@ -218,7 +211,10 @@ pub async fn rate_take(c: &Client, address: &str, day: u64, limit: u32) -> Resul
         )
         .await
         .map_err(pg_err)?;
-    Ok(row.is_some_and(|r| r.get::<_, i32>(0) > 0))
+    match row {
+        Some(r) => Ok(col::<i32>(&r, "rate_counters", 0)? > 0),
+        None => Ok(false),
+    }
 }
 
 /// Every daily count: (address, day, count), for `listrelay export`.
@@ -230,16 +226,16 @@ pub async fn rate_counts(c: &Client) -> Result<Vec<(String, u64, u32)>> {
         )
         .await
         .map_err(pg_err)?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|r| {
-            (
-                r.get(0),
-                r.get::<_, i64>(1) as u64,
-                r.get::<_, i32>(2) as u32,
-            )
+            const T: &str = "rate_counters";
+            Ok((
+                col(r, T, 0)?,
+                col::<i64>(r, T, 1)? as u64,
+                col::<i32>(r, T, 2)? as u32,
+            ))
         })
-        .collect())
+        .collect()
 }
 
 pub async fn restore_rate(

@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 
-use super::pg_err;
+use super::{col, pg_err};
 use crate::store::Result;
 
 /// Every migration, by version. Never edit one that shipped: add the next.
@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "bounces, moderation and subscription",
         include_str!("migrations/0002_bounces_moderation.sql"),
     ),
+    (
+        3,
+        "member keys for paging large lists",
+        include_str!("migrations/0003_member_keys.sql"),
+    ),
 ];
 
 /// Key of the advisory lock held while migrating ("listrelay" in ASCII, cut).
@@ -26,14 +31,14 @@ const LOCK: i64 = 0x6c69_7374_7265_6c61;
 
 /// The version the schema is at (0 for an empty database).
 pub async fn version(client: &Client) -> Result<i32> {
-    let exists: bool = client
+    let row = client
         .query_one(
             "SELECT to_regclass('listrelay_migrations') IS NOT NULL",
             &[],
         )
         .await
-        .map_err(pg_err)?
-        .get(0);
+        .map_err(pg_err)?;
+    let exists: bool = col(&row, "pg_class", 0)?;
     if !exists {
         return Ok(0);
     }
@@ -44,7 +49,7 @@ pub async fn version(client: &Client) -> Result<i32> {
         )
         .await
         .map_err(pg_err)?;
-    Ok(row.get(0))
+    col(&row, "listrelay_migrations", 0)
 }
 
 /// Applies the migrations the database lacks; returns those it applied.
