@@ -231,6 +231,10 @@ const USER_UNKNOWN: &[&str] = &[
     "invalid address",
     "is not a valid user",
     "not a known user",
+    // Gmail's wording for a mailbox it could not find.
+    "address not found",
+    "address couldn't be found",
+    "address could not be found",
 ];
 
 const HOST_UNKNOWN: &[&str] = &[
@@ -249,6 +253,8 @@ const HOST_UNKNOWN: &[&str] = &[
     "nxdomain",
     "does not accept mail",
     "null mx",
+    // Exim's wording for a null MX (RFC 7505): the domain accepts no mail.
+    "indicated no smtp service",
     "hostname lookup failed",
     "dns error",
     "domain is not reachable",
