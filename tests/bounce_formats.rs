@@ -312,6 +312,16 @@ const CASES: &[Case] = &[
         status: Some("5.1.2"),
         reason: Some(Reason::HostUnknown),
     },
+    // RFC 3463 X.7.X from the remote server: its own words decide, not the
+    // reporting MTA's "Unknown address error" around them.
+    Case {
+        file: "remote-policy-under-address-wrapper.eml",
+        kind: Kind::Bounce,
+        recipients: &["ida@example.net"],
+        hard: Some(false),
+        status: Some("5.7.1"),
+        reason: Some(Reason::Policy),
+    },
 ];
 
 #[test]
