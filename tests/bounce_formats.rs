@@ -293,6 +293,35 @@ const CASES: &[Case] = &[
         status: None,
         reason: None,
     },
+    // RFC 3464 section 2: the human-readable part explains a diagnostic
+    // that says nothing classifiable by itself.
+    Case {
+        file: "diagnostic-explained-by-text.eml",
+        kind: Kind::Bounce,
+        recipients: &["greta@example.net"],
+        hard: Some(true),
+        status: Some("5.1.0"),
+        reason: Some(Reason::UserUnknown),
+    },
+    // RFC 7505: a null MX says the domain accepts no mail at all.
+    Case {
+        file: "exim-null-mx.eml",
+        kind: Kind::Bounce,
+        recipients: &["hans@nomail.example.net"],
+        hard: Some(true),
+        status: Some("5.1.2"),
+        reason: Some(Reason::HostUnknown),
+    },
+    // RFC 3463 X.7.X from the remote server: its own words decide, not the
+    // reporting MTA's "Unknown address error" around them.
+    Case {
+        file: "remote-policy-under-address-wrapper.eml",
+        kind: Kind::Bounce,
+        recipients: &["ida@example.net"],
+        hard: Some(false),
+        status: Some("5.7.1"),
+        reason: Some(Reason::Policy),
+    },
 ];
 
 #[test]

@@ -231,6 +231,10 @@ const USER_UNKNOWN: &[&str] = &[
     "invalid address",
     "is not a valid user",
     "not a known user",
+    // Gmail's wording for a mailbox it could not find.
+    "address not found",
+    "address couldn't be found",
+    "address could not be found",
 ];
 
 const HOST_UNKNOWN: &[&str] = &[
@@ -249,6 +253,8 @@ const HOST_UNKNOWN: &[&str] = &[
     "nxdomain",
     "does not accept mail",
     "null mx",
+    // Exim's wording for a null MX (RFC 7505): the domain accepts no mail.
+    "indicated no smtp service",
     "hostname lookup failed",
     "dns error",
     "domain is not reachable",
@@ -474,7 +480,31 @@ impl Signals {
 
 /// Classifies one failure from its status and diagnostic text.
 pub fn reason(status: Option<&str>, diagnostic: &str) -> Reason {
-    reason_of(status, &Signals::of(diagnostic))
+    let mut sig = Signals::of(diagnostic);
+    // A security or policy status (RFC 3463 X.7.X) that the remote server
+    // itself gave, right after its reply code: only the remote's own words
+    // can say the mailbox does not exist, not the reporting MTA's paraphrase
+    // around them ("5.1.0 - Unknown address error 550-'5.7.1 ... Access
+    // denied'").
+    if let Some(reply) = status
+        .filter(|s| s.split('.').nth(1) == Some("7"))
+        .and_then(|s| remote_reply(diagnostic, s))
+    {
+        if !Signals::of(reply).user_unknown {
+            sig.user_unknown = false;
+            sig.says_unknown = false;
+        }
+    }
+    reason_of(status, &sig)
+}
+
+/// The remote server's reply in `diagnostic`: the text from `status`
+/// where it follows an SMTP reply code.
+fn remote_reply<'a>(diagnostic: &'a str, status: &str) -> Option<&'a str> {
+    find_statuses_at(diagnostic)
+        .into_iter()
+        .find(|(s, i)| s == status && after_reply_code_at(diagnostic, *i))
+        .map(|(_, i)| &diagnostic[i..])
 }
 
 /// Classifies one failure from its status and the signals of its text.
@@ -693,6 +723,18 @@ mod tests {
             (
                 None,
                 "SMTP error from remote mail server after RCPT TO: 550 Unknown user",
+                Reason::UserUnknown,
+                true,
+            ),
+            (
+                Some("5.7.1"),
+                "5.1.0 - Unknown address error 550-'5.7.1 <a@b.c>... Access denied'",
+                Reason::Policy,
+                false,
+            ),
+            (
+                Some("5.7.1"),
+                "550 5.7.1 <a@b.c>: Recipient address rejected: User unknown",
                 Reason::UserUnknown,
                 true,
             ),

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use super::addr;
 use super::classify;
 use super::fields::{self, Block};
-use super::report::{Kind, RecipientDetail};
+use super::report::{Kind, Reason, RecipientDetail};
 
 /// What one per-recipient block says about delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +111,7 @@ fn recipient(b: &Block, context: &Context) -> Option<(RecipientDetail, Outcome)>
     // the human-readable part around the address.
     let near = context.around(&rcpt);
     let explain = if diag.trim().is_empty() {
-        near
+        near.clone()
     } else if !classify::at_data_stage(&diag.to_ascii_lowercase())
         && (classify::at_data_stage(&near.to_ascii_lowercase()) || context.answered_data(&diag))
     {
@@ -125,7 +125,13 @@ fn recipient(b: &Block, context: &Context) -> Option<(RecipientDetail, Outcome)>
     // Without a Diagnostic-Code, the human-readable text around the
     // address ("a@b: 550 5.1.1 ...", OpenSMTPD) can refine a bare "5.0.0".
     status = classify::best_status(status.as_deref(), &explain);
-    let reason = classify::reason(status.as_deref(), &explain);
+    let mut reason = classify::reason(status.as_deref(), &explain);
+    // A diagnostic that says nothing classifiable ("550 #5.1.0 Address
+    // rejected"): the report's human-readable explanation of this
+    // recipient (RFC 3464 section 2) says what went wrong.
+    if reason == Reason::Other && explain != near && !near.trim().is_empty() {
+        reason = classify::reason(status.as_deref(), &format!("{explain} {near}"));
+    }
     if status.is_none() {
         let permanent = match outcome {
             Outcome::Failed => None,
