@@ -7,6 +7,8 @@ mod bounce;
 mod fanout;
 mod journal;
 mod moderation;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -413,6 +415,31 @@ fn record(trees: &Trees, msg: &NewMessage) -> Result<()> {
     Ok(())
 }
 
+/// Drops the window entries whose grace has passed at `now`. Each removal
+/// is a compare-and-swap on the exact bytes read: the committer may re-claim
+/// an expired key between the read and the removal, and that live entry
+/// must stay (`between` runs there, so a test can make the race happen).
+fn prune_window(trees: &Trees, now: u64, mut between: impl FnMut(&[u8])) -> Result<usize> {
+    let mut n = 0;
+    for kv in trees.window.iter() {
+        let (k, v) = kv?;
+        let e: WindowEntry = serde_json::from_slice(&v)?;
+        if e.live(now) {
+            continue;
+        }
+        between(&k);
+        // A changed entry was re-claimed: it is not the expired one read.
+        if trees
+            .window
+            .compare_and_swap(&k, Some(v), None as Option<&[u8]>)?
+            .is_ok()
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Records spool files the store does not know (their sled writes were lost);
 /// a recovered post whose Message-ID another post now holds is dropped.
 fn recover(trees: &Trees, spool: &Spool) -> Result<()> {
@@ -649,17 +676,7 @@ impl Queue for SledStore {
     }
 
     async fn prune_window(&self) -> Result<usize> {
-        let now = now();
-        let mut n = 0;
-        for kv in self.trees.window.iter() {
-            let (k, v) = kv?;
-            let e: WindowEntry = serde_json::from_slice(&v)?;
-            if !e.live(now) {
-                self.trees.window.remove(k)?;
-                n += 1;
-            }
-        }
-        Ok(n)
+        self.blocking(|t| prune_window(t, now(), |_| {})).await
     }
 }
 

@@ -1,0 +1,79 @@
+//! Races inside the embedded store, made deterministic at the tree level
+//! (a hook between a read and the write that acts on it).
+
+use super::*;
+use crate::address::{Address, Suffix};
+use crate::store::DedupKey;
+
+/// A store in a temp dir with one list, `dev@lists.example.org`.
+pub(super) async fn store() -> (tempfile::TempDir, SledStore, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let list = List::new(Address::parse("dev@lists.example.org").unwrap());
+    store.create_list(&list).await.unwrap();
+    (dir, store, list.key())
+}
+
+/// A post to `list` carrying `message_id`, with `body` as its bytes.
+pub(super) fn post(list: &str, id: &str, message_id: &str, body: &str) -> NewMessage {
+    NewMessage {
+        meta: MessageMeta {
+            id: id.into(),
+            list: list.into(),
+            suffix: Suffix::Post,
+            tag: None,
+            mail_from: "poster@example.com".into(),
+            rcpt: "dev@lists.example.org".into(),
+            received_at: 0,
+            message_id: Some(message_id.into()),
+            dedup: Some(DedupKey {
+                message_id: message_id.into(),
+                content_hash: format!("hash of {body}"),
+            }),
+            size: body.len() as u64,
+            state: MessageState::Queued,
+            policy: None,
+        },
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn pruning_never_drops_an_entry_the_committer_reclaimed() {
+    let (_dir, store, list) = store().await;
+    let first = post(&list, "post-1", "same@example.com", "first");
+    assert_eq!(
+        store.accept(vec![first]).await.unwrap(),
+        [AcceptOutcome::Accepted]
+    );
+    // Its fan-out finished with no grace: the entry is expired.
+    store.finish_message("post-1", 0).await.unwrap();
+    let later = now() + 1;
+    // Between the prune's read and its removal, a new post re-claims the key.
+    let second = post(&list, "post-2", "same@example.com", "second");
+    let pruned = prune_window(&store.trees, later, |_| {
+        record(&store.trees, &second).unwrap()
+    })
+    .unwrap();
+    assert_eq!(
+        pruned, 0,
+        "the re-claimed entry is not the expired one read"
+    );
+    let entry = store
+        .window_entry(&list, "same@example.com")
+        .await
+        .unwrap()
+        .expect("the live entry stays");
+    assert_eq!(entry.message, "post-2");
+    // So a third post with that Message-ID is still a duplicate.
+    let third = post(&list, "post-3", "same@example.com", "third");
+    assert_eq!(
+        store.accept(vec![third]).await.unwrap(),
+        [AcceptOutcome::Duplicate {
+            existing: "post-2".into()
+        }]
+    );
+    // An entry nobody touched is pruned.
+    store.finish_message("post-2", 0).await.unwrap();
+    assert_eq!(prune_window(&store.trees, now() + 1, |_| {}).unwrap(), 1);
+}
