@@ -15,7 +15,7 @@ pub(super) fn chunk_key(job: &str, index: u32) -> Vec<u8> {
     k
 }
 
-fn tx_err(e: TransactionError<StoreError>) -> StoreError {
+pub(super) fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => e.into(),

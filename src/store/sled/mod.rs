@@ -49,6 +49,10 @@ struct Trees {
     failures: sled::Tree,
     bounces: sled::Tree,
     moderation: sled::Tree,
+    /// Tombstones of deleted lists whose members are still being removed
+    /// (list key → nothing): a list is not re-created over them, and open
+    /// finishes a removal a crash cut short.
+    purges: sled::Tree,
 }
 
 impl Trees {
@@ -66,6 +70,7 @@ impl Trees {
             failures: db.open_tree("failures")?,
             bounces: db.open_tree("bounces")?,
             moderation: db.open_tree("moderation")?,
+            purges: db.open_tree("list_purges")?,
             db,
         })
     }
@@ -84,6 +89,10 @@ pub struct SledStore {
     /// Chunk progress between checkpoints; claims and completions take its
     /// lock too (see journal.rs).
     journal: Arc<std::sync::Mutex<journal::Journal>>,
+    /// Held while a change checks the directory and acts on it (creating or
+    /// deleting a list, deleting a domain, adding members), so the check and
+    /// the act are one step: sled admits one process, so this is all writers.
+    directory: Arc<std::sync::Mutex<()>>,
 }
 
 /// Members are keyed list, domain, local part: a scan yields them grouped by
@@ -142,6 +151,7 @@ impl SledStore {
         let trees = Trees::open(db)?;
         let spool = Arc::new(Spool::open(data_dir.join("spool"))?);
         recover(&trees, &spool)?;
+        finish_list_purges(&trees)?;
         let journal = Arc::new(std::sync::Mutex::new(journal::Journal::open(
             data_dir.join("journal"),
             &trees,
@@ -171,7 +181,21 @@ impl SledStore {
             committer: tx,
             flusher: ftx,
             journal,
+            directory: Arc::default(),
         })
+    }
+
+    /// Runs a blocking directory change under the directory lock.
+    async fn directory_change<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Trees) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let lock = self.directory.clone();
+        self.blocking(move |t| {
+            let _held = lock.lock().map_err(|_| StoreError::Closed)?;
+            f(t)
+        })
+        .await
     }
 
     /// Returns once every write made before the call is on disk; concurrent
@@ -440,6 +464,104 @@ fn prune_window(trees: &Trees, now: u64, mut between: impl FnMut(&[u8])) -> Resu
     Ok(n)
 }
 
+/// The lists of one domain, or every list.
+fn lists_of(t: &Trees, domain: Option<&str>) -> Result<Vec<List>> {
+    let all: Vec<List> = values(t.lists.iter())?;
+    Ok(all
+        .into_iter()
+        .filter(|l| domain.is_none_or(|d| l.address.domain() == d))
+        .collect())
+}
+
+/// Adds the members that are new, in one batch (written at once, no flush
+/// per member); says for each whether it was new. The caller holds the
+/// directory lock, so the list cannot be deleted in between.
+fn add_members(t: &Trees, list: &str, members: &[Member]) -> Result<Vec<bool>> {
+    if !t.lists.contains_key(list)? {
+        return Err(StoreError::NotFound(format!("list {list}")));
+    }
+    let mut batch = sled::Batch::default();
+    let mut added = std::collections::HashSet::new();
+    let mut new = Vec::with_capacity(members.len());
+    for m in members {
+        let key = member_key(list, &m.address.key());
+        let fresh = !t.members.contains_key(&key)? && added.insert(key.clone());
+        if fresh {
+            batch.insert(key, serde_json::to_vec(m)?);
+        }
+        new.push(fresh);
+    }
+    t.members.apply_batch(batch)?;
+    Ok(new)
+}
+
+/// Members removed per batch when a deleted list's members are purged.
+const PURGE_BATCH: usize = 10_000;
+
+/// Deletes a list: the list record goes and a tombstone comes in one
+/// transaction (under the directory lock); then its members are removed in
+/// batches and the tombstone last. A crash in between leaves the tombstone,
+/// and open finishes the purge, so old members never come back under a
+/// re-created list. `between` runs after the transaction (a test makes it
+/// fail, as a crash would).
+fn delete_list(
+    t: &Trees,
+    lock: &std::sync::Mutex<()>,
+    key: &str,
+    between: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    {
+        let _held = lock.lock().map_err(|_| StoreError::Closed)?;
+        use sled::Transactional;
+        (&t.lists, &t.purges)
+            .transaction(|(lists, purges)| {
+                if lists.remove(key.as_bytes())?.is_none() {
+                    return Err(sled::transaction::ConflictableTransactionError::Abort(
+                        StoreError::NotFound(format!("list {key}")),
+                    ));
+                }
+                purges.insert(key.as_bytes(), &[])?;
+                Ok(())
+            })
+            .map_err(fanout::tx_err)?;
+    }
+    between()?;
+    purge_members(t, key)
+}
+
+/// Removes a deleted list's members, then its tombstone.
+fn purge_members(t: &Trees, list: &str) -> Result<()> {
+    let prefix = key2(list, "");
+    loop {
+        let keys = t
+            .members
+            .scan_prefix(&prefix)
+            .keys()
+            .take(PURGE_BATCH)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            break;
+        }
+        let mut batch = sled::Batch::default();
+        for k in keys {
+            batch.remove(k);
+        }
+        t.members.apply_batch(batch)?;
+    }
+    t.purges.remove(list)?;
+    Ok(())
+}
+
+/// Finishes the member purges of lists deleted before a crash.
+fn finish_list_purges(t: &Trees) -> Result<()> {
+    for k in t.purges.iter().keys() {
+        let list = String::from_utf8_lossy(&k?).into_owned();
+        warn!(%list, "finishing the deletion of a list's members cut short by a crash");
+        purge_members(t, &list)?;
+    }
+    Ok(())
+}
+
 /// Records spool files the store does not know (their sled writes were lost);
 /// a recovered post whose Message-ID another post now holds is dropped.
 fn recover(trees: &Trees, spool: &Spool) -> Result<()> {
@@ -501,23 +623,39 @@ impl Directory for SledStore {
     }
 
     async fn delete_domain(&self, name: &str) -> Result<()> {
-        rules::may_delete_domain(name, &self.lists(Some(name)).await?)?;
-        match self.trees.domains.remove(name)? {
-            Some(_) => Ok(()),
-            None => Err(StoreError::NotFound(format!("domain {name}"))),
-        }
+        let name = name.to_string();
+        // Under the directory lock no list is created between the guard and
+        // the removal.
+        self.directory_change(move |t| {
+            rules::may_delete_domain(&name, &lists_of(t, Some(&name))?)?;
+            match t.domains.remove(&name)? {
+                Some(_) => Ok(()),
+                None => Err(StoreError::NotFound(format!("domain {name}"))),
+            }
+        })
+        .await?;
+        self.durable().await
     }
 
     async fn create_list(&self, list: &List) -> Result<()> {
-        let v = serde_json::to_vec(list)?;
-        match self
-            .trees
-            .lists
-            .compare_and_swap(list.key(), None as Option<&[u8]>, Some(v))?
-        {
-            Ok(()) => Ok(()),
-            Err(_) => Err(StoreError::Exists(format!("list {}", list.address))),
-        }
+        let list = list.clone();
+        self.directory_change(move |t| {
+            if t.purges.contains_key(list.key())? {
+                return Err(StoreError::Invalid(format!(
+                    "list {} is still being deleted; retry in a moment",
+                    list.address
+                )));
+            }
+            let v = serde_json::to_vec(&list)?;
+            match t
+                .lists
+                .compare_and_swap(list.key(), None as Option<&[u8]>, Some(v))?
+            {
+                Ok(()) => Ok(()),
+                Err(_) => Err(StoreError::Exists(format!("list {}", list.address))),
+            }
+        })
+        .await
     }
 
     async fn list(&self, key: &str) -> Result<Option<List>> {
@@ -525,11 +663,8 @@ impl Directory for SledStore {
     }
 
     async fn lists(&self, domain: Option<&str>) -> Result<Vec<List>> {
-        let all: Vec<List> = values(self.trees.lists.iter())?;
-        Ok(all
-            .into_iter()
-            .filter(|l| domain.is_none_or(|d| l.address.domain() == d))
-            .collect())
+        let domain = domain.map(str::to_string);
+        self.blocking(move |t| lists_of(t, domain.as_deref())).await
     }
 
     async fn update_list(&self, list: &List) -> Result<()> {
@@ -540,34 +675,17 @@ impl Directory for SledStore {
     }
 
     async fn delete_list(&self, key: &str) -> Result<()> {
-        if self.trees.lists.remove(key)?.is_none() {
-            return Err(StoreError::NotFound(format!("list {key}")));
-        }
-        for k in self.trees.members.scan_prefix(key2(key, "")).keys() {
-            self.trees.members.remove(k?)?;
-        }
-        Ok(())
+        let key = key.to_string();
+        let lock = self.directory.clone();
+        self.blocking(move |t| delete_list(t, &lock, &key, || Ok(())))
+            .await?;
+        self.durable().await
     }
 
     async fn add_members(&self, list: &str, members: &[Member]) -> Result<Vec<bool>> {
-        if !self.trees.lists.contains_key(list)? {
-            return Err(StoreError::NotFound(format!("list {list}")));
-        }
-        members
-            .iter()
-            .map(|m| {
-                let v = serde_json::to_vec(m)?;
-                Ok(self
-                    .trees
-                    .members
-                    .compare_and_swap(
-                        member_key(list, &m.address.key()),
-                        None as Option<&[u8]>,
-                        Some(v),
-                    )?
-                    .is_ok())
-            })
-            .collect()
+        let (list, members) = (list.to_string(), members.to_vec());
+        self.directory_change(move |t| add_members(t, &list, &members))
+            .await
     }
 
     async fn remove_member(&self, list: &str, member_key: &str) -> Result<bool> {

@@ -77,3 +77,43 @@ async fn pruning_never_drops_an_entry_the_committer_reclaimed() {
     store.finish_message("post-2", 0).await.unwrap();
     assert_eq!(prune_window(&store.trees, now() + 1, |_| {}).unwrap(), 1);
 }
+
+/// `n` members `m0@d.org` …
+fn members(n: usize) -> Vec<Member> {
+    (0..n)
+        .map(|i| Member::new(Address::parse(&format!("m{i}@d.org")).unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn members_of_a_list_deleted_before_a_crash_never_come_back() {
+    let (_dir, store, list) = store().await;
+    let record: List = store.list(&list).await.unwrap().unwrap();
+    store.add_members(&list, &members(3)).await.unwrap();
+    // The process dies after the list record is gone, before its members.
+    let crash = delete_list(&store.trees, &store.directory, &list, || {
+        Err(StoreError::Backend("crash".into()))
+    });
+    assert!(crash.is_err());
+    // Not re-created over the members still there…
+    assert!(store.create_list(&record).await.is_err());
+    // …and the next open finishes the deletion.
+    finish_list_purges(&store.trees).unwrap();
+    store.create_list(&record).await.unwrap();
+    assert_eq!(store.member_count(&list).await.unwrap(), 0);
+    assert!(store.members(&list).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_domain_with_lists_is_not_deleted() {
+    let (_dir, store, _list) = store().await;
+    let domain = Domain {
+        name: "lists.example.org".into(),
+        opaque: false,
+        created_at: 0,
+    };
+    store.create_domain(&domain).await.unwrap();
+    assert!(store.delete_domain("lists.example.org").await.is_err());
+    store.delete_list("dev@lists.example.org").await.unwrap();
+    store.delete_domain("lists.example.org").await.unwrap();
+}
