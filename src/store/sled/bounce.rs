@@ -43,6 +43,33 @@ pub fn put_state(t: &Trees, s: &BounceState) -> Result<()> {
     put(&t.bounces, state_key(&s.scope, &s.member), s)
 }
 
+/// Writes `new` (`None` deletes) only while the stored state decodes to
+/// `expected` (`None`: absent): a compare-and-swap on the exact bytes read,
+/// read again when only the bytes changed (an equal record re-encoded).
+pub fn replace_state(
+    t: &Trees,
+    scope: &str,
+    member: &str,
+    expected: Option<&BounceState>,
+    new: Option<&BounceState>,
+) -> Result<bool> {
+    let key = state_key(scope, member);
+    let new = new.map(serde_json::to_vec).transpose()?;
+    loop {
+        let old = t.bounces.get(&key)?;
+        let stored: Option<BounceState> = old
+            .as_ref()
+            .map(|v| serde_json::from_slice(v))
+            .transpose()?;
+        if stored.as_ref() != expected {
+            return Ok(false);
+        }
+        if t.bounces.compare_and_swap(&key, old, new.clone())?.is_ok() {
+            return Ok(true);
+        }
+    }
+}
+
 pub fn delete_state(t: &Trees, scope: &str, member: &str) -> Result<bool> {
     Ok(t.bounces.remove(state_key(scope, member))?.is_some())
 }

@@ -924,6 +924,16 @@ impl BounceRecords for SledStore {
         bounce::put_state(&self.trees, state)
     }
 
+    async fn replace_bounce_state(
+        &self,
+        scope: &str,
+        member_key: &str,
+        expected: Option<&BounceState>,
+        new: Option<&BounceState>,
+    ) -> Result<bool> {
+        bounce::replace_state(&self.trees, scope, member_key, expected, new)
+    }
+
     async fn delete_bounce_state(&self, scope: &str, member_key: &str) -> Result<bool> {
         bounce::delete_state(&self.trees, scope, member_key)
     }

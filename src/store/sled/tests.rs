@@ -117,3 +117,65 @@ async fn a_domain_with_lists_is_not_deleted() {
     store.delete_list("dev@lists.example.org").await.unwrap();
     store.delete_domain("lists.example.org").await.unwrap();
 }
+
+#[tokio::test]
+async fn of_two_bounce_state_writers_from_the_same_read_one_loses() {
+    let (_dir, store, list) = store().await;
+    let first = BounceState::new("list:dev", "m@d.org", &list, 1);
+    store.put_bounce_state(&first).await.unwrap();
+    let read = store.bounce_state("list:dev", "m@d.org").await.unwrap();
+    let mut scored = first.clone();
+    scored.score = 1.0;
+    // The handler scores a bounce; `bounce reset` had read the same state.
+    assert!(store
+        .replace_bounce_state("list:dev", "m@d.org", read.as_ref(), Some(&scored))
+        .await
+        .unwrap());
+    assert!(!store
+        .replace_bounce_state("list:dev", "m@d.org", read.as_ref(), None)
+        .await
+        .unwrap());
+    let now = store.bounce_state("list:dev", "m@d.org").await.unwrap();
+    assert_eq!(now, Some(scored.clone()), "the loser wrote nothing");
+    // Retrying from a fresh read wins.
+    assert!(store
+        .replace_bounce_state("list:dev", "m@d.org", now.as_ref(), None)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.bounce_state("list:dev", "m@d.org").await.unwrap(),
+        None
+    );
+}
+
+#[test]
+fn concurrent_bounce_state_updates_are_never_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let trees = Trees::open(sled::Config::new().path(dir.path()).open().unwrap()).unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let t = trees.clone();
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    loop {
+                        let old = bounce::state(&t, "site", "m@d.org").unwrap();
+                        let mut new = old
+                            .clone()
+                            .unwrap_or_else(|| BounceState::new("site", "m@d.org", "l", 1));
+                        new.bounces += 1;
+                        if bounce::replace_state(&t, "site", "m@d.org", old.as_ref(), Some(&new))
+                            .unwrap()
+                        {
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let end = bounce::state(&trees, "site", "m@d.org").unwrap().unwrap();
+    assert_eq!(end.bounces, 800, "every update counted once");
+}
