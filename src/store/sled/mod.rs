@@ -156,6 +156,14 @@ impl SledStore {
             data_dir.join("journal"),
             &trees,
         )?));
+        let orphans = fanout::clear_orphan_jobs(&trees)?;
+        if orphans > 0 {
+            warn!(
+                records = orphans,
+                "removed orphan jobs and chunks (their post or job was gone)"
+            );
+            metrics::counter!("listrelay_store_orphan_jobs_total").increment(orphans as u64);
+        }
         let expired = fanout::expire_leases(&trees)?;
         if expired > 0 {
             info!(
@@ -773,8 +781,11 @@ impl Queue for SledStore {
     }
 
     async fn finish_message(&self, id: &str, grace_secs: u64) -> Result<()> {
-        let meta: MessageMeta = get(&self.trees.messages, id)?
-            .ok_or_else(|| StoreError::NotFound(format!("message {id}")))?;
+        // Finishing is idempotent: the worker and the sweep of done posts
+        // may both finish a post whose job just completed.
+        let Some(meta) = get::<MessageMeta>(&self.trees.messages, id)? else {
+            return self.spool.remove(id);
+        };
         if let Some(d) = &meta.dedup {
             let key = key2(&meta.list, &d.message_id);
             if let Some(mut w) = get::<WindowEntry>(&self.trees.window, &key)? {
@@ -801,17 +812,21 @@ impl Queue for SledStore {
 #[async_trait]
 impl Claims for SledStore {
     async fn unplanned_posts(&self) -> Result<Vec<MessageMeta>> {
-        let all: Vec<MessageMeta> = values(self.trees.messages.iter())?;
-        let mut out = Vec::new();
-        for m in all {
-            if m.suffix == crate::address::Suffix::Post
-                && m.state == MessageState::Queued
-                && !self.trees.jobs.contains_key(&m.id)?
-            {
-                out.push(m);
+        self.blocking(|t| {
+            let mut out = Vec::new();
+            for kv in t.messages.iter() {
+                let (_, v) = kv?;
+                let m: MessageMeta = serde_json::from_slice(&v)?;
+                if m.suffix == crate::address::Suffix::Post
+                    && m.state == MessageState::Queued
+                    && !t.jobs.contains_key(&m.id)?
+                {
+                    out.push(m);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     async fn create_job(&self, job: Job, chunks: Vec<Vec<String>>) -> Result<Job> {

@@ -179,3 +179,76 @@ fn concurrent_bounce_state_updates_are_never_lost() {
     let end = bounce::state(&trees, "site", "m@d.org").unwrap().unwrap();
     assert_eq!(end.bounces, 800, "every update counted once");
 }
+
+/// A job for `post` with one chunk of two members.
+fn job_of(post: &str, list: &str) -> (Job, Vec<Vec<String>>) {
+    let job = Job {
+        post_id: post.into(),
+        list: list.into(),
+        seq: 0,
+        verp_percent: 0,
+        max_rcpt_per_txn: 100,
+        chunks: 0,
+        chunks_done: 0,
+        recipients: 0,
+        delivered: 0,
+        refused: 0,
+        created_at: 0,
+    };
+    (job, vec![vec!["a@d.org".into(), "b@d.org".into()]])
+}
+
+#[tokio::test]
+async fn a_post_is_planned_once_even_from_a_stale_list_of_unplanned_posts() {
+    let (_dir, store, list) = store().await;
+    let p = post(&list, "post-1", "once@example.com", "once");
+    store.accept(vec![p]).await.unwrap();
+    // The planner read the post as unplanned…
+    let stale = store.unplanned_posts().await.unwrap();
+    assert_eq!(stale.len(), 1);
+    let (job, chunks) = job_of("post-1", &list);
+    store.create_job(job.clone(), chunks.clone()).await.unwrap();
+    // …and its job is delivered and completed before the planner goes on.
+    let claim = store.claim_chunk("w", 60_000).await.unwrap().unwrap();
+    let done = store.complete_chunk("w", &claim.chunk).await.unwrap();
+    assert!(matches!(done, Completion::JobDone(_)));
+    assert!(store.unplanned_posts().await.unwrap().is_empty());
+    // Planning it again from the stale list is refused, before and after
+    // the post is finished.
+    let again = store.create_job(job.clone(), chunks.clone()).await;
+    assert!(matches!(again, Err(StoreError::Exists(_))), "{again:?}");
+    store.finish_message("post-1", 0).await.unwrap();
+    let again = store.create_job(job, chunks).await;
+    assert!(matches!(again, Err(StoreError::Exists(_))), "{again:?}");
+    assert!(store.jobs().await.unwrap().is_empty());
+    assert!(store.claim_chunk("w", 60_000).await.unwrap().is_none());
+    // Finishing twice (worker and sweep) is harmless.
+    store.finish_message("post-1", 0).await.unwrap();
+}
+
+#[tokio::test]
+async fn orphan_jobs_are_cleared_at_open() {
+    let (_dir, store, list) = store().await;
+    // A job and chunk whose post is gone, as the old double planning left.
+    let (mut job, _) = job_of("gone", &list);
+    job.chunks = 1;
+    put(&store.trees.jobs, "gone", &job).unwrap();
+    let (state, members) = {
+        let p = post(&list, "post-2", "x@example.com", "x");
+        store.accept(vec![p]).await.unwrap();
+        let (j, c) = job_of("post-2", &list);
+        store.create_job(j, c).await.unwrap();
+        let claim = store.claim_chunk("w", 60_000).await.unwrap().unwrap();
+        (claim.chunk, store.chunk_members("post-2", 0).await.unwrap())
+    };
+    let mut orphan = state.clone();
+    orphan.job = "gone".into();
+    fanout::restore_chunk(&store.trees, &orphan, &members).unwrap();
+    assert_eq!(fanout::clear_orphan_jobs(&store.trees).unwrap(), 2);
+    let jobs = store.jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1, "the live job stays");
+    assert_eq!(jobs[0].post_id, "post-2");
+    let chunks = store.chunks().await.unwrap();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].job, "post-2");
+}
