@@ -620,7 +620,7 @@ impl Directory for SledStore {
     }
 
     async fn domains(&self) -> Result<Vec<Domain>> {
-        values(self.trees.domains.iter())
+        self.blocking(|t| values(t.domains.iter())).await
     }
 
     async fn update_domain(&self, domain: &Domain) -> Result<()> {
@@ -705,7 +705,39 @@ impl Directory for SledStore {
     }
 
     async fn members(&self, list: &str) -> Result<Vec<Member>> {
-        values(self.trees.members.scan_prefix(key2(list, "")))
+        let prefix = key2(list, "");
+        self.blocking(move |t| values(t.members.scan_prefix(prefix)))
+            .await
+    }
+
+    /// Pages follow sled's key order, list/domain/local: a list's members
+    /// grouped by domain (the order fan-out plans in), not sorted by address.
+    async fn members_page(
+        &self,
+        list: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Member>> {
+        let prefix = key2(list, "");
+        let start = after.map(|a| member_key(list, a));
+        self.blocking(move |t| {
+            let iter = match start {
+                Some(k) => t
+                    .members
+                    .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded)),
+                None => t.members.range(prefix.clone()..),
+            };
+            let mut out = Vec::with_capacity(limit.min(10_000));
+            for kv in iter {
+                let (k, v) = kv?;
+                if !k.starts_with(&prefix) || out.len() >= limit {
+                    break;
+                }
+                out.push(serde_json::from_slice(&v)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn delivery_addresses(&self, list: &str, received_at: u64) -> Result<Vec<String>> {
@@ -722,19 +754,25 @@ impl Directory for SledStore {
         fn enabled() -> bool {
             true
         }
-        let mut out = Vec::new();
-        for kv in self.trees.members.scan_prefix(key2(list, "")) {
-            let (_, v) = kv?;
-            let m: View = serde_json::from_slice(&v)?;
-            if m.delivery_enabled && m.added_at <= received_at {
-                out.push(m.address.into_owned());
+        let prefix = key2(list, "");
+        self.blocking(move |t| {
+            let mut out = Vec::new();
+            for kv in t.members.scan_prefix(prefix) {
+                let (_, v) = kv?;
+                let m: View = serde_json::from_slice(&v)?;
+                if m.delivery_enabled && m.added_at <= received_at {
+                    out.push(m.address.into_owned());
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     async fn member_count(&self, list: &str) -> Result<u64> {
-        Ok(self.trees.members.scan_prefix(key2(list, "")).count() as u64)
+        let prefix = key2(list, "");
+        self.blocking(move |t| Ok(t.members.scan_prefix(prefix).keys().count() as u64))
+            .await
     }
 
     async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>> {
@@ -773,11 +811,14 @@ impl Queue for SledStore {
     }
 
     async fn messages(&self, queued_only: bool) -> Result<Vec<MessageMeta>> {
-        let all: Vec<MessageMeta> = values(self.trees.messages.iter())?;
-        Ok(all
-            .into_iter()
-            .filter(|m| !queued_only || m.state == MessageState::Queued)
-            .collect())
+        self.blocking(move |t| {
+            let all: Vec<MessageMeta> = values(t.messages.iter())?;
+            Ok(all
+                .into_iter()
+                .filter(|m| !queued_only || m.state == MessageState::Queued)
+                .collect())
+        })
+        .await
     }
 
     async fn finish_message(&self, id: &str, grace_secs: u64) -> Result<()> {
@@ -900,11 +941,11 @@ impl Claims for SledStore {
     }
 
     async fn jobs(&self) -> Result<Vec<Job>> {
-        values(self.trees.jobs.iter())
+        self.blocking(|t| values(t.jobs.iter())).await
     }
 
     async fn chunks(&self) -> Result<Vec<ChunkState>> {
-        values(self.trees.chunks.iter())
+        self.blocking(|t| values(t.chunks.iter())).await
     }
 
     async fn record_failure(&self, failure: &DeliveryFailure) -> Result<()> {
@@ -932,7 +973,9 @@ impl BounceRecords for SledStore {
     }
 
     async fn bounce_states(&self, scope: Option<&str>) -> Result<Vec<BounceState>> {
-        bounce::states(&self.trees, scope)
+        let scope = scope.map(str::to_string);
+        self.blocking(move |t| bounce::states(t, scope.as_deref()))
+            .await
     }
 
     async fn put_bounce_state(&self, state: &BounceState) -> Result<()> {
@@ -962,7 +1005,7 @@ impl BounceRecords for SledStore {
     }
 
     async fn prune_post_bounces(&self, before: u64) -> Result<usize> {
-        bounce::prune_posts(&self.trees, before)
+        self.blocking(move |t| bounce::prune_posts(t, before)).await
     }
 }
 
@@ -991,7 +1034,9 @@ impl ModerationRecords for SledStore {
     }
 
     async fn held_posts(&self, list: Option<&str>) -> Result<Vec<HeldPost>> {
-        moderation::held_posts(&self.trees, list)
+        let list = list.map(str::to_string);
+        self.blocking(move |t| moderation::held_posts(t, list.as_deref()))
+            .await
     }
 
     async fn held_by_hash(&self, list: &str, hash: &str) -> Result<Vec<HeldPost>> {
@@ -1010,11 +1055,13 @@ impl ModerationRecords for SledStore {
     }
 
     async fn prune_pending(&self, now: u64) -> Result<usize> {
-        moderation::prune_pending(&self.trees, now)
+        self.blocking(move |t| moderation::prune_pending(t, now))
+            .await
     }
 
     async fn prune_rate_counts(&self, now: u64) -> Result<usize> {
-        moderation::prune_rate_counts(&self.trees, now)
+        self.blocking(move |t| moderation::prune_rate_counts(t, now))
+            .await
     }
 
     async fn rate_take(&self, address: &str, day: u64, limit: u32) -> Result<bool> {
@@ -1025,44 +1072,23 @@ impl ModerationRecords for SledStore {
 #[async_trait]
 impl Transfer for SledStore {
     async fn window_entries(&self) -> Result<Vec<(String, String, WindowEntry)>> {
-        self.trees
-            .window
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                let k = String::from_utf8_lossy(&k);
-                let (list, message_id) = k.split_once('\0').unwrap_or((&k, ""));
-                Ok((
-                    list.to_string(),
-                    message_id.to_string(),
-                    serde_json::from_slice(&v)?,
-                ))
-            })
-            .collect()
+        self.blocking(window_entries).await
     }
 
     async fn counters(&self) -> Result<Vec<(String, u64)>> {
-        self.trees
-            .counters
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                let seq = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
-                Ok((String::from_utf8_lossy(&k).into_owned(), seq))
-            })
-            .collect()
+        self.blocking(counters).await
     }
 
     async fn all_post_bounces(&self) -> Result<Vec<PostBounces>> {
-        bounce::posts(&self.trees)
+        self.blocking(bounce::posts).await
     }
 
     async fn pendings(&self) -> Result<Vec<(String, Pending)>> {
-        moderation::pendings(&self.trees)
+        self.blocking(moderation::pendings).await
     }
 
     async fn rate_counts(&self) -> Result<Vec<(String, u64, u32)>> {
-        moderation::rate_counts(&self.trees)
+        self.blocking(moderation::rate_counts).await
     }
 
     async fn restore(&self, records: Vec<Record>) -> Result<()> {
@@ -1079,6 +1105,35 @@ impl Store for SledStore {
     async fn sync(&self) -> Result<()> {
         self.durable().await
     }
+}
+
+/// Every Message-ID window entry: (list, Message-ID, entry).
+fn window_entries(t: &Trees) -> Result<Vec<(String, String, WindowEntry)>> {
+    t.window
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv?;
+            let k = String::from_utf8_lossy(&k);
+            let (list, message_id) = k.split_once('\0').unwrap_or((&k, ""));
+            Ok((
+                list.to_string(),
+                message_id.to_string(),
+                serde_json::from_slice(&v)?,
+            ))
+        })
+        .collect()
+}
+
+/// Every list's post counter.
+fn counters(t: &Trees) -> Result<Vec<(String, u64)>> {
+    t.counters
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv?;
+            let seq = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            Ok((String::from_utf8_lossy(&k).into_owned(), seq))
+        })
+        .collect()
 }
 
 /// Writes exported records as they are. Message files are written, synced

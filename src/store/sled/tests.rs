@@ -252,3 +252,32 @@ async fn orphan_jobs_are_cleared_at_open() {
     assert_eq!(chunks.len(), 1);
     assert_eq!(chunks[0].job, "post-2");
 }
+
+#[tokio::test]
+async fn pages_walk_every_member_once_and_only_of_their_list() {
+    let (_dir, store, list) = store().await;
+    let other = List::new(Address::parse("other@lists.example.org").unwrap());
+    store.create_list(&other).await.unwrap();
+    store.add_members(&other.key(), &members(3)).await.unwrap();
+    let new = store.add_members(&list, &members(25)).await.unwrap();
+    assert!(new.iter().all(|&n| n));
+    // The same address twice in a batch is added once.
+    let again = store.add_members(&list, &members(26)).await.unwrap();
+    assert_eq!(again.iter().filter(|&&n| n).count(), 1);
+    let (mut after, mut seen) = (None::<String>, Vec::new());
+    loop {
+        let page = store
+            .members_page(&list, after.as_deref(), 10)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 10);
+        after = page.last().map(|m| m.address.key());
+        seen.extend(page.into_iter().map(|m| m.address.key()));
+    }
+    assert_eq!(seen.len(), 26);
+    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), 26);
+}
