@@ -1,6 +1,7 @@
 //! Bounce state in sled: one `bounces` tree holding per-member records under
 //! `s\0SCOPE\0MEMBER` and per-post policy counts under `p\0LIST\0POST`.
 
+use super::*;
 use super::{get, key2, put, values, Trees};
 use crate::model::{BounceState, Member, PostBounces};
 use crate::store::{DeliveryFailure, Result};
@@ -112,4 +113,47 @@ pub fn prune_posts(t: &Trees, before: u64) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[async_trait]
+impl BounceRecords for SledStore {
+    async fn bounce_state(&self, scope: &str, member_key: &str) -> Result<Option<BounceState>> {
+        bounce::state(&self.trees, scope, member_key)
+    }
+
+    async fn bounce_states(&self, scope: Option<&str>) -> Result<Vec<BounceState>> {
+        let scope = scope.map(str::to_string);
+        self.blocking(move |t| bounce::states(t, scope.as_deref()))
+            .await
+    }
+
+    async fn put_bounce_state(&self, state: &BounceState) -> Result<()> {
+        bounce::put_state(&self.trees, state)
+    }
+
+    async fn replace_bounce_state(
+        &self,
+        scope: &str,
+        member_key: &str,
+        expected: Option<&BounceState>,
+        new: Option<&BounceState>,
+    ) -> Result<bool> {
+        bounce::replace_state(&self.trees, scope, member_key, expected, new)
+    }
+
+    async fn delete_bounce_state(&self, scope: &str, member_key: &str) -> Result<bool> {
+        bounce::delete_state(&self.trees, scope, member_key)
+    }
+
+    async fn post_bounces(&self, list: &str, post: &str) -> Result<Option<PostBounces>> {
+        bounce::post(&self.trees, list, post)
+    }
+
+    async fn put_post_bounces(&self, p: &PostBounces) -> Result<()> {
+        bounce::put_post(&self.trees, p)
+    }
+
+    async fn prune_post_bounces(&self, before: u64) -> Result<usize> {
+        self.blocking(move |t| bounce::prune_posts(t, before)).await
+    }
 }

@@ -1,8 +1,12 @@
 //! Races inside the embedded store, made deterministic at the tree level
 //! (a hook between a read and the write that acts on it).
 
+use super::committer::record;
+use super::directory::{delete_list, finish_list_purges};
+use super::queue::prune_window;
 use super::*;
 use crate::address::{Address, Suffix};
+use crate::model::BounceState;
 use crate::store::DedupKey;
 
 /// A store in a temp dir with one list, `dev@lists.example.org`.
