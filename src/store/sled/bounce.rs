@@ -1,6 +1,7 @@
 //! Bounce state in sled: one `bounces` tree holding per-member records under
 //! `s\0SCOPE\0MEMBER` and per-post policy counts under `p\0LIST\0POST`.
 
+use super::*;
 use super::{get, key2, put, values, Trees};
 use crate::model::{BounceState, Member, PostBounces};
 use crate::store::{DeliveryFailure, Result};
@@ -41,6 +42,33 @@ pub fn states(t: &Trees, scope: Option<&str>) -> Result<Vec<BounceState>> {
 
 pub fn put_state(t: &Trees, s: &BounceState) -> Result<()> {
     put(&t.bounces, state_key(&s.scope, &s.member), s)
+}
+
+/// Writes `new` (`None` deletes) only while the stored state decodes to
+/// `expected` (`None`: absent): a compare-and-swap on the exact bytes read,
+/// read again when only the bytes changed (an equal record re-encoded).
+pub fn replace_state(
+    t: &Trees,
+    scope: &str,
+    member: &str,
+    expected: Option<&BounceState>,
+    new: Option<&BounceState>,
+) -> Result<bool> {
+    let key = state_key(scope, member);
+    let new = new.map(serde_json::to_vec).transpose()?;
+    loop {
+        let old = t.bounces.get(&key)?;
+        let stored: Option<BounceState> = old
+            .as_ref()
+            .map(|v| serde_json::from_slice(v))
+            .transpose()?;
+        if stored.as_ref() != expected {
+            return Ok(false);
+        }
+        if t.bounces.compare_and_swap(&key, old, new.clone())?.is_ok() {
+            return Ok(true);
+        }
+    }
 }
 
 pub fn delete_state(t: &Trees, scope: &str, member: &str) -> Result<bool> {
@@ -85,4 +113,47 @@ pub fn prune_posts(t: &Trees, before: u64) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[async_trait]
+impl BounceRecords for SledStore {
+    async fn bounce_state(&self, scope: &str, member_key: &str) -> Result<Option<BounceState>> {
+        bounce::state(&self.trees, scope, member_key)
+    }
+
+    async fn bounce_states(&self, scope: Option<&str>) -> Result<Vec<BounceState>> {
+        let scope = scope.map(str::to_string);
+        self.blocking(move |t| bounce::states(t, scope.as_deref()))
+            .await
+    }
+
+    async fn put_bounce_state(&self, state: &BounceState) -> Result<()> {
+        bounce::put_state(&self.trees, state)
+    }
+
+    async fn replace_bounce_state(
+        &self,
+        scope: &str,
+        member_key: &str,
+        expected: Option<&BounceState>,
+        new: Option<&BounceState>,
+    ) -> Result<bool> {
+        bounce::replace_state(&self.trees, scope, member_key, expected, new)
+    }
+
+    async fn delete_bounce_state(&self, scope: &str, member_key: &str) -> Result<bool> {
+        bounce::delete_state(&self.trees, scope, member_key)
+    }
+
+    async fn post_bounces(&self, list: &str, post: &str) -> Result<Option<PostBounces>> {
+        bounce::post(&self.trees, list, post)
+    }
+
+    async fn put_post_bounces(&self, p: &PostBounces) -> Result<()> {
+        bounce::put_post(&self.trees, p)
+    }
+
+    async fn prune_post_bounces(&self, before: u64) -> Result<usize> {
+        self.blocking(move |t| bounce::prune_posts(t, before)).await
+    }
 }

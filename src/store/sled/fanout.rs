@@ -7,7 +7,10 @@ use sled::Transactional;
 
 use super::{get, key2, put, values, Trees};
 use crate::clock::now_ms;
-use crate::store::{ChunkState, Claim, Completion, DeliveryFailure, Job, Result, StoreError};
+use crate::store::{
+    ChunkState, Claim, Completion, DeliveryFailure, Job, MessageMeta, MessageState, Result,
+    StoreError,
+};
 
 pub(super) fn chunk_key(job: &str, index: u32) -> Vec<u8> {
     let mut k = key2(job, "");
@@ -15,7 +18,7 @@ pub(super) fn chunk_key(job: &str, index: u32) -> Vec<u8> {
     k
 }
 
-fn tx_err(e: TransactionError<StoreError>) -> StoreError {
+pub(super) fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => e.into(),
@@ -26,6 +29,10 @@ fn abort(e: impl Into<StoreError>) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e.into())
 }
 
+/// Creates a post's job, in one transaction that also checks the post is
+/// still queued: a post already planned, done (its last chunk completed) or
+/// finished (gone) is refused with `Exists`, so a planner working from an
+/// old list of unplanned posts never plans one twice.
 pub fn create_job(t: &Trees, mut job: Job, chunks: Vec<Vec<String>>) -> Result<Job> {
     job.chunks = chunks.len() as u32;
     job.recipients = chunks.iter().map(|c| c.len() as u64).sum();
@@ -55,10 +62,31 @@ pub fn create_job(t: &Trees, mut job: Job, chunks: Vec<Vec<String>>) -> Result<J
         })
         .collect::<Result<_>>()?;
     drop(chunks);
-    (&t.jobs, &t.chunks, &t.chunk_members, &t.counters)
-        .transaction(|(jobs, chunk_tree, member_tree, counters)| {
+    (
+        &t.jobs,
+        &t.chunks,
+        &t.chunk_members,
+        &t.counters,
+        &t.messages,
+    )
+        .transaction(|(jobs, chunk_tree, member_tree, counters, messages)| {
             if jobs.get(&job.post_id)?.is_some() {
                 return Err(abort(StoreError::Exists(format!("job {}", job.post_id))));
+            }
+            let queued = match messages.get(&job.post_id)? {
+                Some(v) => {
+                    serde_json::from_slice::<MessageMeta>(&v)
+                        .map_err(abort)?
+                        .state
+                        == MessageState::Queued
+                }
+                None => false,
+            };
+            if !queued {
+                return Err(abort(StoreError::Exists(format!(
+                    "job {} (the post is no longer queued: planned and done, or finished)",
+                    job.post_id
+                ))));
             }
             let seq = match counters.get(&job.list)? {
                 Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0) + 1,
@@ -133,7 +161,8 @@ pub(super) fn holds(cur: &ChunkState, owner: &str, generation: u64) -> bool {
 
 pub fn complete_chunk(t: &Trees, owner: &str, state: &ChunkState) -> Result<Completion> {
     let key = chunk_key(&state.job, state.index);
-    let result = (&t.jobs, &t.chunks, &t.chunk_members).transaction(|(jobs, chunks, members)| {
+    let trees = (&t.jobs, &t.chunks, &t.chunk_members, &t.messages);
+    let result = trees.transaction(|(jobs, chunks, members, messages)| {
         let Some(old) = chunks.get(&key)? else {
             return Ok(None);
         };
@@ -153,6 +182,17 @@ pub fn complete_chunk(t: &Trees, owner: &str, state: &ChunkState) -> Result<Comp
         job.refused += u64::from(state.refused);
         if job.chunks_done >= job.chunks {
             jobs.remove(job.post_id.as_bytes())?;
+            // Done in the same step, so it is never planned again; the
+            // worker finishes it next (or, after a crash, moderation's
+            // periodic sweep of done posts).
+            if let Some(mv) = messages.get(&job.post_id)? {
+                let mut meta: MessageMeta = serde_json::from_slice(&mv).map_err(abort)?;
+                meta.state = MessageState::Done;
+                messages.insert(
+                    job.post_id.as_bytes(),
+                    serde_json::to_vec(&meta).map_err(abort)?,
+                )?;
+            }
             Ok(Some(Completion::JobDone(job)))
         } else {
             jobs.insert(
@@ -192,6 +232,31 @@ pub fn expire_leases_of(t: &Trees, prefix: &str) -> Result<usize> {
         {
             state.lease_expires_ms = 0;
             put(&t.chunks, key, &state)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Removes the jobs whose post is gone and the chunks whose job is gone
+/// (none should exist: a crash or an old defect left them), so no chunk
+/// fails forever on a missing spool file. Returns how many were removed.
+pub fn clear_orphan_jobs(t: &Trees) -> Result<usize> {
+    let mut n = 0;
+    for kv in t.jobs.iter() {
+        let (id, _) = kv?;
+        if !t.messages.contains_key(&id)? {
+            tracing::warn!(job = %String::from_utf8_lossy(&id), "removing a job whose post is gone");
+            t.jobs.remove(&id)?;
+            n += 1;
+        }
+    }
+    for key in t.chunks.iter().keys() {
+        let key = key?;
+        let job = key.split(|&b| b == 0).next().unwrap_or_default();
+        if !t.jobs.contains_key(job)? {
+            t.chunks.remove(&key)?;
+            t.chunk_members.remove(&key)?;
             n += 1;
         }
     }

@@ -11,7 +11,7 @@
 //! always holds each chunk's current owner and generation: the fencing check
 //! of a progress write reads them there.
 //!
-//! [`FLUSH_EVERY`]: super::FLUSH_EVERY
+//! [`FLUSH_EVERY`]: super::flusher::FLUSH_EVERY
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

@@ -5,6 +5,7 @@
 //! and the index in one sled transaction, and releasing checks the post is
 //! still held: an action is performed once, whoever races for it.
 
+use super::*;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
@@ -235,4 +236,64 @@ pub fn update_member(t: &Trees, list: &str, member: &Member) -> Result<bool> {
     }
     put(&t.members, key, member)?;
     Ok(true)
+}
+
+#[async_trait]
+impl ModerationRecords for SledStore {
+    async fn mark_accepted(&self, id: &str) -> Result<bool> {
+        moderation::mark_accepted(&self.trees, id)
+    }
+
+    async fn hold_post(&self, held: &HeldPost) -> Result<bool> {
+        let held = held.clone();
+        let ok = self
+            .blocking(move |t| moderation::hold_post(t, &held))
+            .await?;
+        self.durable().await?;
+        Ok(ok)
+    }
+
+    async fn release_held(&self, id: &str, approve: bool) -> Result<Option<MessageMeta>> {
+        let id = id.to_string();
+        let meta = self
+            .blocking(move |t| moderation::release_held(t, &id, approve))
+            .await?;
+        self.durable().await?;
+        Ok(meta)
+    }
+
+    async fn held_posts(&self, list: Option<&str>) -> Result<Vec<HeldPost>> {
+        let list = list.map(str::to_string);
+        self.blocking(move |t| moderation::held_posts(t, list.as_deref()))
+            .await
+    }
+
+    async fn held_by_hash(&self, list: &str, hash: &str) -> Result<Vec<HeldPost>> {
+        moderation::held_by_hash(&self.trees, list, hash)
+    }
+
+    async fn put_pending(&self, token_hash: &str, pending: &Pending) -> Result<()> {
+        moderation::put_pending(&self.trees, token_hash, pending)?;
+        self.durable().await
+    }
+
+    async fn take_pending(&self, token_hash: &str) -> Result<Option<Pending>> {
+        let p = moderation::take_pending(&self.trees, token_hash)?;
+        self.durable().await?;
+        Ok(p)
+    }
+
+    async fn prune_pending(&self, now: u64) -> Result<usize> {
+        self.blocking(move |t| moderation::prune_pending(t, now))
+            .await
+    }
+
+    async fn prune_rate_counts(&self, now: u64) -> Result<usize> {
+        self.blocking(move |t| moderation::prune_rate_counts(t, now))
+            .await
+    }
+
+    async fn rate_take(&self, address: &str, day: u64, limit: u32) -> Result<bool> {
+        moderation::rate_take(&self.trees, address, day, limit)
+    }
 }
