@@ -188,43 +188,41 @@ fn list(lr: &Listrelay, store: &str, n: usize, pid: u32, after_import: f64) {
 /// LMTP latency while a post to the `n` members is planned, then its fan-out
 /// next to smtp-source, and the server's peak RSS.
 async fn plan_and_fan_out(lr: &mut Listrelay, store: &str, n: usize, sink: &Sink, pid: u32) {
-    {
-        let idle_lat = probe(lr.lmtp_port, 100, || true).await;
-        let before = sink.rcpt_count();
-        let big = lmtp_post(lr.lmtp_port, LIST, &post("big")).await;
-        assert_eq!(big.code, 250, "{}", big.text());
-        let t0 = Instant::now();
-        // The log is coloured: look for the words, not `recipients=N`.
-        let count = n.to_string();
-        let log = lr.log.clone();
-        let planned = move || {
-            std::fs::read_to_string(&log).is_ok_and(|l| {
-                l.lines()
-                    .any(|l| l.contains("job created") && l.contains(LIST) && l.contains(&count))
-            })
-        };
-        let plan_lat = probe(lr.lmtp_port, 20, planned).await;
-        let plan = t0.elapsed().as_secs_f64();
-        println!(
-            "{store:>8} planning    {plan:.1} s; LMTP ack p50/p99 {:.1}/{:.1} ms over {} probes (idle server: {:.1}/{:.1} ms); target p99 < 100 ms",
-            pct(&plan_lat, 0.5),
-            pct(&plan_lat, 0.99),
-            plan_lat.len(),
-            pct(&idle_lat, 0.5),
-            pct(&idle_lat, 0.99)
-        );
-        sink.wait_rcpts(before + n, Duration::from_secs(3600))
-            .await
-            .unwrap();
-        let rate = n as f64 / t0.elapsed().as_secs_f64();
-        let peak = peak_rss_mib(pid);
-        lr.stop();
-        let limit = reference(sink, n).await;
-        println!(
-            "{store:>8} fan-out     100 % VERP {rate:.0} r/s vs smtp-source {limit:.0} r/s: {:.2}x (target >= 0.8); server peak RSS {peak:.0} MiB (target < 128)",
-            rate / limit
-        );
-    }
+    let idle_lat = probe(lr.lmtp_port, 100, || true).await;
+    let before = sink.rcpt_count();
+    let big = lmtp_post(lr.lmtp_port, LIST, &post("big")).await;
+    assert_eq!(big.code, 250, "{}", big.text());
+    let t0 = Instant::now();
+    // The log is coloured: look for the words, not `recipients=N`.
+    let count = n.to_string();
+    let log = lr.log.clone();
+    let planned = move || {
+        std::fs::read_to_string(&log).is_ok_and(|l| {
+            l.lines()
+                .any(|l| l.contains("job created") && l.contains(LIST) && l.contains(&count))
+        })
+    };
+    let plan_lat = probe(lr.lmtp_port, 20, planned).await;
+    let plan = t0.elapsed().as_secs_f64();
+    println!(
+        "{store:>8} planning    {plan:.1} s; LMTP ack p50/p99 {:.1}/{:.1} ms over {} probes (idle server: {:.1}/{:.1} ms); target p99 < 100 ms",
+        pct(&plan_lat, 0.5),
+        pct(&plan_lat, 0.99),
+        plan_lat.len(),
+        pct(&idle_lat, 0.5),
+        pct(&idle_lat, 0.99)
+    );
+    sink.wait_rcpts(before + n, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    let peak = peak_rss_mib(pid);
+    lr.stop();
+    let limit = reference(sink, n).await;
+    println!(
+        "{store:>8} fan-out     100 % VERP {rate:.0} r/s vs smtp-source {limit:.0} r/s: {:.2}x (target >= 0.8); server peak RSS {peak:.0} MiB (target < 128)",
+        rate / limit
+    );
 }
 
 #[tokio::main(flavor = "multi_thread")]
