@@ -2,7 +2,7 @@
 
 use super::protocol::{BounceRecord, BounceResetReport};
 use super::{existing_list, parse_address, AdminError, Response};
-use crate::bounce::handler::{list_scope, lists_in_scope};
+use crate::bounce::handler::{list_scope, lists_in_scope, update_bounce_state};
 use crate::bounce::BounceScope;
 use crate::store::Store;
 
@@ -65,7 +65,9 @@ pub(super) async fn reset(
     }
     let key = list_scope(store, scope, &l).await?;
     let member = m.key();
-    let had_record = store.delete_bounce_state(&key, &member).await?;
+    // Compare-and-swap: a bounce the handler scores at this moment is either
+    // before the reset (and forgotten) or after it (and kept), never lost.
+    let had_record = update_bounce_state(store, &key, &member, |old| (None, old.is_some())).await?;
     let mut delivery_enabled_in = Vec::new();
     for other in lists_in_scope(store, scope, &key).await? {
         if store.set_delivery(&other.key(), &member, true).await? {

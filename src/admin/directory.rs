@@ -183,8 +183,12 @@ pub(super) async fn member_remove(
     }))
 }
 
-/// Streams the members; the store still reads them in one go (paged reads
-/// come with the million-member work), but nothing after it holds them all.
+/// Members read from the store per page while streaming a list: large enough
+/// that the per-read cost vanishes, small enough that memory stays flat.
+pub(crate) const MEMBER_PAGE: usize = 1000;
+
+/// Streams the members a page at a time, each page written before the next is
+/// read, so neither the server nor the client ever holds the whole list.
 pub(super) async fn member_list(
     store: &dyn Store,
     list: &str,
@@ -192,9 +196,20 @@ pub(super) async fn member_list(
 ) -> Result<Response, AdminError> {
     let l = existing_list(store, list).await?;
     let mut sent = 0;
-    for m in store.members(&l.key()).await? {
-        items.item(Item::Member(m)).await?;
-        sent += 1;
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .members_page(&l.key(), after.as_deref(), MEMBER_PAGE)
+            .await?;
+        let full = page.len() == MEMBER_PAGE;
+        after = page.last().map(|m| m.address.key());
+        for m in page {
+            items.item(Item::Member(m)).await?;
+            sent += 1;
+        }
+        if !full {
+            break;
+        }
     }
     Ok(Response::End(StreamEnd { items: sent }))
 }

@@ -50,6 +50,38 @@ pub struct Handler {
     pub clock: Clock,
 }
 
+/// How many times a bounce state's read-modify-write is retried when someone
+/// else changed it in between; more than a handful means something rewrites
+/// it in a loop.
+const CAS_ATTEMPTS: usize = 16;
+
+/// Read-modify-write of one member's bounce state under a scope, with
+/// compare-and-swap: `change` gets the stored state (`None`: absent) and
+/// returns the new one (`None` deletes) and a value for the caller; when the
+/// state changed in between (`bounce reset` racing the handler) it is read
+/// again and `change` runs again, so neither update is lost.
+pub async fn update_bounce_state<T>(
+    store: &dyn Store,
+    scope: &str,
+    member: &str,
+    mut change: impl FnMut(Option<&BounceState>) -> (Option<BounceState>, T) + Send,
+) -> Result<T> {
+    for _ in 0..CAS_ATTEMPTS {
+        let old = store.bounce_state(scope, member).await?;
+        let (new, out) = change(old.as_ref());
+        if store
+            .replace_bounce_state(scope, member, old.as_ref(), new.as_ref())
+            .await?
+        {
+            return Ok(out);
+        }
+    }
+    Err(crate::store::StoreError::Backend(format!(
+        "the bounce state of {member} under {scope} kept changing during {CAS_ATTEMPTS} \
+         attempts to update it; retry, and check that only one bounce handler runs per store"
+    )))
+}
+
 /// The scope key of a list, reading its domain's `opaque` flag.
 pub async fn list_scope(store: &dyn Store, scope: BounceScope, list: &List) -> Result<String> {
     let domain = list.address.domain();
@@ -335,13 +367,14 @@ impl Handler {
                 out.push((ev.member, Scored::PostSuspended));
                 continue;
             }
-            let mut st = self
-                .store
-                .bounce_state(&scope, &ev.member)
-                .await?
-                .unwrap_or_else(|| BounceState::new(&scope, &ev.member, &list.key(), now));
-            let r = st.record(&ev.failure, &list.key(), settings, now);
-            self.store.put_bounce_state(&st).await?;
+            let (st, r) = update_bounce_state(self.store.as_ref(), &scope, &ev.member, |old| {
+                let mut st = old
+                    .cloned()
+                    .unwrap_or_else(|| BounceState::new(&scope, &ev.member, &list.key(), now));
+                let r = st.record(&ev.failure, &list.key(), settings, now);
+                (Some(st.clone()), (st, r))
+            })
+            .await?;
             if let Scored::Disable { score } = r {
                 info!(member = %ev.member, scope = %scope, score, "bounce score reached the threshold: delivery disabled");
                 metrics::counter!("listrelay_bounce_disabled_total").increment(1);
@@ -365,13 +398,14 @@ impl Handler {
     }
 
     /// Does what is due for one record: a warning, the removal, forgetting.
-    async fn act(&self, mut st: BounceState, settings: &ListSettings, now: u64) -> Result<Due> {
+    async fn act(&self, st: BounceState, settings: &ListSettings, now: u64) -> Result<Due> {
         let due = st.due(settings, now);
         match due {
             Due::Nothing => {}
             Due::Forget => {
+                // Only the record judged stale: a bounce scored meanwhile stays.
                 self.store
-                    .delete_bounce_state(&st.scope, &st.member)
+                    .replace_bounce_state(&st.scope, &st.member, Some(&st), None)
                     .await?;
             }
             Due::Warn => {
@@ -401,8 +435,17 @@ impl Handler {
                         warn!(member = %st.member, error = %e, "sending a bounce warning failed");
                     }
                 }
-                st.warned(now);
-                self.store.put_bounce_state(&st).await?;
+                // The warning went: record it on the state as it is now, and
+                // not at all if a reset forgot the record meanwhile.
+                let (scope, member) = (st.scope.clone(), st.member.clone());
+                update_bounce_state(self.store.as_ref(), &scope, &member, |old| {
+                    let new = old.cloned().map(|mut cur| {
+                        cur.warned(now);
+                        cur
+                    });
+                    (new, ())
+                })
+                .await?;
             }
             Due::Remove => {
                 let score = format!("{}", st.score);
@@ -429,6 +472,8 @@ impl Handler {
                         }
                     }
                 }
+                // The member is gone from every list of the scope: the
+                // record goes too, whatever happened to it meanwhile.
                 self.store
                     .delete_bounce_state(&st.scope, &st.member)
                     .await?;

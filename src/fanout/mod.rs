@@ -183,7 +183,17 @@ impl Fanout {
             .store
             .delivery_addresses(&post.list, post.received_at)
             .await?;
-        let chunks = plan::chunks(members, self.config.chunk_size);
+        // Cutting a million addresses into chunks is CPU-bound work of tens of
+        // milliseconds: off the runtime threads, so intake keeps answering.
+        let size = self.config.chunk_size;
+        let chunks = tokio::task::spawn_blocking(move || plan::chunks(members, size))
+            .await
+            .map_err(|e| {
+                StoreError::Backend(format!(
+                    "planning the fan-out of {} failed ({e}); it is retried at the next poll",
+                    post.id
+                ))
+            })?;
         if chunks.is_empty() {
             info!(id = %post.id, list = %post.list, "post to a list without members");
             self.store.finish_message(&post.id, self.grace_secs).await?;

@@ -167,15 +167,29 @@ pub async fn export(store: &dyn Store, out: &mut dyn Write) -> Result<Counts> {
     for list in &lists {
         emit(Record::List { list: list.clone() }, &mut counts)?;
     }
+    // Members a page at a time, so a million-member list exports with flat
+    // memory.
+    const PAGE: usize = 1_000;
     for list in &lists {
-        for member in store.members(&list.key()).await? {
-            emit(
-                Record::Member {
-                    list: list.key(),
-                    member,
-                },
-                &mut counts,
-            )?;
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .members_page(&list.key(), after.as_deref(), PAGE)
+                .await?;
+            let full = page.len() == PAGE;
+            after = page.last().map(|m| m.address.key());
+            for member in page {
+                emit(
+                    Record::Member {
+                        list: list.key(),
+                        member,
+                    },
+                    &mut counts,
+                )?;
+            }
+            if !full {
+                break;
+            }
         }
     }
     for (list, seq) in store.counters().await? {
