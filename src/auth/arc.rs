@@ -8,14 +8,14 @@
 //! the message itself (they travel unchanged), and the chain result is the
 //! stored one.
 //!
-//! The ARC-Message-Signature covers [`ARC_SIGNED_HEADERS`]: the shared
+//! The ARC-Message-Signature covers [`arc_signed_headers`]: the shared
 //! headers of a copy, without `List-Unsubscribe` / `List-Unsubscribe-Post`,
 //! which may differ per envelope. So the shared part is sealed once per post
 //! and each envelope's slice (DKIM-signed) goes before it without breaking
 //! the seal.
 
 use super::keys::DkimKeyRecord;
-use super::sign::SignError;
+use super::sign::{SignError, SIGNED_HEADERS};
 use super::AuthResult;
 use mail_auth::arc::{ArcSealer, Set};
 use mail_auth::common::crypto::DkimKey;
@@ -23,28 +23,16 @@ use mail_auth::common::headers::{Header, HeaderWriter};
 use mail_auth::dkim::Done;
 use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimResult};
 
-/// The headers the ARC-Message-Signature covers (see the module doc).
-pub const ARC_SIGNED_HEADERS: &[&str] = &[
-    "From",
-    "Reply-To",
-    "Sender",
-    "To",
-    "Cc",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "In-Reply-To",
-    "References",
-    "MIME-Version",
-    "Content-Type",
-    "Content-Transfer-Encoding",
-    "List-Id",
-    "List-Post",
-    "List-Help",
-    "List-Subscribe",
-    "List-Archive",
-    "List-Owner",
-];
+/// The headers the ARC-Message-Signature covers (see the module doc):
+/// derived from the copy's [`SIGNED_HEADERS`], each name once (no
+/// over-signing) and without the per-envelope `List-Unsubscribe` pair.
+pub fn arc_signed_headers() -> impl Iterator<Item = &'static str> {
+    SIGNED_HEADERS
+        .iter()
+        .enumerate()
+        .filter(|&(i, h)| !SIGNED_HEADERS[..i].contains(h) && !h.starts_with("List-Unsubscribe"))
+        .map(|(_, h)| *h)
+}
 
 /// Why a message was not sealed.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +74,7 @@ impl Sealer {
             inner: ArcSealer::from_key(k)
                 .domain(key.domain.clone())
                 .selector(key.selector.clone())
-                .headers(ARC_SIGNED_HEADERS.iter().copied()),
+                .headers(arc_signed_headers()),
             domain: key.domain.clone(),
         })
     }
@@ -149,5 +137,20 @@ impl Sealer {
                 reason: e.to_string(),
             })?;
         Ok(super::sign::keep_last_semicolon(set.to_header()).into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::arc_signed_headers;
+
+    #[test]
+    fn the_seal_covers_the_shared_headers_once_each() {
+        let names: Vec<&str> = arc_signed_headers().collect();
+        assert_eq!(names.iter().filter(|h| **h == "From").count(), 1);
+        assert!(!names.iter().any(|h| h.starts_with("List-Unsubscribe")));
+        for h in ["Subject", "Message-ID", "List-Id", "List-Owner"] {
+            assert!(names.contains(&h), "{h} must be sealed");
+        }
     }
 }
