@@ -192,26 +192,16 @@ pub trait Directory: Send + Sync {
     async fn add_members(&self, list: &str, members: &[Member]) -> Result<Vec<bool>>;
     async fn remove_member(&self, list: &str, member_key: &str) -> Result<bool>;
     async fn members(&self, list: &str) -> Result<Vec<Member>>;
-    /// Up to `limit` members of a list in key order, after the member key
-    /// `after` (from the start when `None`): the way to walk a large list
-    /// with flat memory (`member list`, export, the REST roster).
-    ///
-    /// The default reads the whole list; each backend overrides it with a
-    /// range read.
+    /// Up to `limit` members of a list in the store's member-key order,
+    /// after the member key `after` (from the start when `None`): a range
+    /// read, the way to walk a large list with flat memory (`member list`,
+    /// export, the REST roster).
     async fn members_page(
         &self,
         list: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Member>> {
-        let mut all = self.members(list).await?;
-        all.sort_by_key(|m| m.address.key());
-        Ok(all
-            .into_iter()
-            .filter(|m| after.is_none_or(|a| m.address.key().as_str() > a))
-            .take(limit)
-            .collect())
-    }
+    ) -> Result<Vec<Member>>;
     /// The addresses a post received at `received_at` goes to: members with
     /// delivery enabled who had joined by then, grouped by domain. Lighter
     /// than [`Directory::members`] for large lists.
@@ -301,27 +291,13 @@ pub trait BounceRecords: Send + Sync {
     /// `expected` (`None`: absent). `false` when it changed in between (the
     /// caller reads again and retries), so `bounce reset` racing the handler
     /// never loses an update.
-    ///
-    /// The default is a read then a write, NOT atomic; each backend
-    /// overrides it with a real compare-and-swap.
     async fn replace_bounce_state(
         &self,
         scope: &str,
         member_key: &str,
         expected: Option<&BounceState>,
         new: Option<&BounceState>,
-    ) -> Result<bool> {
-        if self.bounce_state(scope, member_key).await?.as_ref() != expected {
-            return Ok(false);
-        }
-        match new {
-            Some(state) => self.put_bounce_state(state).await?,
-            None => {
-                self.delete_bounce_state(scope, member_key).await?;
-            }
-        }
-        Ok(true)
-    }
+    ) -> Result<bool>;
     async fn delete_bounce_state(&self, scope: &str, member_key: &str) -> Result<bool>;
     /// The policy bounces of one post of a list.
     async fn post_bounces(&self, list: &str, post: &str) -> Result<Option<PostBounces>>;
