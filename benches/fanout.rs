@@ -12,9 +12,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::bench::{peak_rss_mib, post_10k, smtp_source};
 use support::lmtp::lmtp_post;
 use support::postfix::Postfix;
 use support::server::Listrelay;
@@ -33,68 +33,10 @@ fn sessions() -> usize {
 }
 const BATCH: usize = 100;
 
-fn post() -> Vec<u8> {
-    let mut m = format!(
-        "From: poster@example.com\r\nTo: {LIST}\r\nSubject: bench\r\nMessage-ID: <bench.{}.{}@example.com>\r\n\r\n",
-        std::process::id(),
-        rand_u64()
-    )
-    .into_bytes();
-    let line =
-        b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 abcdefg\r\n";
-    while m.len() < 10 * 1024 {
-        m.extend_from_slice(line);
-    }
-    m
-}
-
-fn rand_u64() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 async fn post_lmtp(port: u16) -> Instant {
-    let r = lmtp_post(port, LIST, &post()).await;
+    let r = lmtp_post(port, LIST, &post_10k(LIST, "bench")).await;
     assert_eq!(r.code, 250, "{}", r.text());
     Instant::now()
-}
-
-/// Peak resident set of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// smtp-source sending `n` recipients as transactions of `per_txn` to the sink.
-async fn reference(sink: &Sink, n: usize, per_txn: usize) -> f64 {
-    let before = sink.rcpt_count();
-    let t0 = Instant::now();
-    let status = Command::new("smtp-source")
-        .args(["-d", "-s", &sessions().to_string()])
-        .args(["-m", &(n / per_txn).to_string(), "-r", &per_txn.to_string()])
-        .args([
-            "-l",
-            "10240",
-            "-f",
-            "dev-bounces@lists.example.org",
-            "-t",
-            "member@d0.example.net",
-        ])
-        .arg(format!("127.0.0.1:{}", sink.port()))
-        .status()
-        .expect("smtp-source (postfix) is needed");
-    assert!(status.success());
-    sink.wait_rcpts(before + n, Duration::from_secs(600))
-        .await
-        .unwrap();
-    n as f64 / t0.elapsed().as_secs_f64()
 }
 
 fn site(smtp_port: u16, n: usize, verp: u8, xverp: bool, lmtp_port: u16) -> Listrelay {
@@ -185,7 +127,15 @@ async fn main() {
             let per_txn = if verp == 100 { 1 } else { BATCH };
             let mut runs = Vec::new();
             for _ in 0..repeat {
-                let limit = reference(&sink, n, per_txn).await;
+                let limit = smtp_source(
+                    &sink,
+                    n,
+                    per_txn,
+                    sessions(),
+                    "dev-bounces@lists.example.org",
+                    Duration::from_secs(600),
+                )
+                .await;
                 let (rate, rss) = listrelay(&sink, n, verp).await;
                 runs.push((rate / limit, limit, rate, rss));
             }

@@ -17,9 +17,9 @@
 mod support;
 
 use std::io::Write;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::bench::{peak_rss_mib, post_10k, smtp_source};
 use support::lmtp::lmtp_post;
 use support::pg;
 use support::ports;
@@ -32,38 +32,6 @@ const LIST: &str = "big@lists.example.org";
 const PROBE: &str = "probe@lists.example.org";
 const DOMAINS: usize = 100;
 const SESSIONS: usize = 8;
-
-fn post(subject: &str) -> Vec<u8> {
-    let mut m = format!(
-        "From: poster@example.com\r\nTo: {LIST}\r\nSubject: {subject}\r\nMessage-ID: <{subject}.{}.{}@example.com>\r\n\r\n",
-        std::process::id(),
-        nanos()
-    )
-    .into_bytes();
-    let line =
-        b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 abcdefg\r\n";
-    while m.len() < 10 * 1024 {
-        m.extend_from_slice(line);
-    }
-    m
-}
-
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
-/// Peak resident set of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 /// The import file: N addresses over 100 domains.
 fn members_file(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
@@ -96,7 +64,7 @@ async fn probe(port: u16, min: usize, mut until: impl FnMut() -> bool) -> Vec<f6
     let mut lat = Vec::new();
     while lat.len() < min || !until() {
         let t0 = Instant::now();
-        let r = lmtp_post(port, PROBE, &post("probe")).await;
+        let r = lmtp_post(port, PROBE, &post_10k(LIST, "probe")).await;
         assert_eq!(r.code, 250, "{}", r.text());
         lat.push(t0.elapsed().as_secs_f64() * 1000.0);
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -110,31 +78,6 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
         return 0.0;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// smtp-source sending `n` single-recipient transactions to the sink.
-async fn reference(sink: &Sink, n: usize) -> f64 {
-    let before = sink.rcpt_count();
-    let t0 = Instant::now();
-    let status = Command::new("smtp-source")
-        .args(["-d", "-s", &SESSIONS.to_string()])
-        .args(["-m", &n.to_string(), "-r", "1"])
-        .args([
-            "-l",
-            "10240",
-            "-f",
-            "big-bounces@lists.example.org",
-            "-t",
-            "member@d0.example.net",
-        ])
-        .arg(format!("127.0.0.1:{}", sink.port()))
-        .status()
-        .expect("smtp-source (postfix) is needed");
-    assert!(status.success());
-    sink.wait_rcpts(before + n, Duration::from_secs(3600))
-        .await
-        .unwrap();
-    n as f64 / t0.elapsed().as_secs_f64()
 }
 
 /// Import, then stream-list, on one store; with `fanout`, the planning and
@@ -190,7 +133,7 @@ fn list(lr: &Listrelay, store: &str, n: usize, pid: u32, after_import: f64) {
 async fn plan_and_fan_out(lr: &mut Listrelay, store: &str, n: usize, sink: &Sink, pid: u32) {
     let idle_lat = probe(lr.lmtp_port, 100, || true).await;
     let before = sink.rcpt_count();
-    let big = lmtp_post(lr.lmtp_port, LIST, &post("big")).await;
+    let big = lmtp_post(lr.lmtp_port, LIST, &post_10k(LIST, "big")).await;
     assert_eq!(big.code, 250, "{}", big.text());
     let t0 = Instant::now();
     // The log is coloured: look for the words, not `recipients=N`.
@@ -218,7 +161,15 @@ async fn plan_and_fan_out(lr: &mut Listrelay, store: &str, n: usize, sink: &Sink
     let rate = n as f64 / t0.elapsed().as_secs_f64();
     let peak = peak_rss_mib(pid);
     lr.stop();
-    let limit = reference(sink, n).await;
+    let limit = smtp_source(
+        sink,
+        n,
+        1,
+        SESSIONS,
+        "big-bounces@lists.example.org",
+        Duration::from_secs(3600),
+    )
+    .await;
     println!(
         "{store:>8} fan-out     100 % VERP {rate:.0} r/s vs smtp-source {limit:.0} r/s: {:.2}x (target >= 0.8); server peak RSS {peak:.0} MiB (target < 128)",
         rate / limit

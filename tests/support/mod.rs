@@ -1,5 +1,6 @@
 //! Test support shared by the integration tests (`mod support;`).
 //!
+//! * [`bench`]: the benchmarks' post, peak RSS and smtp-source reference;
 //! * [`blackbox`]: the real `listrelay serve` on a data dir set up through
 //!   the CLI, with a blocking LMTP client (durability, hostile input, LMTP);
 //! * [`ports`]: free loopback ports;
@@ -11,6 +12,7 @@
 //! * [`dkimpy`]: the independent DKIM/ARC signer and verifier (python3-dkim).
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod blackbox;
 pub mod dkimpy;
 pub mod dns;
