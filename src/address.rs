@@ -220,12 +220,64 @@ pub fn list_local_parts(list: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether a list name would collide with another list's suffixed addresses.
+/// Whether a list name would collide with another list's suffixed addresses
+/// or with the probe addresses of `listrelay check mta`.
 pub fn reserved_list_name(local: &str) -> bool {
     let l = local.to_ascii_lowercase();
-    Suffix::SUFFIXES
-        .iter()
-        .any(|(s, _)| l.ends_with(&format!("-{s}")))
+    l == PROBE_LOCAL
+        || Suffix::SUFFIXES
+            .iter()
+            .any(|(s, _)| l.ends_with(&format!("-{s}")))
+}
+
+/// The reserved local part of the MTA self-check (`listrelay check mta`) on
+/// every served domain: `listrelay-probe+TAG` is the probe sent through the
+/// MTA's public port, `listrelay-probe-bounces+TAG` the copy re-injected back,
+/// the way a VERP bounce returns. Neither is ever stored.
+pub const PROBE_LOCAL: &str = "listrelay-probe";
+
+/// Which way a probe of the MTA self-check travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeLeg {
+    /// In through the MTA's public SMTP port, out over LMTP.
+    Forward,
+    /// In through the MTA's re-injection port, back over LMTP.
+    Return,
+}
+
+/// The probe local parts without tags, for the MTA's recipient maps.
+pub fn probe_local_parts() -> Vec<String> {
+    vec![
+        PROBE_LOCAL.to_string(),
+        format!("{PROBE_LOCAL}-{}", Suffix::Bounces.name()),
+    ]
+}
+
+/// The address of a probe leg at `domain`, tagged with `tag`.
+pub fn probe_address(leg: ProbeLeg, tag: &str, domain: &str, delimiter: char) -> String {
+    match leg {
+        ProbeLeg::Forward => format!("{PROBE_LOCAL}{delimiter}{tag}@{domain}"),
+        ProbeLeg::Return => {
+            let base = Address {
+                local: PROBE_LOCAL.to_string(),
+                domain: domain.to_ascii_lowercase(),
+            };
+            tagged(&base, Suffix::Bounces, tag, delimiter)
+        }
+    }
+}
+
+/// The probe leg and tag a recipient names, if it is a probe address (with
+/// a non-empty tag after `delimiter`).
+pub fn probe(addr: &Address, delimiter: char) -> Option<(ProbeLeg, String)> {
+    let (base, tag) = addr.local().split_once(delimiter)?;
+    let leg = match base.to_ascii_lowercase() {
+        b if b == PROBE_LOCAL => ProbeLeg::Forward,
+        b if b == format!("{PROBE_LOCAL}-{}", Suffix::Bounces.name()) => ProbeLeg::Return,
+        _ => return None,
+    };
+    (!tag.is_empty()).then(|| (leg, tag.to_string()))
 }
 
 /// Where a recipient routes: the list and handler its local part names,
@@ -338,6 +390,22 @@ mod tests {
             tagged(&list, Suffix::Confirm, "tok", '#'),
             "Dev-confirm#tok@l.org"
         );
+    }
+
+    #[test]
+    fn probe_addresses_round_trip() {
+        for d in ['+', '#'] {
+            for leg in [ProbeLeg::Forward, ProbeLeg::Return] {
+                let a = probe_address(leg, "id.sig", "L.org", d);
+                let got = probe(&Address::parse(&a).unwrap(), d);
+                assert_eq!(got, Some((leg, "id.sig".to_string())), "{a}");
+            }
+        }
+        let p = |s: &str| probe(&Address::parse(s).unwrap(), '+');
+        assert_eq!(p("listrelay-probe@l.org"), None, "a probe needs a tag");
+        assert_eq!(p("listrelay-probe+@l.org"), None);
+        assert_eq!(p("dev+x@l.org"), None);
+        assert!(reserved_list_name("Listrelay-Probe"));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::address::{self, Address, Route, Suffix};
+use crate::address::{self, Address, ProbeLeg, Route, Suffix};
+use crate::check::probe::{ProbeBook, Stage};
 use crate::clock::now;
 use crate::model::{DuplicatePolicy, List};
 use crate::store::{
@@ -56,6 +57,8 @@ pub enum Outcome {
     },
     /// The post already carries this list's List-Id.
     Loop,
+    /// A probe of `listrelay check mta`: noted, not stored.
+    Probe,
     /// Storage failed; `disk_full` tells the MTA it is a space problem.
     TempFail {
         reason: String,
@@ -68,6 +71,9 @@ pub struct Intake {
     delimiter: char,
     /// Woken when a post is stored, so fan-out plans it at once.
     posted: Option<Arc<Notify>>,
+    /// The probes of `listrelay check mta`, noted instead of stored; without
+    /// it (a process with no admin socket) probe addresses are unknown.
+    probes: Option<Arc<ProbeBook>>,
 }
 
 /// The headers intake looks at, read once per message.
@@ -154,7 +160,13 @@ impl Intake {
             store,
             delimiter,
             posted: None,
+            probes: None,
         }
+    }
+
+    pub fn probes(mut self, probes: Arc<ProbeBook>) -> Self {
+        self.probes = Some(probes);
+        self
     }
 
     pub fn notify(mut self, posted: Arc<Notify>) -> Self {
@@ -175,6 +187,9 @@ impl Intake {
         {
             return Err(RcptRefusal::UnknownDomain(addr.domain().to_string()));
         }
+        if let Some((leg, tag)) = address::probe(&addr, self.delimiter) {
+            return self.probe_rcpt(rcpt, &addr, leg, &tag);
+        }
         let route = address::route(&addr, self.delimiter)
             .ok_or_else(|| RcptRefusal::UnknownAddress(addr.to_string()))?;
         let key = format!("{}@{}", route.list, route.domain);
@@ -191,6 +206,52 @@ impl Intake {
         })
     }
 
+    /// A probe recipient of `listrelay check mta`: noted, and accepted if
+    /// its signature verifies (it is then dropped after DATA, never stored).
+    fn probe_rcpt(
+        &self,
+        rcpt: &str,
+        addr: &Address,
+        leg: ProbeLeg,
+        tag: &str,
+    ) -> Result<Recipient, RcptRefusal> {
+        let genuine = self
+            .probes
+            .as_ref()
+            .is_some_and(|p| p.note(leg, Stage::Rcpt, addr.domain(), tag));
+        let base = Address::parse(&format!("{}@{}", address::PROBE_LOCAL, addr.domain()));
+        let (true, Ok(base)) = (genuine, base) else {
+            return Err(RcptRefusal::UnknownAddress(addr.to_string()));
+        };
+        let suffix = match leg {
+            ProbeLeg::Forward => Suffix::Post,
+            ProbeLeg::Return => Suffix::Bounces,
+        };
+        Ok(Recipient {
+            address: rcpt.to_string(),
+            route: Route {
+                list: address::PROBE_LOCAL.to_string(),
+                domain: addr.domain().to_string(),
+                suffix,
+                tag: Some(tag.to_string()),
+            },
+            list: List::new(base),
+        })
+    }
+
+    /// Notes a probe's message ([`Intake::probe_rcpt`] accepted its recipient).
+    fn probe_data(&self, rcpt: &Recipient) -> Outcome {
+        let leg = match rcpt.route.suffix {
+            Suffix::Bounces => ProbeLeg::Return,
+            _ => ProbeLeg::Forward,
+        };
+        if let (Some(p), Some(tag)) = (&self.probes, &rcpt.route.tag) {
+            p.note(leg, Stage::Data, &rcpt.route.domain, tag);
+        }
+        info!(rcpt = %rcpt.address, "MTA check probe received (not stored)");
+        Outcome::Probe
+    }
+
     /// Stores the message for every recipient and says what became of each, in
     /// order. Nothing is acknowledged before the store has synced it.
     pub async fn deliver(&self, mail_from: &str, rcpts: &[Recipient], data: &[u8]) -> Vec<Outcome> {
@@ -200,6 +261,10 @@ impl Intake {
         let mut batch = Vec::new();
         let mut batch_index = Vec::new();
         for (i, rcpt) in rcpts.iter().enumerate() {
+            if rcpt.route.list == address::PROBE_LOCAL {
+                outcomes[i] = Some(self.probe_data(rcpt));
+                continue;
+            }
             let is_post = rcpt.route.suffix == Suffix::Post;
             if is_post
                 && headers
@@ -331,6 +396,7 @@ impl Outcome {
             Outcome::DuplicateRejected { .. } => "duplicate_rejected",
             Outcome::Loop => "loop",
             Outcome::TempFail { .. } => "tempfail",
+            Outcome::Probe => "probe",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod address;
 pub mod admin;
 pub mod auth;
 pub mod bounce;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;

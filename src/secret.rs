@@ -99,6 +99,8 @@ pub enum Purpose {
     Confirm,
     /// A one-click unsubscribe link: fields list, member key.
     Unsubscribe,
+    /// A probe of `listrelay check mta`: fields domain, probe id.
+    Probe,
 }
 
 impl Purpose {
@@ -109,6 +111,7 @@ impl Purpose {
             Purpose::Moderate => "moderate",
             Purpose::Confirm => "confirm",
             Purpose::Unsubscribe => "unsubscribe",
+            Purpose::Probe => "probe",
         }
     }
 
@@ -116,7 +119,7 @@ impl Purpose {
     /// address local part (at most 64 characters), 128 bits in a URL.
     pub fn sig_bytes(self) -> usize {
         match self {
-            Purpose::Verp | Purpose::Moderate | Purpose::Confirm => 8,
+            Purpose::Verp | Purpose::Moderate | Purpose::Confirm | Purpose::Probe => 8,
             Purpose::Unsubscribe => 16,
         }
     }

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::admin::{self, Admin};
+use crate::check::probe::ProbeBook;
 use crate::config::Config;
 use crate::fanout::{Fanout, Hooks};
 use crate::intake::Intake;
@@ -63,6 +64,12 @@ pub async fn serve(config: Config) -> Result<()> {
         config.intake.duplicate_grace_secs,
         &host,
     );
+    // The MTA self-check's probes (`check mta`), noted by intake, asked
+    // about over the admin socket.
+    let probes = Arc::new(ProbeBook::new(
+        secret.clone(),
+        config.intake.recipient_delimiter,
+    ));
     let mut moderation = Service::new(store.clone(), &config, secret, smtp::Client::new(smtp_cfg));
     moderation.posts = Some(fanout.posts.clone());
     let moderation = Arc::new(moderation);
@@ -90,8 +97,9 @@ pub async fn serve(config: Config) -> Result<()> {
     let admin_task = {
         let stop = stop.clone();
         let path = admin_path.clone();
+        let probes = probes.clone();
         tokio::spawn(async move {
-            if let Err(e) = admin::serve(&path, admin, stop).await {
+            if let Err(e) = admin::serve(&path, admin, probes, stop).await {
                 warn!(error = %e, path = %path.display(), "admin socket failed");
             }
         })
@@ -100,7 +108,9 @@ pub async fn serve(config: Config) -> Result<()> {
     let prune_task = tokio::spawn(prune_window(store.clone(), stop.clone()));
 
     let intake = Arc::new(
-        Intake::new(store.clone(), config.intake.recipient_delimiter).notify(fanout.posts.clone()),
+        Intake::new(store.clone(), config.intake.recipient_delimiter)
+            .notify(fanout.posts.clone())
+            .probes(probes),
     );
     let session = Arc::new(SessionConfig {
         hostname: config.hostname.clone(),

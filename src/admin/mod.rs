@@ -16,6 +16,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::address::Address;
+use crate::check::probe::ProbeBook;
 use crate::model::List;
 use crate::store::{Store, StoreError};
 
@@ -132,9 +133,38 @@ impl Admin {
                     body_hex: hex::encode(body),
                 })
             }
+            Request::ProbeStart { .. } | Request::ProbeStatus { .. } => {
+                return Err(AdminError::Invalid(NO_PROBES.into()))
+            }
         };
         self.store.sync().await?;
         Ok(response)
+    }
+
+    /// Answers the MTA self-check's requests from the server's `probes`.
+    pub async fn probe(&self, probes: &ProbeBook, req: Request) -> Result<Response, AdminError> {
+        match req {
+            Request::ProbeStart { domain } => {
+                let name = match domain {
+                    Some(d) => d.to_ascii_lowercase(),
+                    None => self.store.domains().await?.into_iter().next().map(|d| d.name).ok_or_else(
+                        || AdminError::Invalid("no domain is configured: create a list first (`listrelay list create LIST@DOMAIN`)".into()),
+                    )?,
+                };
+                if self.store.domain(&name).await?.is_none() {
+                    return Err(AdminError::Invalid(format!(
+                        "{name} is not a domain of this server: name one of `listrelay domain list`"
+                    )));
+                }
+                Ok(Response::ProbeStarted(probes.start(&name)))
+            }
+            Request::ProbeStatus { id } => probes.seen(&id).map(Response::ProbeSeen).ok_or_else(|| {
+                AdminError::Invalid(format!(
+                    "the server does not know probe {id} (it restarted, or the probe is older than 15 minutes): run the check again"
+                ))
+            }),
+            _ => Err(AdminError::Invalid("not a probe request".into())),
+        }
     }
 
     /// The moderation service, where this process has one.
@@ -146,6 +176,9 @@ impl Admin {
         })
     }
 }
+
+/// The answer to a probe request where no server runs.
+const NO_PROBES: &str = "the MTA check needs the running server (it watches what arrives over LMTP): start it (`systemctl start listrelay` or `listrelay serve`) and run the check again";
 
 fn parse_address(what: &str, s: &str) -> Result<Address, AdminError> {
     Address::parse(s).map_err(|e| AdminError::Invalid(format!("{what} {s:?}: {e}")))

@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::check::probe::{ProbeSeen, ProbeTicket};
 use crate::model::{Domain, ListSettings, Member};
 use crate::moderation::Action;
 use crate::store::{ChunkState, Job, MessageMeta};
@@ -91,6 +92,12 @@ pub enum Request {
         message_id: String,
         action: Action,
     },
+    /// Starts an MTA self-check (`check mta`): the server mints a signed
+    /// probe at `domain` (default: its first domain) and notes its arrival.
+    /// Only a running server answers it.
+    ProbeStart { domain: Option<String> },
+    /// What the running server has seen of a probe.
+    ProbeStatus { id: String },
 }
 
 /// The final answer to a request (after its streamed items, if any).
@@ -129,6 +136,10 @@ pub enum Response {
     HeldPost(HeldMessage),
     /// The outcome of a moderator action.
     HeldActed(HeldActReport),
+    /// A probe started: its addresses.
+    ProbeStarted(ProbeTicket),
+    /// What the server has seen of a probe.
+    ProbeSeen(ProbeSeen),
 }
 
 /// One element of a streamed answer.

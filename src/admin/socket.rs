@@ -15,6 +15,7 @@ use tracing::warn;
 
 use super::protocol::Refusal;
 use super::{Admin, Frame, Item, ItemSink, Request, Response};
+use crate::check::probe::ProbeBook;
 
 /// Largest request accepted (a member import is sent in slices well below it).
 const MAX_REQUEST: usize = 16 * 1024 * 1024;
@@ -46,6 +47,7 @@ pub enum CallError {
 pub async fn serve(
     path: &Path,
     admin: Arc<Admin>,
+    probes: Arc<ProbeBook>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     if path.exists() {
@@ -61,9 +63,9 @@ pub async fn serve(
         };
         match stream {
             Ok((s, _)) => {
-                let admin = admin.clone();
+                let (admin, probes) = (admin.clone(), probes.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = handle(s, admin).await {
+                    if let Err(e) = handle(s, admin, probes).await {
                         warn!(error = %e, "admin connection failed");
                     }
                 });
@@ -97,7 +99,11 @@ impl<W: AsyncWrite + Unpin + Send> ItemSink for FrameWriter<W> {
     }
 }
 
-async fn handle(stream: UnixStream, admin: Arc<Admin>) -> std::io::Result<()> {
+async fn handle(
+    stream: UnixStream,
+    admin: Arc<Admin>,
+    probes: Arc<ProbeBook>,
+) -> std::io::Result<()> {
     let (r, w) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = BufReader::new(r).take(MAX_REQUEST as u64);
@@ -107,7 +113,13 @@ async fn handle(stream: UnixStream, admin: Arc<Admin>) -> std::io::Result<()> {
         Err(e) => Frame::Error(Refusal {
             message: format!("bad request: {e}"),
         }),
-        Ok(req) => match admin.execute(req, &mut out).await {
+        Ok(req) => match match req {
+            // Probes live in this process only (the MTA self-check).
+            Request::ProbeStart { .. } | Request::ProbeStatus { .. } => {
+                admin.probe(&probes, req).await
+            }
+            req => admin.execute(req, &mut out).await,
+        } {
             Ok(response) => Frame::Done(Box::new(response)),
             Err(e) => Frame::Error(Refusal {
                 message: e.to_string(),

@@ -87,6 +87,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Self-checks of a live installation.
+    #[command(subcommand)]
+    Check(CheckCmd),
     /// Bounce tools.
     #[command(subcommand)]
     Bounce(BounceCmd),
@@ -125,6 +128,35 @@ pub enum Command {
         /// Directory for `listrelay.bash`, `_listrelay` and `listrelay.fish`.
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CheckCmd {
+    /// Send a probe through the MTA and watch it arrive over LMTP, then
+    /// re-inject one and watch it come back: each hop with its time, and for
+    /// a failed one the likely cause and the Postfix or Exim setting to
+    /// change. Needs the running server. Exit status: 0 every hop passed;
+    /// 11-15 the first failed hop (1 SMTP accepted, 2 routed to listrelay,
+    /// 3 LMTP received, 4 re-injection accepted, 5 return over LMTP);
+    /// 4 no server runs.
+    Mta(CheckMtaArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckMtaArgs {
+    /// The MTA's public SMTP listener, where mail from the Internet comes in.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:25")]
+    pub public: String,
+    /// The served domain to probe (default: the server's first domain).
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Seconds to wait for each probe to arrive.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+    /// The MTA's log (e.g. /var/log/mail.log): read to tell why a probe
+    /// did not arrive (no transport entry, or a wrong LMTP port).
+    #[arg(long, value_name = "FILE")]
+    pub mta_log: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

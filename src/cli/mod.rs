@@ -21,7 +21,8 @@ use crate::config::{Config, Overrides, SocketAddress, StoreKind};
 use crate::store::PostgresStore;
 
 pub use args::{
-    BounceCmd, Cli, Command, DkimCmd, DomainCmd, HeldCmd, ImportArgs, ListCmd, MemberCmd,
+    BounceCmd, CheckCmd, CheckMtaArgs, Cli, Command, DkimCmd, DomainCmd, HeldCmd, ImportArgs,
+    ListCmd, MemberCmd,
 };
 use client::Client;
 use print::{Format, Printer};
@@ -34,6 +35,18 @@ const IMPORT_SLICE: usize = 10_000;
 /// Exit status when the command did its work but refused some of its input
 /// (invalid addresses in `member add` or `member import`).
 const EXIT_REFUSED: u8 = 3;
+
+/// Exit status of `check mta` when no server runs (11-15: a failed hop).
+const EXIT_NO_SERVER: u8 = 4;
+
+/// A check that ran and found a problem (printed above), or could not run;
+/// the exit status says which (docs/operations.md).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CheckFailed {
+    code: u8,
+    message: String,
+}
 
 /// Some of the addresses given were refused; the others were done.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +63,8 @@ pub fn failure(e: &anyhow::Error) -> std::process::ExitCode {
     let _ = writeln!(std::io::stderr(), "listrelay: {}", error_text(e));
     if e.downcast_ref::<Refused>().is_some() {
         std::process::ExitCode::from(EXIT_REFUSED)
+    } else if let Some(c) = e.downcast_ref::<CheckFailed>() {
+        std::process::ExitCode::from(c.code)
     } else {
         std::process::ExitCode::FAILURE
     }
@@ -119,6 +134,7 @@ async fn run(cli: Cli, config: Config) -> Result<()> {
         }
         Command::Bounce(BounceCmd::Parse) => bounce_parse(),
         Command::Integration { mta, out } => integration(&config, &mta, out).await,
+        Command::Check(CheckCmd::Mta(args)) => check_mta(&config, args, format).await,
         Command::Member(MemberCmd::Import(args)) => import(&config, args, cli.json).await,
         Command::Migrate => migrate(&config).await,
         Command::Dkim(c) => dkim(&config, c, cli.json),
@@ -217,6 +233,86 @@ fn request(cmd: Command) -> Result<Request> {
         }
         _ => bail!("not an administration command"),
     })
+}
+
+/// Asks the running server about a probe, over the admin socket only: the
+/// store opened here would see nothing of what arrives.
+struct ServerWatch {
+    socket: std::path::PathBuf,
+}
+
+impl ServerWatch {
+    async fn ask(&self, req: Request) -> Result<Response> {
+        let no_items = &mut |item| {
+            Err(std::io::Error::other(format!(
+                "unexpected streamed item {item:?}"
+            )))
+        };
+        match crate::admin::call(&self.socket, &req, no_items).await {
+            Ok(r) => Ok(r),
+            Err(crate::admin::CallError::NoServer(path)) => Err(CheckFailed {
+                code: EXIT_NO_SERVER,
+                message: format!(
+                    "no listrelay server answers on {path}: `check mta` watches what the running server receives; start it (`systemctl start listrelay` or `listrelay serve`, with the same --config or --data-dir) and run the check again"
+                ),
+            }
+            .into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::check::mta::Watch for ServerWatch {
+    async fn seen(&mut self, id: &str) -> Result<crate::check::probe::ProbeSeen> {
+        match self.ask(Request::ProbeStatus { id: id.into() }).await? {
+            Response::ProbeSeen(s) => Ok(s),
+            other => bail!("unexpected answer to a probe request: {other:?}"),
+        }
+    }
+}
+
+/// `check mta`: the probes through the MTA, each hop printed.
+async fn check_mta(config: &Config, args: CheckMtaArgs, format: Format) -> Result<()> {
+    let mut watch = ServerWatch {
+        socket: config.admin_socket(),
+    };
+    let probe = match watch
+        .ask(Request::ProbeStart {
+            domain: args.domain,
+        })
+        .await?
+    {
+        Response::ProbeStarted(t) => t,
+        other => bail!("unexpected answer to a probe request: {other:?}"),
+    };
+    let plan = crate::check::mta::Plan {
+        public: args.public,
+        reinject: config.smtp.relay.to_string(),
+        lmtp: config
+            .lmtp
+            .listen
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        timeout: std::time::Duration::from_secs(args.timeout),
+        mta_log: args.mta_log,
+        helo: config.hostname.clone(),
+    };
+    let report = crate::check::mta::run(&plan, probe, &mut watch).await?;
+    print::check_mta(&mut std::io::stdout().lock(), format, &report)?;
+    match report.first_failure() {
+        None => Ok(()),
+        Some(h) => Err(CheckFailed {
+            code: report.exit_code,
+            message: format!(
+                "the MTA check failed at hop {} ({})",
+                h.hop as u8,
+                h.hop.label()
+            ),
+        }
+        .into()),
+    }
 }
 
 /// `export`: the whole store as JSON lines.
@@ -437,6 +533,8 @@ async fn integration(config: &Config, mta: &str, out: Option<std::path::PathBuf>
             .filter_map(|l| Address::parse(&l.address).ok())
             .filter(|a| a.domain() == d.name)
             .flat_map(|a| address::list_local_parts(a.local()))
+            // the addresses `listrelay check mta` probes
+            .chain(address::probe_local_parts())
             .collect();
         params.domains.push(crate::integration::DomainParams {
             name: d.name,

@@ -7,6 +7,7 @@ use crate::admin::protocol::{
     BounceRecord, BounceResetReport, HeldActReport, HeldInfo, ListInfo, QueueView,
 };
 use crate::admin::{Item, Response};
+use crate::check::mta::{Report, Status as HopStatus};
 use crate::model::{Domain, Member};
 use crate::notice::rfc5322_date;
 
@@ -115,6 +116,8 @@ fn human(out: &mut dyn Write, response: &Response) -> io::Result<()> {
         }
         Response::Member(m) => member(out, m),
         Response::End(_) | Response::MessageBody(_) => Ok(()),
+        Response::ProbeStarted(t) => writeln!(out, "probe {}: {} and {}", t.id, t.forward, t.back),
+        Response::ProbeSeen(s) => writeln!(out, "{}", serde_json::json!(s)),
         Response::Queue(q) => queue(out, q),
         Response::BounceRecords(rs) => {
             if rs.is_empty() {
@@ -280,4 +283,50 @@ fn queue(out: &mut dyn Write, q: &QueueView) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The MTA self-check (`check mta`): one line per hop with its time, and
+/// under a failed hop its likely cause and the settings to change.
+pub fn check_mta(out: &mut dyn Write, format: Format, r: &Report) -> io::Result<()> {
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut *out, r).map_err(io::Error::other)?;
+        writeln!(out)?;
+        return out.flush();
+    }
+    writeln!(
+        out,
+        "MTA check at {} (probe {}; {} then {})",
+        r.probe.domain, r.probe.id, r.probe.forward, r.probe.back
+    )?;
+    for (n, h) in r.hops.iter().enumerate() {
+        let (mark, time) = match (h.status, h.ms) {
+            (HopStatus::Pass, Some(ms)) => ("ok  ", format!("{ms:>6} ms")),
+            (HopStatus::Pass, None) => ("ok  ", String::new()),
+            (HopStatus::Fail, _) => ("FAIL", "         ".to_string()),
+        };
+        writeln!(
+            out,
+            "{}. {mark} {:<22} {time}  {}",
+            n + 1,
+            h.hop.label(),
+            h.detail
+        )?;
+        if let Some(cause) = &h.cause {
+            writeln!(out, "           likely cause: {cause}")?;
+        }
+        for f in &h.fixes {
+            writeln!(out, "           {:<9} {}", format!("{}:", f.mta), f.setting)?;
+        }
+    }
+    match r.first_failure() {
+        None => writeln!(out, "every hop passed")?,
+        Some(h) => writeln!(
+            out,
+            "failed at hop {} ({}): exit status {}",
+            h.hop as u8,
+            h.hop.label(),
+            r.exit_code
+        )?,
+    }
+    out.flush()
 }

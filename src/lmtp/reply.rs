@@ -68,6 +68,7 @@ pub fn outcome(o: &Outcome) -> Reply {
             "5.7.0",
             format!("Message-ID <{message_id}> was already posted to this list"),
         ),
+        Outcome::Probe => reply(250, "2.0.0", "MTA check probe received, not stored"),
         Outcome::Loop => reply(
             550,
             "5.4.6",
