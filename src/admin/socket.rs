@@ -98,6 +98,10 @@ impl<W: AsyncWrite + Unpin + Send> ItemSink for FrameWriter<W> {
 }
 
 async fn handle(stream: UnixStream, admin: Arc<Admin>) -> std::io::Result<()> {
+    // The audit log names the user who ran the CLI: the socket is 0600, so
+    // it is the server's own user or root, but which one is worth knowing.
+    let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+    let caller = crate::model::Caller::cli(uid, "socket");
     let (r, w) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = BufReader::new(r).take(MAX_REQUEST as u64);
@@ -107,7 +111,7 @@ async fn handle(stream: UnixStream, admin: Arc<Admin>) -> std::io::Result<()> {
         Err(e) => Frame::Error(Refusal {
             message: format!("bad request: {e}"),
         }),
-        Ok(req) => match admin.execute(req, &mut out).await {
+        Ok(req) => match admin.execute_as(&caller, req, &mut out).await {
             Ok(response) => Frame::Done(Box::new(response)),
             Err(e) => Frame::Error(Refusal {
                 message: e.to_string(),
