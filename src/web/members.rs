@@ -83,7 +83,7 @@ pub async fn export(
     let req = Request::MemberList { list: list.clone() };
     auth::permit(&ctx.token, &req)?;
     // A missing list is a 404 before the 200 head is sent.
-    execute(&web, &ctx, Request::ListShow { address: list }).await?;
+    must_exist(&web, &list).await?;
     let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
     let caller = ctx.caller.clone();
     tokio::spawn(async move {
@@ -111,6 +111,18 @@ pub async fn export(
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
+}
+
+/// A 404 for a list that does not exist: one record read (`ListShow`
+/// would also count the members, a scan of the whole list).
+async fn must_exist(web: &Web, list: &str) -> Result<(), Problem> {
+    let a = Address::parse(list)
+        .map_err(|e| Problem::bad_request("invalid", format!("list address {list:?}: {e}")))?;
+    match web.admin.store.list(&a.key()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Problem::not_found(format!("no list {a}"))),
+        Err(e) => Err(crate::admin::AdminError::Store(e).into()),
+    }
 }
 
 /// One line of an import: an object with `address` (what the export
@@ -278,14 +290,7 @@ pub async fn import(
     if declared.is_some_and(|n| n > max) {
         return Err(too_large(0));
     }
-    execute(
-        &web,
-        &ctx,
-        Request::ListShow {
-            address: list.clone(),
-        },
-    )
-    .await?;
+    must_exist(&web, &list).await?;
     let mut imp = Importer {
         web: &web,
         ctx: &ctx,
