@@ -144,15 +144,46 @@ impl Default for ModerationConfig {
     }
 }
 
-/// The one-click unsubscribe listener (RFC 8058).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// The HTTP listener: one-click unsubscribe (RFC 8058) and the REST API
+/// (docs/web.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// `host:port` to listen on; unset = off.
     pub listen: Option<String>,
     /// Public URL the listener is reached at (e.g. behind a proxy), used in
     /// `List-Unsubscribe` for lists without their own `base_url`; empty = none.
+    /// Its path (`https://host/lists/`) is where the listener answers too.
     pub base_url: String,
+    /// Largest JSON request body the API reads: bounds what one request
+    /// can make the server hold.
+    pub max_body_bytes: usize,
+    /// Largest NDJSON member import one request may send (read as it
+    /// arrives, so memory stays flat; this bounds the work).
+    pub max_import_bytes: u64,
+    /// Seconds a request may take before it is answered 503: a stuck store
+    /// never holds a connection for ever. Streamed exports and imports are
+    /// bounded by their size instead.
+    pub request_timeout_secs: u64,
+    /// Requests handled at once; more are answered 503 at once rather than
+    /// queued, so a flood cannot pile up work.
+    pub max_concurrent_requests: usize,
+    /// Days audit log entries are kept.
+    pub audit_retention_days: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: None,
+            base_url: String::new(),
+            max_body_bytes: 1024 * 1024,
+            max_import_bytes: 512 * 1024 * 1024,
+            request_timeout_secs: 30,
+            max_concurrent_requests: 64,
+            audit_retention_days: 365,
+        }
+    }
 }
 
 /// Bounce processing (docs/bounces.md).
@@ -473,6 +504,20 @@ impl Config {
                 "http.base_url",
                 "must start with https:// (or http://)",
             ));
+        }
+        for (key, value) in [
+            ("http.max_body_bytes", self.http.max_body_bytes as u64),
+            ("http.max_import_bytes", self.http.max_import_bytes),
+            ("http.request_timeout_secs", self.http.request_timeout_secs),
+            (
+                "http.max_concurrent_requests",
+                self.http.max_concurrent_requests as u64,
+            ),
+            ("http.audit_retention_days", self.http.audit_retention_days),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "must be \"text\" or \"json\""));

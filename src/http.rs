@@ -1,8 +1,14 @@
-//! The one-click unsubscribe listener (RFC 8058), off unless `http.listen`
-//! is set. `POST /unsubscribe/TOKEN` with the body
-//! `List-Unsubscribe=One-Click` removes the member the signed token names at
-//! once; `GET` shows a minimal page with a button that makes that POST (mail
-//! scanners follow links with GET, so GET never unsubscribes).
+//! The HTTP listener, off unless `http.listen` is set: one-click
+//! unsubscribe (RFC 8058) and the REST API (`web`, at `/api/v1`).
+//! `POST /unsubscribe/TOKEN` with the body `List-Unsubscribe=One-Click`
+//! removes the member the signed token names at once; `GET` shows a minimal
+//! page with a button that makes that POST (mail scanners follow links with
+//! GET, so GET never unsubscribes).
+//!
+//! Everything answers both at `/` and under the path of `http.base_url`
+//! (`https://host/lists/` → `/lists/…`), so a reverse proxy may pass the
+//! prefix on or strip it. A listener that cannot bind stops `serve` at start:
+//! links to it would go out and nothing would answer them.
 
 use std::sync::Arc;
 
@@ -25,19 +31,64 @@ pub fn router(service: Arc<Service>) -> Router {
         .with_state(service)
 }
 
-/// Serves until `stop`.
+/// Everything the listener serves: one-click unsubscribe and the API, at
+/// `/` and under `base_path` when that is not `/`.
+pub fn app(service: Arc<Service>, web: Arc<crate::web::Web>, base_path: &str) -> Router {
+    let base = router(service).merge(crate::web::router(web));
+    match base_path.trim_end_matches('/') {
+        "" => base,
+        prefix => Router::new().nest(prefix, base.clone()).merge(base),
+    }
+}
+
+/// The path part of a base URL (`https://host/lists/` → `/lists/`), where
+/// the listener is reached through a reverse proxy; `/` when it has none.
+pub fn base_path(base_url: &str) -> String {
+    let after_scheme = base_url.split_once("://").map_or(base_url, |(_, r)| r);
+    match after_scheme.find('/') {
+        Some(i) => {
+            let path = &after_scheme[i..];
+            let path = path.split(['?', '#']).next().unwrap_or("/");
+            if path.ends_with('/') {
+                path.to_string()
+            } else {
+                format!("{path}/")
+            }
+        }
+        None => "/".into(),
+    }
+}
+
+/// Binds the listener; a failure names the setting to change.
+pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context;
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on http.listen = {listen:?}: is another process using the port? \
+             Change http.listen or stop the other process"
+            )
+        })
+}
+
+/// Serves `app` on a bound listener until `stop`; each request knows its
+/// peer's address (the audit log records it).
 pub async fn serve(
-    listen: &str,
-    service: Arc<Service>,
+    listener: tokio::net::TcpListener,
+    app: Router,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    info!(listen, "one-click unsubscribe listener ready");
-    axum::serve(listener, router(service))
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
+    let listen = listener.local_addr()?;
+    info!(%listen, "HTTP listener ready (one-click unsubscribe, /api/v1)");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await
 }
 
 fn escape(s: &str) -> String {
@@ -159,5 +210,15 @@ mod tests {
         ));
         assert!(!one_click_body(b""));
         assert!(!one_click_body(b"List-Unsubscribe=no"));
+    }
+
+    #[test]
+    fn base_paths() {
+        assert_eq!(base_path(""), "/");
+        assert_eq!(base_path("http://127.0.0.1:8025"), "/");
+        assert_eq!(base_path("https://host/"), "/");
+        assert_eq!(base_path("https://host/lists"), "/lists/");
+        assert_eq!(base_path("https://host/lists/"), "/lists/");
+        assert_eq!(base_path("https://host/a/b/?x"), "/a/b/");
     }
 }

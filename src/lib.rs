@@ -33,3 +33,4 @@ pub mod subscription;
 pub mod telemetry;
 pub mod templates;
 pub mod verp;
+pub mod web;

@@ -78,21 +78,38 @@ pub async fn serve(config: Config) -> Result<()> {
         base_url: config.http.base_url.clone(),
     });
     let moderation_task = moderation.clone().start(stop.clone());
-    let http_task = config.http.listen.clone().map(|listen| {
-        let (svc, stop) = (moderation.clone(), stop.clone());
-        tokio::spawn(async move {
-            if let Err(e) = crate::http::serve(&listen, svc, stop).await {
-                warn!(error = %e, %listen, "the HTTP listener failed");
-            }
-        })
-    });
-
     let admin = Arc::new(Admin {
         store: store.clone(),
         delimiter: config.intake.recipient_delimiter,
         bounce_scope: config.bounce.scope,
-        moderation: Some(moderation),
+        moderation: Some(moderation.clone()),
     });
+    let http_task = match &config.http.listen {
+        None => None,
+        Some(listen) => {
+            // Bound before anything else starts: a listener that cannot bind
+            // is fatal, not a warning under links nothing answers.
+            let listener = crate::http::bind(listen).await?;
+            let base_path = crate::http::base_path(&config.http.base_url);
+            let web = crate::web::Web::new(
+                admin.clone(),
+                crate::web::Limits::from_config(&config.http),
+                &base_path,
+            );
+            let app = crate::http::app(moderation.clone(), web, &base_path);
+            let stop = stop.clone();
+            Some(tokio::spawn(async move {
+                if let Err(e) = crate::http::serve(listener, app, stop).await {
+                    warn!(error = %e, "the HTTP listener failed");
+                }
+            }))
+        }
+    };
+    let audit_task = tokio::spawn(prune_audit(
+        store.clone(),
+        config.http.audit_retention_days,
+        stop.clone(),
+    ));
     let admin_path = config.admin_socket();
     let admin_task = {
         let stop = stop.clone();
@@ -138,6 +155,7 @@ pub async fn serve(config: Config) -> Result<()> {
         let _ = t.await;
     }
     let _ = admin_task.await;
+    let _ = audit_task.await;
     info!("stopped");
     Ok(())
 }
@@ -163,6 +181,22 @@ async fn prune_window(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Drops audit entries older than `http.audit_retention_days`, daily.
+async fn prune_audit(store: Arc<dyn Store>, days: u64, mut stop: watch::Receiver<bool>) {
+    loop {
+        let before = crate::clock::now().saturating_sub(crate::clock::days(days));
+        match store.prune_audit(before).await {
+            Ok(0) => {}
+            Ok(n) => info!(entries = n, days, "pruned the audit log"),
+            Err(e) => warn!(error = %e, "pruning the audit log failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(crate::clock::DAY)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }

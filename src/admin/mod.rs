@@ -5,10 +5,12 @@
 //! by streamed [`Item`]s for answers that may be large (a member list), so
 //! that nothing on the way holds all of them. [`protocol`] defines the types.
 
+pub mod access;
 mod bounces;
 mod directory;
 mod held;
 pub mod protocol;
+pub mod roster;
 mod socket;
 
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use thiserror::Error;
 
 use crate::address::Address;
 use crate::check::probe::ProbeBook;
-use crate::model::List;
+use crate::model::{AuditEntry, Caller, List};
 use crate::store::{Store, StoreError};
 
 pub use protocol::{Frame, Item, Request, Response};
@@ -29,6 +31,10 @@ pub enum AdminError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Invalid(String),
+    /// What the request names does not exist (a list, a token): the REST
+    /// API answers 404 rather than 400.
+    #[error("{0}")]
+    NotFound(String),
     /// Whoever reads the streamed items went away (a closed socket or pipe).
     #[error("sending the answer: {0}")]
     Output(#[from] std::io::Error),
@@ -62,13 +68,49 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Executes a request: streamed items go to `items`, then the answer is
-    /// returned. Changes are durable when it returns.
+    /// Executes a request for the CLI of this process's user on the store it
+    /// opened itself (see [`Admin::execute_as`]).
     pub async fn execute(
         &self,
         req: Request,
         items: &mut dyn ItemSink,
     ) -> Result<Response, AdminError> {
+        self.execute_as(&Caller::local(), req, items).await
+    }
+
+    /// Executes a request on behalf of `caller`: streamed items go to
+    /// `items`, then the answer is returned. Every change, done or refused,
+    /// is written to the audit log here, the one place every door's requests
+    /// run. Changes are durable when it returns.
+    pub async fn execute_as(
+        &self,
+        caller: &Caller,
+        req: Request,
+        items: &mut dyn ItemSink,
+    ) -> Result<Response, AdminError> {
+        let audit = audited(&req);
+        let result = self.run(req, items).await;
+        if let Some((action, target, list)) = audit {
+            let outcome = match &result {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e.to_string(),
+            };
+            let entry = AuditEntry::new(
+                crate::store::new_id(),
+                crate::clock::now(),
+                caller,
+                action,
+                target,
+                list,
+                outcome,
+            );
+            crate::store::write_audit(self.store.as_ref(), &entry).await;
+        }
+        self.store.sync().await?;
+        result
+    }
+
+    async fn run(&self, req: Request, items: &mut dyn ItemSink) -> Result<Response, AdminError> {
         let store = self.store.as_ref();
         let response = match req {
             Request::DomainCreate { name, opaque } => {
@@ -136,8 +178,27 @@ impl Admin {
             Request::ProbeStart { .. } | Request::ProbeStatus { .. } => {
                 return Err(AdminError::Invalid(NO_PROBES.into()))
             }
+            Request::MemberPage {
+                list,
+                after,
+                limit,
+                prefix,
+            } => roster::member_page(store, &list, after, limit, prefix.as_deref()).await?,
+            Request::TokenCreate {
+                role,
+                lists,
+                expires_at,
+                description,
+            } => access::token_create(store, role, &lists, expires_at, description).await?,
+            Request::TokenList => access::token_list(store).await?,
+            Request::TokenRevoke { id } => access::token_revoke(store, &id).await?,
+            Request::AuditList {
+                list,
+                since,
+                after,
+                limit,
+            } => access::audit_list(store, list.as_deref(), since, after, limit).await?,
         };
-        self.store.sync().await?;
         Ok(response)
     }
 
@@ -189,5 +250,100 @@ async fn existing_list(store: &dyn Store, address: &str) -> Result<List, AdminEr
     store
         .list(&a.key())
         .await?
-        .ok_or_else(|| AdminError::Invalid(format!("no list {a}")))
+        .ok_or_else(|| AdminError::NotFound(format!("no list {a}")))
+}
+
+/// The key of a list named in a request, for the audit log's list column
+/// (the text as given, lowercased, when it is not an address).
+fn list_key(address: &str) -> String {
+    Address::parse(address)
+        .map(|a| a.key())
+        .unwrap_or_else(|_| address.to_ascii_lowercase())
+}
+
+/// The addresses a request names, shortened for the audit log: a member
+/// import sends thousands per request.
+fn some_addresses(addresses: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = addresses
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if addresses.len() > SHOWN {
+        s.push_str(&format!(" and {} more", addresses.len() - SHOWN));
+    }
+    s
+}
+
+/// What the audit log says of a request: its operation, its target and the
+/// list it concerns; `None` for requests that change nothing.
+pub fn audited(req: &Request) -> Option<(&'static str, String, Option<String>)> {
+    let on_list = |op, list: &str, what: String| Some((op, what, Some(list_key(list))));
+    match req {
+        Request::DomainCreate { name, opaque } => {
+            Some(("domain_create", format!("{name} opaque={opaque}"), None))
+        }
+        Request::DomainSet { name, key, value } => {
+            Some(("domain_set", format!("{name} {key}={value}"), None))
+        }
+        Request::DomainDelete { name } => Some(("domain_delete", name.clone(), None)),
+        Request::ListCreate { address } => on_list("list_create", address, address.clone()),
+        Request::ListSet {
+            address,
+            key,
+            value,
+        } => on_list("list_set", address, format!("{address} {key}={value}")),
+        Request::ListDelete { address } => on_list("list_delete", address, address.clone()),
+        Request::MemberAdd { list, addresses } => on_list(
+            "member_add",
+            list,
+            format!("{list}: {}", some_addresses(addresses)),
+        ),
+        Request::MemberRemove { list, addresses } => on_list(
+            "member_remove",
+            list,
+            format!("{list}: {}", some_addresses(addresses)),
+        ),
+        Request::MemberSet {
+            list,
+            address,
+            key,
+            value,
+        } => on_list(
+            "member_set",
+            list,
+            format!("{list}: {address} {key}={value}"),
+        ),
+        Request::BounceReset { list, member } => {
+            on_list("bounce_reset", list, format!("{list}: {member}"))
+        }
+        Request::HeldAct {
+            list,
+            message_id,
+            action,
+        } => on_list(
+            "held_act",
+            list,
+            format!("{list}: {} <{message_id}>", action.name()),
+        ),
+        Request::TokenCreate {
+            role,
+            lists,
+            expires_at,
+            description,
+        } => Some((
+            "token_create",
+            format!(
+                "{} lists=[{}] expires_at={} {description:?}",
+                role.name(),
+                lists.join(","),
+                expires_at.map_or("never".to_string(), |t| t.to_string())
+            ),
+            None,
+        )),
+        Request::TokenRevoke { id } => Some(("token_revoke", id.clone(), None)),
+        _ => None,
+    }
 }

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::check::probe::{ProbeSeen, ProbeTicket};
-use crate::model::{Domain, ListSettings, Member};
+use crate::model::{ApiToken, AuditEntry, Domain, ListSettings, Member, Role};
 use crate::moderation::Action;
 use crate::store::{ChunkState, Job, MessageMeta};
 
@@ -98,6 +98,39 @@ pub enum Request {
     ProbeStart { domain: Option<String> },
     /// What the running server has seen of a probe.
     ProbeStatus { id: String },
+    /// One page of a list's members in member-key order, after the member
+    /// key `after`, optionally only addresses starting with `prefix`; bounded
+    /// work per call whatever the list's size (the REST roster).
+    MemberPage {
+        list: String,
+        after: Option<String>,
+        limit: u32,
+        prefix: Option<String>,
+    },
+    /// Mints an API token; the answer shows it once.
+    TokenCreate {
+        role: Role,
+        /// The lists an owner or moderator token acts on.
+        lists: Vec<String>,
+        /// Refused after this time (seconds since the epoch).
+        expires_at: Option<u64>,
+        /// Who it is for, for `token list`.
+        description: String,
+    },
+    /// Every API token (never the tokens themselves).
+    TokenList,
+    /// Revokes an API token by its id.
+    TokenRevoke { id: String },
+    /// A page of the audit log, oldest first.
+    AuditList {
+        /// Only entries about this list.
+        list: Option<String>,
+        /// Only entries at or after this time (seconds since the epoch).
+        since: Option<u64>,
+        /// Continue after this entry id.
+        after: Option<String>,
+        limit: u32,
+    },
 }
 
 /// The final answer to a request (after its streamed items, if any).
@@ -140,6 +173,16 @@ pub enum Response {
     ProbeStarted(ProbeTicket),
     /// What the server has seen of a probe.
     ProbeSeen(ProbeSeen),
+    /// One page of members.
+    MemberPage(MemberPage),
+    /// A new API token, shown this once.
+    TokenCreated(TokenCreated),
+    /// API tokens.
+    Tokens(Vec<TokenInfo>),
+    /// A token as it now is (revoked).
+    Token(TokenInfo),
+    /// A page of the audit log.
+    Audit(AuditPage),
 }
 
 /// One element of a streamed answer.
@@ -334,6 +377,69 @@ pub struct HeldActReport {
     pub action: Action,
     /// Whether it was done (false: someone acted first, or it expired).
     pub done: bool,
+}
+
+/// One page of a list's members.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberPage {
+    /// The members, in member-key order.
+    pub members: Vec<Member>,
+    /// The member key to continue after; `None` at the end of the list. A
+    /// page may hold fewer members than asked (a prefix search scans a
+    /// bounded number of members per call) and still have a `next`.
+    pub next: Option<String>,
+}
+
+/// An API token as `token list` shows it: everything but its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// The public id (the token begins `lrt_ID_`).
+    pub id: String,
+    /// `site`, `owner` or `moderator`.
+    pub role: Role,
+    /// The lists an owner or moderator token acts on.
+    pub lists: Vec<String>,
+    /// Who it is for.
+    pub description: String,
+    /// Seconds since the epoch.
+    pub created_at: u64,
+    /// When it stops working; `None`: never.
+    pub expires_at: Option<u64>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<u64>,
+}
+
+impl From<&ApiToken> for TokenInfo {
+    fn from(t: &ApiToken) -> Self {
+        TokenInfo {
+            id: t.id.clone(),
+            role: t.role,
+            lists: t.lists.clone(),
+            description: t.description.clone(),
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
+/// A token just minted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// The bearer token itself: shown this once, stored only hashed.
+    pub token: String,
+    /// What it may do.
+    #[serde(flatten)]
+    pub info: TokenInfo,
+}
+
+/// A page of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// Entries, oldest first.
+    pub entries: Vec<AuditEntry>,
+    /// The id to continue after, when the page is full.
+    pub next: Option<String>,
 }
 
 #[cfg(test)]

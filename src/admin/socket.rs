@@ -104,6 +104,10 @@ async fn handle(
     admin: Arc<Admin>,
     probes: Arc<ProbeBook>,
 ) -> std::io::Result<()> {
+    // The audit log names the user who ran the CLI: the socket is 0600, so
+    // it is the server's own user or root, but which one is worth knowing.
+    let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+    let caller = crate::model::Caller::cli(uid, "socket");
     let (r, w) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = BufReader::new(r).take(MAX_REQUEST as u64);
@@ -118,7 +122,7 @@ async fn handle(
             Request::ProbeStart { .. } | Request::ProbeStatus { .. } => {
                 admin.probe(&probes, req).await
             }
-            req => admin.execute(req, &mut out).await,
+            req => admin.execute_as(&caller, req, &mut out).await,
         } {
             Ok(response) => Frame::Done(Box::new(response)),
             Err(e) => Frame::Error(Refusal {

@@ -99,6 +99,25 @@ pub enum Command {
     /// DKIM keys of list domains (files under DATA_DIR/dkim).
     #[command(subcommand)]
     Dkim(DkimCmd),
+    /// Bearer tokens of the REST API (docs/web.md).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// The audit log: who changed what, when and from where, oldest first.
+    Audit {
+        /// Only entries about this list.
+        #[arg(long)]
+        list: Option<String>,
+        /// Only entries since a time: ago (`7d`, `12h`, `30m`, `90s`) or
+        /// seconds since the epoch.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Continue after this entry id (the `--after` a full page prints).
+        #[arg(long, value_name = "ID")]
+        after: Option<String>,
+        /// Entries to show at most (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Apply the PostgreSQL schema migrations this version needs (`serve`
     /// also applies them at start).
     Migrate,
@@ -200,6 +219,34 @@ pub enum DkimCmd {
         domain: String,
         /// The selector to remove.
         selector: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Make a token and print it once (only its hash is stored).
+    Create {
+        /// `site` (everything), `owner` (settings, members, bounces and held
+        /// posts of its lists) or `moderator` (held posts of its lists).
+        #[arg(long, value_parser = ["site", "owner", "moderator"])]
+        role: String,
+        /// A list an owner or moderator token acts on (repeat for several).
+        #[arg(long = "list", value_name = "LIST")]
+        lists: Vec<String>,
+        /// When it stops working: after a time (`90d`, `12h`) or at seconds
+        /// since the epoch; never when absent.
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
+        /// Who it is for, shown by `token list`.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// The tokens: id, role, lists, expiry or revocation, description.
+    List,
+    /// Refuse a token from now on (it stays listed as revoked).
+    Revoke {
+        /// The token's id (`token list`), or the whole token.
+        id: String,
     },
 }
 

@@ -22,7 +22,7 @@ use crate::store::PostgresStore;
 
 pub use args::{
     BounceCmd, CheckCmd, CheckMtaArgs, Cli, Command, DkimCmd, DomainCmd, HeldCmd, ImportArgs,
-    ListCmd, MemberCmd,
+    ListCmd, MemberCmd, TokenCmd,
 };
 use client::Client;
 use print::{Format, Printer};
@@ -231,6 +231,18 @@ fn request(cmd: Command) -> Result<Request> {
                 HeldCmd::Discard { list, message_id } => act(list, message_id, Action::Discard),
             }
         }
+        Command::Token(c) => token_request(c)?,
+        Command::Audit {
+            list,
+            since,
+            after,
+            limit,
+        } => Request::AuditList {
+            list,
+            since: since.as_deref().map(past_time).transpose()?,
+            after,
+            limit,
+        },
         _ => bail!("not an administration command"),
     })
 }
@@ -312,6 +324,74 @@ async fn check_mta(config: &Config, args: CheckMtaArgs, format: Format) -> Resul
             ),
         }
         .into()),
+    }
+}
+
+/// The request a `token` command sends.
+fn token_request(cmd: TokenCmd) -> Result<Request> {
+    Ok(match cmd {
+        TokenCmd::Create {
+            role,
+            lists,
+            expires,
+            description,
+        } => Request::TokenCreate {
+            role: role.parse().map_err(anyhow::Error::msg)?,
+            lists,
+            expires_at: expires.as_deref().map(future_time).transpose()?,
+            description,
+        },
+        TokenCmd::List => Request::TokenList,
+        TokenCmd::Revoke { id } => Request::TokenRevoke {
+            // The whole token works too: its id is the part after `lrt_`.
+            id: id
+                .strip_prefix(crate::admin::access::TOKEN_PREFIX)
+                .and_then(|rest| rest.split_once('_'))
+                .map_or(id.clone(), |(id, _)| id.to_string()),
+        },
+    })
+}
+
+/// A span such as `90d`, `12h`, `30m`, `45s` or `2w`, in seconds; `None`
+/// when `s` has no unit (then it is a time, seconds since the epoch).
+fn span(s: &str) -> Result<Option<u64>> {
+    let s = s.trim();
+    let Some(unit) = s.chars().last().filter(|c| c.is_ascii_alphabetic()) else {
+        return Ok(None);
+    };
+    let n: u64 = s[..s.len() - 1]
+        .parse()
+        .with_context(|| format!("{s:?}: expected a number then s, m, h, d or w"))?;
+    let per = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => crate::clock::DAY,
+        'w' => 7 * crate::clock::DAY,
+        _ => bail!("{s:?}: the unit must be s, m, h, d or w"),
+    };
+    Ok(Some(n.saturating_mul(per)))
+}
+
+/// `--expires`: a span from now, or seconds since the epoch.
+fn future_time(s: &str) -> Result<u64> {
+    match span(s)? {
+        Some(d) => Ok(crate::clock::now().saturating_add(d)),
+        None => s
+            .trim()
+            .parse()
+            .with_context(|| format!("{s:?}: give a span such as 90d or seconds since the epoch")),
+    }
+}
+
+/// `--since`: a span before now, or seconds since the epoch.
+fn past_time(s: &str) -> Result<u64> {
+    match span(s)? {
+        Some(d) => Ok(crate::clock::now().saturating_sub(d)),
+        None => s
+            .trim()
+            .parse()
+            .with_context(|| format!("{s:?}: give a span such as 7d or seconds since the epoch")),
     }
 }
 

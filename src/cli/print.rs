@@ -4,7 +4,8 @@
 use std::io::{self, Write};
 
 use crate::admin::protocol::{
-    BounceRecord, BounceResetReport, HeldActReport, HeldInfo, ListInfo, QueueView,
+    AuditPage, BounceRecord, BounceResetReport, HeldActReport, HeldInfo, ListInfo, QueueView,
+    TokenCreated, TokenInfo,
 };
 use crate::admin::{Item, Response};
 use crate::check::mta::{Report, Status as HopStatus};
@@ -134,6 +135,22 @@ fn human(out: &mut dyn Write, response: &Response) -> io::Result<()> {
         }
         Response::HeldPost(h) => writeln!(out, "{}", h.message),
         Response::HeldActed(r) => held_acted(out, r),
+        Response::MemberPage(p) => {
+            p.members.iter().try_for_each(|m| member(out, m))?;
+            match &p.next {
+                Some(n) => writeln!(out, "(more after {n})"),
+                None => Ok(()),
+            }
+        }
+        Response::TokenCreated(t) => token_created(out, t),
+        Response::Tokens(ts) => {
+            if ts.is_empty() {
+                writeln!(out, "no tokens")?;
+            }
+            ts.iter().try_for_each(|t| token(out, t))
+        }
+        Response::Token(t) => token(out, t),
+        Response::Audit(a) => audit(out, a),
     }
 }
 
@@ -329,4 +346,57 @@ pub fn check_mta(out: &mut dyn Write, format: Format, r: &Report) -> io::Result<
         )?,
     }
     out.flush()
+}
+
+/// `token create`: the token (shown this once), then what it may do.
+fn token_created(out: &mut dyn Write, t: &TokenCreated) -> io::Result<()> {
+    writeln!(out, "{}", t.token)?;
+    warn("this token is shown once: store it now (only its hash is kept)");
+    token(&mut io::stderr(), &t.info)
+}
+
+/// One line of `token list`.
+fn token(out: &mut dyn Write, t: &TokenInfo) -> io::Result<()> {
+    let now = crate::clock::now();
+    let state = match (t.revoked_at, t.expires_at) {
+        (Some(at), _) => format!("revoked {}", rfc5322_date(at)),
+        (None, Some(at)) if at <= now => format!("expired {}", rfc5322_date(at)),
+        (None, Some(at)) => format!("expires {}", rfc5322_date(at)),
+        (None, None) => "no expiry".to_string(),
+    };
+    let lists = if t.lists.is_empty() {
+        "all lists".to_string()
+    } else {
+        t.lists.join(",")
+    };
+    writeln!(
+        out,
+        "{}\t{}\t{lists}\t{state}\t{}",
+        t.id,
+        t.role.name(),
+        t.description
+    )
+}
+
+/// `listrelay audit`: one line per entry, oldest first.
+fn audit(out: &mut dyn Write, a: &AuditPage) -> io::Result<()> {
+    if a.entries.is_empty() {
+        writeln!(out, "no audit entries")?;
+    }
+    for e in &a.entries {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            rfc5322_date(e.at),
+            e.actor,
+            e.origin,
+            e.action,
+            e.target,
+            e.outcome
+        )?;
+    }
+    if let Some(n) = &a.next {
+        writeln!(out, "(more: --after {n})")?;
+    }
+    Ok(())
 }

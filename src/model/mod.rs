@@ -4,15 +4,18 @@
 //!
 //! * [`directory`]: domains, lists with their settings, members;
 //! * [`bounce`]: bounce states, per-post policy bounces, the bounce scope;
-//! * [`moderation`]: held posts and pending confirmations.
+//! * [`moderation`]: held posts and pending confirmations;
+//! * [`access`]: API tokens and the audit log.
 //!
 //! The records hold data and trivial constructors; the rules that change them
 //! live with their domain module (e.g. `bounce::score`).
 
+pub mod access;
 pub mod bounce;
 pub mod directory;
 pub mod moderation;
 
+pub use access::{ApiToken, AuditEntry, AuditQuery, Caller, Role};
 pub use bounce::{BounceScope, BounceState, PostBounces};
 pub use directory::{
     Domain, DuplicatePolicy, HoldExpiryAction, List, ListSettings, Member, NonmemberAction,

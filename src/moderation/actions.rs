@@ -224,6 +224,38 @@ impl Service {
         Ok(Acted::Done(action))
     }
 
+    /// [`Service::act`] for a moderator who acted by mail, written to the
+    /// audit log (requests through the admin doors are logged there).
+    async fn act_by_mail(
+        &self,
+        list: &List,
+        h: &HeldPost,
+        action: Action,
+        by: &str,
+    ) -> Result<Acted> {
+        let acted = self.act(list, h, action, by).await;
+        let outcome = match &acted {
+            Ok(Acted::Done(_)) => "ok".to_string(),
+            Ok(Acted::AlreadyHandled) => "already handled".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let caller = crate::model::Caller {
+            actor: by.to_string(),
+            origin: "mail".into(),
+        };
+        let entry = crate::model::AuditEntry::new(
+            crate::store::new_id(),
+            clock::now(),
+            &caller,
+            "held_act",
+            format!("{}: {} <{}>", list.address, action.name(), h.message_id),
+            Some(list.key()),
+            outcome,
+        );
+        crate::store::write_audit(self.store.as_ref(), &entry).await;
+        acted
+    }
+
     async fn tell_sender_of(
         &self,
         list: &List,
@@ -276,7 +308,7 @@ impl Service {
                           "moderation address for a post no longer held; already handled");
                     Ok("already handled".into())
                 }
-                [h] => Ok(acted(self.act(list, h, action, &by).await?)),
+                [h] => Ok(acted(self.act_by_mail(list, h, action, &by).await?)),
                 _ => {
                     warn!(list = %list.address, %tag, %by, held = held.len(),
                           "moderation address matches several held posts; refused");
@@ -290,7 +322,7 @@ impl Service {
         // Addresses minted before the one framing signed the Message-ID.
         for h in held {
             if held::verify_legacy(&self.secret, &list.key(), action, &h.message_id, &sig) {
-                return Ok(acted(self.act(list, &h, action, &by).await?));
+                return Ok(acted(self.act_by_mail(list, &h, action, &by).await?));
             }
         }
         warn!(list = %list.address, %tag, %by,
@@ -329,7 +361,7 @@ impl Service {
             return Ok("refused: bad signature".into());
         }
         match self.find_held(list, message_id).await? {
-            Some(h) => Ok(acted(self.act(list, &h, action, &from).await?)),
+            Some(h) => Ok(acted(self.act_by_mail(list, &h, action, &from).await?)),
             // The signature was minted for this post, so it was held.
             None => {
                 info!(list = %list.address, %from, action = action.name(), %message_id,

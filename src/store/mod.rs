@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::address::Suffix;
-use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
+use crate::model::{
+    ApiToken, AuditEntry, AuditQuery, BounceState, Domain, HeldPost, List, Member, Pending,
+    PostBounces,
+};
 
 pub use self::postgres::PostgresStore;
 pub use self::sled::SledStore;
@@ -338,6 +341,39 @@ pub trait ModerationRecords: Send + Sync {
     async fn rate_take(&self, address: &str, day: u64, limit: u32) -> Result<bool>;
 }
 
+/// API tokens (hashed) and the audit log of administrative actions.
+#[async_trait]
+pub trait Access: Send + Sync {
+    /// Stores a new token; `Exists` if its id is taken.
+    async fn create_token(&self, token: &ApiToken) -> Result<()>;
+    /// One token by its id (the public part).
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>>;
+    /// Every token, revoked and expired ones included, by id.
+    async fn tokens(&self) -> Result<Vec<ApiToken>>;
+    /// Marks a token revoked at `at`; `false` if there is no such token.
+    async fn revoke_token(&self, id: &str, at: u64) -> Result<bool>;
+    /// Appends an entry to the audit log.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// Entries in time order that `query` asks for, at most `query.limit`.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
+    /// Drops entries older than `before` (seconds); returns how many.
+    async fn prune_audit(&self, before: u64) -> Result<usize>;
+}
+
+/// Appends an audit entry for every door (admin requests, e-mail
+/// moderation). The action it records has happened already, so a failure to
+/// write it is logged and counted rather than reported as the action's.
+pub async fn write_audit(store: &dyn Access, entry: &AuditEntry) {
+    match store.append_audit(entry).await {
+        Ok(()) => metrics::counter!("listrelay_audit_entries_total").increment(1),
+        Err(e) => {
+            tracing::error!(error = %e, action = %entry.action, actor = %entry.actor,
+                            target = %entry.target, "writing the audit log failed; check the store");
+            metrics::counter!("listrelay_audit_write_failures_total").increment(1);
+        }
+    }
+}
+
 /// Whole-store reads and the restore that `listrelay export` / `import` use.
 #[async_trait]
 pub trait Transfer: Send + Sync {
@@ -360,7 +396,9 @@ pub trait Transfer: Send + Sync {
 /// on its own. Callers hold an `Arc<dyn Store>`; a function that needs one
 /// role only can take that role's trait.
 #[async_trait]
-pub trait Store: Directory + Queue + Claims + BounceRecords + ModerationRecords + Transfer {
+pub trait Store:
+    Directory + Queue + Claims + BounceRecords + ModerationRecords + Transfer + Access
+{
     /// Returns once every write made so far is on disk.
     async fn sync(&self) -> Result<()>;
 }

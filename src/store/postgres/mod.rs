@@ -23,8 +23,9 @@
 //! the Message-ID window), `claims.rs` (planning, jobs, chunks, leases),
 //! `bounce.rs` (bounce state, hand-off failures), `moderation.rs` (held
 //! posts, confirmations, rate counts), `transfer.rs` (export and import);
-//! `schema.rs` applies the migrations.
+//! `access.rs` (API tokens, the audit log); `schema.rs` applies the migrations.
 
+mod access;
 mod bounce;
 mod claims;
 mod directory;
@@ -41,11 +42,14 @@ use tokio_postgres::{NoTls, Row};
 use tracing::{info, warn};
 
 use super::{
-    AcceptOutcome, BounceRecords, ChunkState, Claim, Claims, Completion, DeliveryFailure,
+    AcceptOutcome, Access, BounceRecords, ChunkState, Claim, Claims, Completion, DeliveryFailure,
     Directory, Job, MessageMeta, MessageState, ModerationRecords, NewMessage, Queue, Record,
     Result, Store, StoreError, Transfer, WindowEntry,
 };
-use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
+use crate::model::{
+    ApiToken, AuditEntry, AuditQuery, BounceState, Domain, HeldPost, List, Member, Pending,
+    PostBounces,
+};
 
 /// Connections each process keeps at most.
 const POOL_SIZE: usize = 12;
@@ -458,6 +462,37 @@ impl Transfer for PostgresStore {
 
     async fn restore(&self, records: Vec<Record>) -> Result<()> {
         transfer::restore(&mut self.client().await?, records).await
+    }
+}
+
+#[async_trait]
+impl Access for PostgresStore {
+    async fn create_token(&self, token: &ApiToken) -> Result<()> {
+        access::create_token(&self.client().await?, token).await
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>> {
+        access::token(&self.client().await?, id).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        access::tokens(&self.client().await?).await
+    }
+
+    async fn revoke_token(&self, id: &str, at: u64) -> Result<bool> {
+        access::revoke_token(&self.client().await?, id, at).await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        access::append_audit(&self.client().await?, entry).await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        access::audit(&self.client().await?, query).await
+    }
+
+    async fn prune_audit(&self, before: u64) -> Result<usize> {
+        access::prune_audit(&self.client().await?, before).await
     }
 }
 

@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "member keys for paging large lists",
         include_str!("migrations/0003_member_keys.sql"),
     ),
+    (
+        6,
+        "API tokens and the audit log",
+        include_str!("migrations/0006_access.sql"),
+    ),
 ];
 
 /// Key of the advisory lock held while migrating ("listrelay" in ASCII, cut).

@@ -9,8 +9,10 @@
 //! `recovery.rs` (spool files sled does not know), `directory.rs`,
 //! `queue.rs` (messages, the window and its pruning), `claims.rs` with
 //! `fanout.rs` (jobs, chunks, leases) and `journal.rs` (chunk progress),
-//! `bounce.rs`, `moderation.rs`, and `restore.rs` (export reads, import).
+//! `bounce.rs`, `moderation.rs`, `restore.rs` (export reads, import) and
+//! `access.rs` (API tokens, the audit log).
 
+mod access;
 mod bounce;
 mod claims;
 mod committer;
@@ -69,6 +71,10 @@ struct Trees {
     /// (list key → nothing): a list is not re-created over them, and open
     /// finishes a removal a crash cut short.
     purges: sled::Tree,
+    /// API tokens by id (access.rs).
+    tokens: sled::Tree,
+    /// The audit log by time-ordered entry id (access.rs).
+    audit: sled::Tree,
 }
 
 impl Trees {
@@ -87,6 +93,8 @@ impl Trees {
             bounces: db.open_tree("bounces")?,
             moderation: db.open_tree("moderation")?,
             purges: db.open_tree("list_purges")?,
+            tokens: db.open_tree("tokens")?,
+            audit: db.open_tree("audit")?,
             db,
         })
     }
