@@ -234,7 +234,24 @@ impl Serve {
             .args(args))
     }
 
+    /// Starts `serve` and waits for its LMTP greeting; a process that exits
+    /// first (its store not reachable yet) is started again after 2 s, as
+    /// systemd's `Restart=on-failure` would.
     fn start(&mut self) {
+        for _ in 0..30 {
+            self.spawn();
+            let up = support::poll_until(Duration::from_secs(120), || {
+                self.exited() || wait_220(self.lmtp_port, Duration::from_millis(100)).is_ok()
+            });
+            if up && !self.exited() {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        eprintln!("listrelay did not come back after 30 starts");
+    }
+
+    fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -252,9 +269,6 @@ impl Serve {
             .unwrap();
         self.child = Some(child);
         self.started = Instant::now();
-        if let Err(e) = wait_220(self.lmtp_port, Duration::from_secs(120)) {
-            eprintln!("listrelay did not come back: {e}");
-        }
     }
 
     fn kill9(&mut self) {
@@ -751,11 +765,22 @@ fn report(
         }
     }
     let originals: Vec<&Posted> = log.posted.iter().filter(|p| !p.duplicate).collect();
+    // Posts sharing a Message-ID: listrelay keeps whichever reaches it first
+    // (Postfix may hold the earlier one back while listrelay is down), so
+    // the group's delivered post is the one expected at every member.
+    let mut groups: HashMap<&str, Vec<&Posted>> = HashMap::new();
+    for p in &log.posted {
+        groups.entry(p.message_id.as_str()).or_default().push(p);
+    }
     let mut expected = 0usize;
     let mut missing = 0usize;
     let mut missing_posts = HashSet::new();
     let mut duplicates = 0u64;
-    for p in &originals {
+    for group in groups.values() {
+        let p = group
+            .iter()
+            .max_by_key(|p| copies.get(p.tag.as_str()).map_or(0, HashMap::len))
+            .unwrap();
         let got = copies.get(p.tag.as_str());
         for m in lists[p.list].members.iter().filter(|m| !refused(m)) {
             expected += 1;
@@ -789,10 +814,12 @@ fn report(
         }
         id_twice += seen.values().filter(|&&n| n > 1).count();
     }
-    for p in log.posted.iter().filter(|p| p.duplicate) {
-        if copies.contains_key(p.tag.as_str()) {
-            dup_posts_delivered += 1;
-        }
+    for group in groups.values() {
+        let delivered = group
+            .iter()
+            .filter(|p| copies.contains_key(p.tag.as_str()))
+            .count();
+        dup_posts_delivered += delivered.saturating_sub(1);
     }
     let bound = (log.kills * WORKERS * MAX_RCPT) as u64;
     let serve_log = std::fs::read_to_string(&serve.log).unwrap_or_default();
@@ -817,9 +844,10 @@ fn report(
     let pass = |b: bool| if b { "PASS" } else { "FAIL" };
     let all_reached = missing == 0 && drained;
     let dups_ok = duplicates <= bound;
-    let ids_ok = id_twice == 0;
+    let ids_ok = id_twice == 0 && dup_posts_delivered == 0;
     let panic_ok = panics == 0;
-    let flat = rss_growth < 10.0 && fds_growth < 10.0;
+    // no samples in a quarter (listrelay down all along) proves nothing
+    let flat = rss_warm > 0.0 && rss_end > 0.0 && rss_growth < 10.0 && fds_growth < 10.0;
     println!("\n== chaos soak results ({secs} s of faults, drained at {t_drain:.0} s)");
     println!(
         "posts acknowledged: {} ({} reusing a Message-ID), refused by the MTA while down: {}",
@@ -849,7 +877,7 @@ fn report(
         log.kills
     );
     println!(
-        "{}  no Message-ID delivered twice: {id_twice} members got two posts with one Message-ID; {dup_posts_delivered} of {} reused-ID posts delivered at all",
+        "{}  no Message-ID delivered twice: {id_twice} members got two posts with one Message-ID; {dup_posts_delivered} of {} reused-ID posts delivered as well as their first",
         pass(ids_ok),
         log.posted.len() - originals.len()
     );
