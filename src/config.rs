@@ -229,6 +229,11 @@ pub struct SmtpConfig {
     pub max_connections: usize,
     pub connect_timeout_secs: u64,
     pub command_timeout_secs: u64,
+    /// A pooled connection older than this is closed after its transaction:
+    /// the MTA applies a reload (new restrictions, tables) to new sessions
+    /// only, so a busy connection must not live forever (Postfix's own
+    /// `smtp_connection_reuse_time_limit` is 300 s too).
+    pub connection_reuse_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -355,6 +360,7 @@ impl Default for SmtpConfig {
             max_connections: 4,
             connect_timeout_secs: 10,
             command_timeout_secs: 300,
+            connection_reuse_secs: 300,
         }
     }
 }
@@ -449,6 +455,10 @@ impl Config {
             ("lmtp.command_timeout_secs", self.lmtp.command_timeout_secs),
             ("lmtp.data_timeout_secs", self.lmtp.data_timeout_secs),
             ("smtp.max_connections", self.smtp.max_connections as u64),
+            (
+                "smtp.connection_reuse_secs",
+                self.smtp.connection_reuse_secs,
+            ),
             ("fanout.workers", self.fanout.workers as u64),
             ("fanout.chunk_size", self.fanout.chunk_size as u64),
             ("fanout.lease_secs", self.fanout.lease_secs),

@@ -90,12 +90,20 @@ fn postfix_host_port(s: &str) -> String {
     }
 }
 
+/// The transport table's next hop. A Unix socket goes through the snippet's
+/// own `listrelay` service (never chrooted), not the stock `lmtp` one: Debian
+/// runs `lmtp` chrooted in /var/spool/postfix, where the socket's path does
+/// not exist.
 fn postfix_nexthop(t: &LmtpTarget) -> String {
     match t {
         LmtpTarget::Tcp(hp) => format!("lmtp:inet:{}", postfix_host_port(hp)),
-        LmtpTarget::Unix(path) => format!("lmtp:unix:{}", path.display()),
+        LmtpTarget::Unix(path) => format!("{POSTFIX_UNIX_SERVICE}:unix:{}", path.display()),
     }
 }
+
+/// The master.cf service name of the Unix-socket LMTP client (the snippet
+/// defines it; main.cf's per-transport limits are named after it).
+const POSTFIX_UNIX_SERVICE: &str = "listrelay";
 
 /// A route_list host for Exim: IPv6 colons doubled, names resolved `byname`.
 fn exim_route_host(host: &str) -> String {
@@ -499,7 +507,16 @@ mod tests {
                 "transport",
                 "ml.example.net\tlmtp:inet:[::1]:8024",
             ),
-            (unix(), "transport", "lists.example.org\tlmtp:unix:/run/listrelay/lmtp.sock"),
+            (unix(), "transport", "lists.example.org\tlistrelay:unix:/run/listrelay/lmtp.sock"),
+            (
+                unix(),
+                "master.cf.snippet",
+                "listrelay unix  -       -       n       -       -       lmtp",
+            ),
+            (unix(), "main.cf.snippet", "listrelay_destination_recipient_limit = 50"),
+            (unix(), "main.cf.snippet", "lmtp_send_xforward_command = yes"),
+            (tcp(), "main.cf.snippet", "lmtp_send_xforward_command = yes"),
+            (tcp(), "main.cf.snippet", "lmtp_destination_recipient_limit = 50"),
             (tcp(), "relay_recipients", "dev@lists.example.org\tOK"),
             (tcp(), "relay_recipients", "dev-bounces@lists.example.org\tOK"),
             (tcp(), "relay_recipients", "dev-request@lists.example.org\tOK"),
@@ -521,6 +538,21 @@ mod tests {
                 "{t:?} {f}: no line {line:?} in\n{c}"
             );
         }
+    }
+
+    /// The TCP snippets carry nothing of the Unix-socket service, and the
+    /// Unix ones none of the TCP `lmtp` tuning (it would not apply).
+    #[test]
+    fn postfix_blocks_stay_apart() {
+        let t = postfix(&params(tcp()));
+        assert!(!file(&t, "master.cf.snippet").contains("listrelay unix"));
+        assert!(!file(&t, "main.cf.snippet").contains("listrelay_destination"));
+        let u = postfix(&params(unix()));
+        assert!(!file(&u, "main.cf.snippet").contains("lmtp_destination_recipient_limit"));
+        // the re-injection service stays the last entry, so its "-o" lines
+        // are not taken for the LMTP service's
+        let master = file(&u, "master.cf.snippet");
+        assert!(master.find("listrelay unix") < master.find(" inet "));
     }
 
     #[test]

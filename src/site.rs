@@ -99,5 +99,6 @@ pub fn smtp_config(config: &Config) -> smtp::ClientConfig {
     smtp_cfg.max_connections = config.smtp.max_connections;
     smtp_cfg.connect_timeout = Duration::from_secs(config.smtp.connect_timeout_secs);
     smtp_cfg.command_timeout = Duration::from_secs(config.smtp.command_timeout_secs);
+    smtp_cfg.max_connection_age = Duration::from_secs(config.smtp.connection_reuse_secs);
     smtp_cfg
 }

@@ -37,16 +37,30 @@ pub async fn bind(addrs: &[SocketAddress]) -> anyhow::Result<Listeners> {
                     std::fs::remove_file(p)
                         .with_context(|| format!("removing stale socket {}", p.display()))?;
                 }
-                Listener::Unix(
-                    UnixListener::bind(p)
-                        .with_context(|| format!("binding LMTP on {}", p.display()))?,
-                    p.clone(),
-                )
+                let listener = UnixListener::bind(p)
+                    .with_context(|| format!("binding LMTP on {}", p.display()))?;
+                open_to_the_mta(p)?;
+                Listener::Unix(listener, p.clone())
             }
         });
         info!(%addr, "LMTP listening");
     }
     Ok(Listeners(out))
+}
+
+/// Makes the socket connectable by the MTA's user (mode 0666; connecting
+/// needs write permission, and the umask, e.g. systemd's 0027, would leave
+/// only listrelay's own user and group). Who may reach it is decided by the
+/// directory it lives in, as for Postfix's and Dovecot's sockets; loopback
+/// TCP, the default listener, has no access control at all.
+fn open_to_the_mta(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).with_context(|| {
+        format!(
+            "making the LMTP socket {} connectable (chmod 0666); check that listrelay owns it",
+            path.display()
+        )
+    })
 }
 
 impl Listeners {

@@ -73,6 +73,9 @@ pub(crate) struct Connection {
     /// Replies read so far; lets the pool tell "failed before any reply".
     pub(crate) replies_read: u64,
     pub(crate) idle_since: Instant,
+    /// When the session was opened; the pool retires it after
+    /// `max_connection_age`.
+    pub(crate) opened: Instant,
     command_timeout: Duration,
 }
 
@@ -162,6 +165,7 @@ impl Connection {
             needs_rset: false,
             replies_read: 0,
             idle_since: Instant::now(),
+            opened: Instant::now(),
             command_timeout: cfg.command_timeout,
         };
         let refused = |what: &str, reply: &Reply| {

@@ -77,6 +77,11 @@ pub struct ClientConfig {
     /// An idle pooled connection older than this is closed instead of reused
     /// (Postfix's smtpd drops idle clients after 300 s). Default 60 s.
     pub idle_timeout: Duration,
+    /// A connection opened longer ago than this is closed with QUIT after its
+    /// transaction instead of going back to the pool: the MTA applies a
+    /// reload (`postfix reload` after a table change) to new sessions only.
+    /// Default 300 s, Postfix's `smtp_connection_reuse_time_limit`.
+    pub max_connection_age: Duration,
 }
 
 impl ClientConfig {
@@ -90,6 +95,7 @@ impl ClientConfig {
             data_timeout: Duration::from_secs(600),
             max_txn_per_connection: 1000,
             idle_timeout: Duration::from_secs(60),
+            max_connection_age: Duration::from_secs(300),
         }
     }
 }

@@ -210,7 +210,9 @@ impl Client {
     fn take_idle(&self) -> Option<Connection> {
         let mut idle = self.inner.idle.lock().unwrap();
         while let Some(c) = idle.pop() {
-            if c.idle_since.elapsed() < self.inner.cfg.idle_timeout {
+            if c.idle_since.elapsed() < self.inner.cfg.idle_timeout
+                && c.opened.elapsed() < self.inner.cfg.max_connection_age
+            {
                 return Some(c);
             }
             tracing::debug!(conn = c.id, "dropping SMTP connection idle too long");
@@ -226,7 +228,9 @@ impl Client {
             );
             return;
         }
-        if conn.txns >= self.inner.cfg.max_txn_per_connection {
+        if conn.txns >= self.inner.cfg.max_txn_per_connection
+            || conn.opened.elapsed() >= self.inner.cfg.max_connection_age
+        {
             conn.quit().await;
             return;
         }

@@ -20,7 +20,41 @@ pub struct Postfix {
     pub queue_dir: PathBuf,
     /// The Postfix log (maillog_file).
     pub log_file: PathBuf,
+    /// The re-injection smtpd's `check_recipient_access` table (hash:), if
+    /// [`Options::reinject_access`] asked for one.
+    reinject_access: Option<PathBuf>,
     master: Option<Child>,
+}
+
+/// How [`Postfix::start_opts`] sets the instance up.
+#[derive(Clone)]
+pub struct Options {
+    /// `recipient_delimiter` on both sides.
+    pub delimiter: char,
+    /// Give the re-injection smtpd a `check_recipient_access` hash table
+    /// (empty at start; [`Postfix::set_reinject_access`] fills it), so a test
+    /// can make Postfix refuse chosen members at hand-off.
+    pub reinject_access: bool,
+    /// Run the stock `lmtp` service chrooted, as Debian's master.cf does.
+    pub lmtp_chroot: bool,
+    /// Snippets rendered elsewhere (e.g. by `listrelay integration postfix`)
+    /// and the re-injection port they name, instead of rendering them here.
+    pub rendered: Option<(Vec<integration::Snippet>, u16)>,
+    /// More main.cf lines, after everything else (the last setting wins),
+    /// e.g. a longer queue lifetime for a long run.
+    pub extra_main: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            delimiter: '+',
+            reinject_access: false,
+            lmtp_chroot: false,
+            rendered: None,
+            extra_main: String::new(),
+        }
+    }
 }
 
 const TEST_MAIN: &str = r#"# --- test-only settings (tests/support/postfix.rs)
@@ -196,6 +230,18 @@ impl Postfix {
 
     /// [`Postfix::start`] with `recipient_delimiter = delimiter`.
     pub fn start_with(cfg: &MtaConfig, delimiter: char) -> Result<Postfix, String> {
+        Postfix::start_opts(
+            cfg,
+            &Options {
+                delimiter,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// [`Postfix::start`] with the choices of [`Options`].
+    pub fn start_opts(cfg: &MtaConfig, opts: &Options) -> Result<Postfix, String> {
+        let delimiter = opts.delimiter;
         if Command::new("postconf")
             .arg("-d")
             .arg("mail_version")
@@ -211,7 +257,16 @@ impl Postfix {
         let base = dir.path().to_path_buf();
         make_traversable(&base).map_err(|e| format!("chmod 0711 {}: {e}", base.display()))?;
         let inbound_port = ports::free_port();
-        let reinject_port = ports::free_port();
+        let (snippets, reinject_port) = match &opts.rendered {
+            Some((snippets, port)) => (snippets.clone(), *port),
+            None => {
+                let port = ports::free_port();
+                (
+                    integration::postfix(&cfg.params_with(port, delimiter)),
+                    port,
+                )
+            }
+        };
         let etc = base.join("etc");
         std::fs::create_dir_all(etc.join("listrelay")).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(base.join("queue")).map_err(|e| e.to_string())?;
@@ -220,16 +275,34 @@ impl Postfix {
             .args(["-d", "-o", "postfix", "-g", "postfix", "-m", "0700"])
             .arg(base.join("data")))?;
 
-        let snippets = integration::postfix(&cfg.params_with(reinject_port, delimiter));
         let get = |name: &str| super::snippet(&snippets, name);
         let d = base.display().to_string();
         let main = TEST_MAIN
             .replace("{DIR}", &d)
             .replace("{SINK}", &cfg.sink_port.to_string())
-            + &get("main.cf.snippet");
+            + &get("main.cf.snippet")
+            + &opts.extra_main;
+        let access = etc.join("reinject_access");
+        let mut reinject_service = get("master.cf.snippet");
+        if opts.reinject_access {
+            // After the snippet's own empty smtpd_recipient_restrictions:
+            // the last -o of a service wins.
+            reinject_service.push_str(&format!(
+                "  -o smtpd_recipient_restrictions=check_recipient_access,hash:{}\n",
+                access.display()
+            ));
+        }
+        let services = if opts.lmtp_chroot {
+            TEST_MASTER_SERVICES.replace(
+                "lmtp      unix  -       -       n",
+                "lmtp      unix  -       -       y",
+            )
+        } else {
+            TEST_MASTER_SERVICES.to_string()
+        };
         let master = TEST_MASTER_HEAD.replace("{IN}", &inbound_port.to_string())
-            + &get("master.cf.snippet")
-            + TEST_MASTER_SERVICES;
+            + &reinject_service
+            + &services;
         let w = |p: PathBuf, s: &str| {
             std::fs::write(&p, s).map_err(|e| format!("{}: {e}", p.display()))
         };
@@ -246,6 +319,7 @@ impl Postfix {
         // instead of ~2 s
         create_queue_dirs(&base.join("queue"))?;
         let mut pf = Postfix {
+            reinject_access: opts.reinject_access.then_some(access),
             inbound_port,
             reinject_port,
             config_dir: etc.clone(),
@@ -254,6 +328,9 @@ impl Postfix {
             master: None,
             dir,
         };
+        if opts.reinject_access {
+            pf.postmap_reinject_access(&[])?;
+        }
         pf.spawn_master()?;
         Ok(pf)
     }
@@ -316,6 +393,46 @@ impl Postfix {
             });
             let _ = child.wait();
         }
+    }
+
+    /// Writes the re-injection access table (`address  action` lines, e.g.
+    /// `("bob@example.net", "550 5.1.1 no such user")`), runs `postmap` on
+    /// it and reloads Postfix, as an operator would.
+    pub fn set_reinject_access(&self, entries: &[(&str, &str)]) -> Result<(), String> {
+        self.postmap_reinject_access(entries)?;
+        self.reload()
+    }
+
+    fn postmap_reinject_access(&self, entries: &[(&str, &str)]) -> Result<(), String> {
+        let path = self
+            .reinject_access
+            .as_ref()
+            .ok_or("started without Options::reinject_access")?;
+        let text: String = entries
+            .iter()
+            .map(|(addr, action)| format!("{addr}\t{action}\n"))
+            .collect();
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        run(Command::new("postmap")
+            .arg("-c")
+            .arg(&self.config_dir)
+            .arg(format!("hash:{}", path.display())))?;
+        Ok(())
+    }
+
+    /// `postfix reload`: SIGHUP to the master this handle started (what
+    /// `postfix reload` sends); new processes read the new configuration.
+    pub fn reload(&self) -> Result<(), String> {
+        let child = self.master.as_ref().ok_or("postfix is not running")?;
+        // SAFETY: plain kill(2) on the master this handle started.
+        if unsafe { libc::kill(child.id() as i32, libc::SIGHUP) } != 0 {
+            return Err(format!(
+                "SIGHUP to postfix master {}: {}",
+                child.id(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
     }
 
     /// `postqueue -f`: retry deferred mail now.

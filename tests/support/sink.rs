@@ -40,6 +40,10 @@ pub struct Transaction {
     pub bytes: usize,
     /// The message, if the sink was built with `keep_data(true)`.
     pub data: Option<Vec<u8>>,
+    /// The value of the header named by [`SinkBuilder::tag_header`], if the
+    /// message's header block has it (which post a copy belongs to, without
+    /// keeping every copy's bytes).
+    pub tag: Option<String>,
 }
 
 type Policy = Arc<dyn Fn(&str) -> RcptVerdict + Send + Sync>;
@@ -61,9 +65,16 @@ pub struct SinkBuilder {
     tempfail: HashSet<String>,
     policy: Option<Policy>,
     keep_data: bool,
+    tag_header: Option<String>,
 }
 
 impl SinkBuilder {
+    /// Record the value of this header of each message as its `tag`.
+    pub fn tag_header(mut self, name: &str) -> Self {
+        self.tag_header = Some(name.to_string());
+        self
+    }
+
     /// Answer 550 5.1.1 to these recipients (case-insensitive).
     pub fn reject<S: AsRef<str>>(mut self, addrs: impl IntoIterator<Item = S>) -> Self {
         self.reject
@@ -110,7 +121,10 @@ impl SinkBuilder {
                 RcptVerdict::Accept
             }
         });
-        let keep = self.keep_data;
+        let keep = Keep {
+            data: self.keep_data,
+            tag: self.tag_header.map(Arc::new),
+        };
         let st = state.clone();
         let accept = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
@@ -120,7 +134,7 @@ impl SinkBuilder {
                         let Ok((sock, _)) = r else { continue };
                         let _ = sock.set_nodelay(true);
                         st.connections.fetch_add(1, Ordering::Relaxed);
-                        conns.spawn(session(sock, st.clone(), policy.clone(), keep));
+                        conns.spawn(session(sock, st.clone(), policy.clone(), keep.clone()));
                     }
                     Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 }
@@ -154,6 +168,7 @@ impl Sink {
             tempfail: HashSet::new(),
             policy: None,
             keep_data: false,
+            tag_header: None,
         }
     }
 
@@ -259,7 +274,26 @@ struct Txn {
     refused: Vec<(String, u16)>,
 }
 
-async fn session(mut sock: TcpStream, st: Arc<State>, policy: Policy, keep: bool) {
+/// What a session keeps of each message.
+#[derive(Clone)]
+struct Keep {
+    data: bool,
+    tag: Option<Arc<String>>,
+}
+
+/// The value of header `name` in the header block of `msg` (unfolded lines
+/// only: enough for a test's own header).
+fn header_value(msg: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(msg);
+    text.split("\r\n")
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+}
+
+async fn session(mut sock: TcpStream, st: Arc<State>, policy: Policy, keep: Keep) {
     if sock
         .write_all(b"220 sink.test.invalid ESMTP counting sink\r\n")
         .await
@@ -294,7 +328,11 @@ async fn session(mut sock: TcpStream, st: Arc<State>, policy: Policy, keep: bool
                     rcpts: t.rcpts,
                     refused: t.refused,
                     bytes,
-                    data: keep.then(|| body[2.min(body.len())..].to_vec()),
+                    data: keep.data.then(|| body[2.min(body.len())..].to_vec()),
+                    tag: keep
+                        .tag
+                        .as_ref()
+                        .and_then(|name| header_value(&body[2.min(body.len())..], name)),
                 });
                 st.transactions.fetch_add(1, Ordering::AcqRel);
                 st.rcpts.fetch_add(rc, Ordering::AcqRel);
