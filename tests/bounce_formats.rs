@@ -353,6 +353,47 @@ fn samples() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Each recipient's own verdict, for reports whose recipients disagree
+/// (the report-level `hard` is then `None`): file, recipient, reason, hard.
+const PER_RECIPIENT: &[(&str, &str, Reason, bool)] = &[
+    // A name server that failed to answer (RFC 1035 SERVFAIL, Postfix's
+    // "Malformed or unexpected name server reply") says nothing about the
+    // domain, whatever the X.4.4 status; "Host not found" (NXDOMAIN) does.
+    (
+        "postfix-dns-failure.eml",
+        "olga@broken-dns.example.net",
+        Reason::Other,
+        false,
+    ),
+    (
+        "postfix-dns-failure.eml",
+        "pia@gone.example.net",
+        Reason::HostUnknown,
+        true,
+    ),
+];
+
+#[test]
+fn per_recipient_verdicts() {
+    let mut failures = Vec::new();
+    for (file, rcpt, reason, hard) in PER_RECIPIENT {
+        let r = sample(file);
+        let got = r
+            .details
+            .iter()
+            .find(|d| d.recipient == *rcpt)
+            .map(|d| (d.reason, d.hard));
+        if got != Some((*reason, *hard)) {
+            failures.push(format!(
+                "{file} {rcpt}: got {got:?}, want {:?} (recipients {:?})",
+                (reason, hard),
+                r.recipients
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn line_endings_agree() {
     let lf = std::fs::read(format!(
