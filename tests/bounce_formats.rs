@@ -322,6 +322,28 @@ const CASES: &[Case] = &[
         status: Some("5.7.1"),
         reason: Some(Reason::Policy),
     },
+    // Recipients that disagree give no report-level verdict (each one's
+    // is checked in PER_RECIPIENT).
+    Case {
+        file: "sendmail-v5-multi.eml",
+        kind: Kind::Bounce,
+        recipients: &[
+            "rosa@example.net",
+            "sami@flaky.example.net",
+            "tara@nowhere.example.com",
+        ],
+        hard: None,
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    Case {
+        file: "dsn-text-per-recipient.eml",
+        kind: Kind::Bounce,
+        recipients: &["uma@example.net", "vera@example.net"],
+        hard: None,
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
 ];
 
 #[test]
@@ -370,6 +392,42 @@ const PER_RECIPIENT: &[(&str, &str, Reason, bool)] = &[
         "pia@gone.example.net",
         Reason::HostUnknown,
         true,
+    ),
+    // Issue 12 kind 5: an older (v5) Sendmail's transcript writes a host's
+    // lines before each address's own "554 <a@b>... reason" line; what
+    // follows that line is about the next address.
+    (
+        "sendmail-v5-multi.eml",
+        "rosa@example.net",
+        Reason::UserUnknown,
+        true,
+    ),
+    (
+        "sendmail-v5-multi.eml",
+        "sami@flaky.example.net",
+        Reason::Other,
+        false,
+    ),
+    (
+        "sendmail-v5-multi.eml",
+        "tara@nowhere.example.com",
+        Reason::HostUnknown,
+        true,
+    ),
+    // A multi-recipient report whose DSN gives only "5.0.0": each
+    // recipient's own line of the human-readable part explains it, not
+    // the next recipient's.
+    (
+        "dsn-text-per-recipient.eml",
+        "uma@example.net",
+        Reason::UserUnknown,
+        true,
+    ),
+    (
+        "dsn-text-per-recipient.eml",
+        "vera@example.net",
+        Reason::MailboxFull,
+        false,
     ),
 ];
 
