@@ -322,6 +322,17 @@ const CASES: &[Case] = &[
         status: Some("5.7.1"),
         reason: Some(Reason::Policy),
     },
+    // Issue 12 kind 2: RFC 5965's required fields written into the text
+    // (no `message/feedback-report` part) under `Auto-Submitted:
+    // auto-replied` still make a feedback report, not an auto-reply.
+    Case {
+        file: "arf-inline-auto-replied.eml",
+        kind: Kind::Feedback,
+        recipients: &["quinn@mail.example.net"],
+        hard: None,
+        status: None,
+        reason: Some(Reason::Feedback),
+    },
     // Recipients that disagree give no report-level verdict (each one's
     // is checked in PER_RECIPIENT).
     Case {
