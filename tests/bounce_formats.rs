@@ -333,6 +333,27 @@ const CASES: &[Case] = &[
         status: None,
         reason: Some(Reason::Feedback),
     },
+    // Issue 12 kind 4: a Message-ID, the list's own (VERP) bounce address
+    // and a Return-Path are not recipients.
+    Case {
+        file: "not-recipients.eml",
+        kind: Kind::Bounce,
+        recipients: &["zack@example.net"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    // Issue 12 kind 5: a multi-recipient plain-text report listing its
+    // recipients in a run after its announcement; the one that happens to
+    // start a line is not the only one.
+    Case {
+        file: "plain-text-recipient-run.eml",
+        kind: Kind::Bounce,
+        recipients: &["amy@example.net", "bob@example.net", "cy@example.net"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
     // Recipients that disagree give no report-level verdict (each one's
     // is checked in PER_RECIPIENT).
     Case {

@@ -285,7 +285,8 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
             || line_is_the_address(f)
     };
     if found.iter().any(at_line_start) {
-        found.retain(at_line_start);
+        let items = list_items(body, list_start, &found);
+        found.retain(|f| at_line_start(f) || items.contains(&f.start));
     }
     let general = General::of(body);
     let mut details = Vec::new();
@@ -311,6 +312,39 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
                 && !matches!(d.reason, Reason::UserUnknown | Reason::HostUnknown)
         });
     Some((if delayed { Kind::Delay } else { Kind::Bounce }, details))
+}
+
+/// The addresses given as the items of the report's own list, written
+/// in a run ("the following recipients: a@x, b@x,\n c@x"): after the
+/// announcement, separated from it and from each other by list
+/// punctuation only. They are recipients wherever they sit on their
+/// lines. Returns their offsets; the gaps read are disjoint (linear).
+fn list_items(body: &str, list_start: Option<usize>, found: &[addr::Found]) -> HashSet<usize> {
+    let mut items = HashSet::new();
+    let Some(mut prev) = list_start else {
+        return items;
+    };
+    for f in found {
+        if f.start < prev {
+            continue;
+        }
+        let gap = &body[prev..f.start];
+        // The announcement's own line may go on ("... failed permanently:").
+        let gap = if items.is_empty() {
+            gap.rsplit(':').next().unwrap_or(gap)
+        } else {
+            gap
+        };
+        if !gap
+            .chars()
+            .all(|c| c.is_whitespace() || ",;<>\"".contains(c))
+        {
+            break;
+        }
+        items.insert(f.start);
+        prev = f.end.max(prev);
+    }
+    items
 }
 
 /// Sendmail's line about one address, `554 <a@b.c>... Host unknown`
