@@ -322,6 +322,60 @@ const CASES: &[Case] = &[
         status: Some("5.7.1"),
         reason: Some(Reason::Policy),
     },
+    // Issue 12 kind 2: RFC 5965's required fields written into the text
+    // (no `message/feedback-report` part) under `Auto-Submitted:
+    // auto-replied` still make a feedback report, not an auto-reply.
+    Case {
+        file: "arf-inline-auto-replied.eml",
+        kind: Kind::Feedback,
+        recipients: &["quinn@mail.example.net"],
+        hard: None,
+        status: None,
+        reason: Some(Reason::Feedback),
+    },
+    // Issue 12 kind 4: a Message-ID, the list's own (VERP) bounce address
+    // and a Return-Path are not recipients.
+    Case {
+        file: "not-recipients.eml",
+        kind: Kind::Bounce,
+        recipients: &["zack@example.net"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    // Issue 12 kind 5: a multi-recipient plain-text report listing its
+    // recipients in a run after its announcement; the one that happens to
+    // start a line is not the only one.
+    Case {
+        file: "plain-text-recipient-run.eml",
+        kind: Kind::Bounce,
+        recipients: &["amy@example.net", "bob@example.net", "cy@example.net"],
+        hard: Some(true),
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    // Recipients that disagree give no report-level verdict (each one's
+    // is checked in PER_RECIPIENT).
+    Case {
+        file: "sendmail-v5-multi.eml",
+        kind: Kind::Bounce,
+        recipients: &[
+            "rosa@example.net",
+            "sami@flaky.example.net",
+            "tara@nowhere.example.com",
+        ],
+        hard: None,
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
+    Case {
+        file: "dsn-text-per-recipient.eml",
+        kind: Kind::Bounce,
+        recipients: &["uma@example.net", "vera@example.net"],
+        hard: None,
+        status: Some("5.1.1"),
+        reason: Some(Reason::UserUnknown),
+    },
 ];
 
 #[test]
@@ -348,6 +402,83 @@ fn samples() {
         );
         if got != want {
             failures.push(format!("{}:\n  got  {got:?}\n  want {want:?}", c.file));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Each recipient's own verdict, for reports whose recipients disagree
+/// (the report-level `hard` is then `None`): file, recipient, reason, hard.
+const PER_RECIPIENT: &[(&str, &str, Reason, bool)] = &[
+    // A name server that failed to answer (RFC 1035 SERVFAIL, Postfix's
+    // "Malformed or unexpected name server reply") says nothing about the
+    // domain, whatever the X.4.4 status; "Host not found" (NXDOMAIN) does.
+    (
+        "postfix-dns-failure.eml",
+        "olga@broken-dns.example.net",
+        Reason::Other,
+        false,
+    ),
+    (
+        "postfix-dns-failure.eml",
+        "pia@gone.example.net",
+        Reason::HostUnknown,
+        true,
+    ),
+    // Issue 12 kind 5: an older (v5) Sendmail's transcript writes a host's
+    // lines before each address's own "554 <a@b>... reason" line; what
+    // follows that line is about the next address.
+    (
+        "sendmail-v5-multi.eml",
+        "rosa@example.net",
+        Reason::UserUnknown,
+        true,
+    ),
+    (
+        "sendmail-v5-multi.eml",
+        "sami@flaky.example.net",
+        Reason::Other,
+        false,
+    ),
+    (
+        "sendmail-v5-multi.eml",
+        "tara@nowhere.example.com",
+        Reason::HostUnknown,
+        true,
+    ),
+    // A multi-recipient report whose DSN gives only "5.0.0": each
+    // recipient's own line of the human-readable part explains it, not
+    // the next recipient's.
+    (
+        "dsn-text-per-recipient.eml",
+        "uma@example.net",
+        Reason::UserUnknown,
+        true,
+    ),
+    (
+        "dsn-text-per-recipient.eml",
+        "vera@example.net",
+        Reason::MailboxFull,
+        false,
+    ),
+];
+
+#[test]
+fn per_recipient_verdicts() {
+    let mut failures = Vec::new();
+    for (file, rcpt, reason, hard) in PER_RECIPIENT {
+        let r = sample(file);
+        let got = r
+            .details
+            .iter()
+            .find(|d| d.recipient == *rcpt)
+            .map(|d| (d.reason, d.hard));
+        if got != Some((*reason, *hard)) {
+            failures.push(format!(
+                "{file} {rcpt}: got {got:?}, want {:?} (recipients {:?})",
+                (reason, hard),
+                r.recipients
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

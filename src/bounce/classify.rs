@@ -260,6 +260,19 @@ const HOST_UNKNOWN: &[&str] = &[
     "domain is not reachable",
 ];
 
+/// A name server that failed to answer, as opposed to one that answered
+/// that the name does not exist (RFC 1035: SERVFAIL, not NXDOMAIN): the
+/// lookup may well succeed later, so it says nothing about the domain.
+/// Postfix's wordings of its resolver's NO_RECOVERY and TRY_AGAIN,
+/// getaddrinfo's EAI_AGAIN, Exim's unfinished host lookup.
+const DNS_FAILURE: &[&str] = &[
+    "malformed or unexpected name server reply",
+    "host not found, try again",
+    "temporary failure in name resolution",
+    "servfail",
+    "host lookup did not complete",
+];
+
 const MAILBOX_FULL: &[&str] = &[
     "mailbox full",
     "mailbox is full",
@@ -410,6 +423,8 @@ pub struct Signals {
     mailbox_full: bool,
     /// Wording of an unknown host or domain.
     host_unknown_words: bool,
+    /// A name server failed to answer: no verdict on the domain.
+    dns_failure: bool,
     /// "mx.example.com does not exist": a host, not a mailbox.
     host_does_not_exist: bool,
     /// Wording of an unknown user or mailbox.
@@ -442,6 +457,7 @@ impl Signals {
             after_mail_from: text.contains("after mail from"),
             mailbox_full: contains_any(&text, &MAILBOX_FULL[..MAILBOX_FULL.len() - 1]),
             host_unknown_words: contains_any(&text, HOST_UNKNOWN),
+            dns_failure: contains_any(&text, DNS_FAILURE),
             host_does_not_exist: host_does_not_exist(&text),
             user_unknown: contains_any(&text, USER_UNKNOWN),
             too_large: contains_any(&text, TOO_LARGE),
@@ -460,6 +476,7 @@ impl Signals {
             after_mail_from: self.after_mail_from || other.after_mail_from,
             mailbox_full: self.mailbox_full || other.mailbox_full,
             host_unknown_words: self.host_unknown_words || other.host_unknown_words,
+            dns_failure: self.dns_failure || other.dns_failure,
             host_does_not_exist: self.host_does_not_exist || other.host_does_not_exist,
             user_unknown: self.user_unknown || other.user_unknown,
             too_large: self.too_large || other.too_large,
@@ -509,14 +526,22 @@ fn remote_reply<'a>(diagnostic: &'a str, status: &str) -> Option<&'a str> {
 
 /// Classifies one failure from its status and the signals of its text.
 pub fn reason_of(status: Option<&str>, sig: &Signals) -> Reason {
-    let by_status = status.and_then(reason_from_status);
+    let mut by_status = status.and_then(reason_from_status);
     // A rejection of the envelope sender says nothing about the recipient.
     if sig.after_mail_from && !sig.host_unknown_words {
         return Reason::Policy;
     }
+    // A name server that failed to answer said nothing about the domain:
+    // neither its routing status (RFC 3463 X.4.4 "unable to route") nor
+    // the words around it ("Name service error ... Host not found, try
+    // again") make the host unknown.
+    if sig.dns_failure && by_status == Some(Reason::HostUnknown) {
+        by_status = None;
+    }
+    let host_unknown = (sig.host_unknown_words || sig.host_does_not_exist) && !sig.dns_failure;
     let strong = if sig.mailbox_full {
         Some(Reason::MailboxFull)
-    } else if sig.host_unknown_words || sig.host_does_not_exist {
+    } else if host_unknown {
         Some(Reason::HostUnknown)
     } else if sig.user_unknown {
         Some(Reason::UserUnknown)
@@ -736,6 +761,25 @@ mod tests {
                 Some("5.7.1"),
                 "550 5.7.1 <a@b.c>: Recipient address rejected: User unknown",
                 Reason::UserUnknown,
+                true,
+            ),
+            // A name server's failure is not an unknown domain.
+            (
+                Some("5.4.4"),
+                "Name service error for name=example.org type=MX: Malformed or unexpected name server reply",
+                Reason::Other,
+                false,
+            ),
+            (
+                Some("4.4.3"),
+                "Host or domain name not found. Name service error for name=example.org type=A: Host not found, try again",
+                Reason::Transient,
+                false,
+            ),
+            (
+                Some("5.4.4"),
+                "Host or domain name not found. Name service error for name=example.org type=A: Host not found",
+                Reason::HostUnknown,
                 true,
             ),
             (

@@ -161,6 +161,11 @@ struct Context<'a> {
     /// Lower-cased address -> where the text about its first mention
     /// starts: its line's start, or a line's length before it.
     first_line: HashMap<String, usize>,
+    /// Lines that start with an address (`a@b: 550 ...`, `<a@b>: host
+    /// ... said`), as (line start, lower-cased address), in order: where
+    /// one recipient's paragraph of a multi-recipient report gives way to
+    /// the next one's.
+    led: Vec<(usize, String)>,
     /// Replies of the session transcript (Sendmail's `<<< 550 ...` lines,
     /// normalised) that answered the `>>> DATA` command: such a refusal is
     /// about the message, not the address (RFC 5321 section 4.1.1.4).
@@ -184,6 +189,7 @@ const AROUND_MAX: usize = 4000;
 impl<'a> Context<'a> {
     fn new(text: &'a str) -> Self {
         let mut first_line = HashMap::new();
+        let mut led: Vec<(usize, String)> = Vec::new();
         // Addresses come in order: the line start is tracked as we go.
         let (mut line_start, mut scanned) = (0, 0);
         for f in addr::find_all(text) {
@@ -192,9 +198,14 @@ impl<'a> Context<'a> {
             }
             scanned = f.start;
             let start = fields::floor_char(text, line_start.max(f.start.saturating_sub(LOOKBACK)));
-            first_line
-                .entry(f.addr.to_ascii_lowercase())
-                .or_insert(start);
+            let key = f.addr.to_ascii_lowercase();
+            if start == line_start
+                && matches!(text[line_start..f.start].trim(), "" | "<")
+                && led.last().is_none_or(|(ls, _)| *ls != line_start)
+            {
+                led.push((line_start, key.clone()));
+            }
+            first_line.entry(key).or_insert(start);
         }
         // With pipelining (RFC 2920) the transcript shows only the last
         // command sent, and the replies come in the order of the commands:
@@ -225,6 +236,7 @@ impl<'a> Context<'a> {
         Context {
             text,
             first_line,
+            led,
             data_replies,
         }
     }
@@ -235,15 +247,42 @@ impl<'a> Context<'a> {
         !self.data_replies.is_empty() && self.data_replies.contains(&reply_key(diagnostic))
     }
 
-    /// The line that mentions `rcpt` and the few lines after it.
+    /// The line that mentions `rcpt` and the few lines after it, up to
+    /// the line where another recipient's paragraph starts (RFC 3464
+    /// section 2: the human-readable part explains each recipient; in
+    /// "a@x: 550 5.1.1 User unknown" / "b@x: 552 5.2.2 Mailbox full" the
+    /// second line is not about a@x). A list of bare addresses sharing
+    /// one explanation below them is not cut.
     fn around(&self, rcpt: &str) -> String {
-        let Some(&start) = self.first_line.get(&rcpt.to_ascii_lowercase()) else {
+        let key = rcpt.to_ascii_lowercase();
+        let Some(&start) = self.first_line.get(&key) else {
             return String::new();
         };
         let rest = &self.text[start..];
-        let rest = &rest[..fields::floor_char(rest, rest.len().min(AROUND_MAX))];
-        rest.split('\n').take(6).collect::<Vec<_>>().join("\n")
+        let mut end = fields::floor_char(rest, rest.len().min(AROUND_MAX));
+        let from = self.led.partition_point(|(ls, _)| *ls <= start);
+        for (ls, other) in &self.led[from..] {
+            let off = ls - start;
+            if off >= end {
+                break;
+            }
+            if *other != key && alnum_count(&rest[..off]) > alnum_count(&key) {
+                end = off;
+                break;
+            }
+        }
+        rest[..end]
+            .split('\n')
+            .take(6)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
+}
+
+/// Letters and digits in `s`: whether a paragraph says more than the
+/// address it is about.
+fn alnum_count(s: &str) -> usize {
+    s.chars().filter(|c| c.is_alphanumeric()).count()
 }
 
 #[cfg(test)]

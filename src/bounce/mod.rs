@@ -251,6 +251,15 @@ fn parse_inner(raw: &[u8], depth: u8) -> BounceReport {
         return BounceReport::from_details(Kind::Feedback, details);
     }
 
+    // A feedback report whose RFC 5965 fields a broken generator wrote
+    // into its text instead of a `message/feedback-report` part (it may
+    // also carry `Auto-Submitted: auto-replied`): still a complaint, not
+    // an auto-reply.
+    if c.dsn.is_empty() && has_inline_feedback(&context) {
+        let details = arf::parse(Some(&context), &c.attached_to);
+        return BounceReport::from_details(Kind::Feedback, details);
+    }
+
     // Complaint loops that attach the message with the recipient in a header.
     if let Some(r) = &c.complained_rcpt {
         if c.dsn.is_empty() {
@@ -341,6 +350,22 @@ fn parse_inner(raw: &[u8], depth: u8) -> BounceReport {
     } else {
         Kind::NotBounce
     })
+}
+
+/// Whether a text carries the fields RFC 5965 (section 3.1) requires of
+/// every feedback report, `Feedback-Type`, `User-Agent` and `Version`, each
+/// at the start of a line.
+fn has_inline_feedback(text: &str) -> bool {
+    let (mut kind, mut agent, mut version) = (false, false, false);
+    for line in text.lines() {
+        let Some((name, _)) = line.split_once(':') else {
+            continue;
+        };
+        kind |= name.eq_ignore_ascii_case("feedback-type");
+        agent |= name.eq_ignore_ascii_case("user-agent");
+        version |= name.eq_ignore_ascii_case("version");
+    }
+    kind && agent && version
 }
 
 /// Whether a text carries RFC 3464 per-recipient fields inline.

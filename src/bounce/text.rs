@@ -285,7 +285,8 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
             || line_is_the_address(f)
     };
     if found.iter().any(at_line_start) {
-        found.retain(at_line_start);
+        let items = list_items(body, list_start, &found);
+        found.retain(|f| at_line_start(f) || items.contains(&f.start));
     }
     let general = General::of(body);
     let mut details = Vec::new();
@@ -297,9 +298,12 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
                 .0
                 .max(f.start.saturating_sub(LINE_LOOKBACK)),
         );
-        let end = found
+        let mut end = found
             .get(i + 1)
             .map_or(body.len(), |g| lines.of(g.start).0.max(f.end));
+        if let Some(line_end) = sendmail_address_line(&body[..end], &lines, f) {
+            end = line_end;
+        }
         details.push(detail(&f.addr, &body[start..end], &general));
     }
     let delayed = general.permanent == Some(false)
@@ -308,6 +312,70 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
                 && !matches!(d.reason, Reason::UserUnknown | Reason::HostUnknown)
         });
     Some((if delayed { Kind::Delay } else { Kind::Bounce }, details))
+}
+
+/// The addresses given as the items of the report's own list, written
+/// in a run ("the following recipients: a@x, b@x,\n c@x"): after the
+/// announcement, separated from it and from each other by list
+/// punctuation only. They are recipients wherever they sit on their
+/// lines. Returns their offsets; the gaps read are disjoint (linear).
+fn list_items(body: &str, list_start: Option<usize>, found: &[addr::Found]) -> HashSet<usize> {
+    let mut items = HashSet::new();
+    let Some(mut prev) = list_start else {
+        return items;
+    };
+    for f in found {
+        if f.start < prev {
+            continue;
+        }
+        let gap = &body[prev..f.start];
+        // The announcement's own line may go on ("... failed permanently:").
+        let gap = if items.is_empty() {
+            gap.rsplit(':').next().unwrap_or(gap)
+        } else {
+            gap
+        };
+        if !gap
+            .chars()
+            .all(|c| c.is_whitespace() || ",;<>\"".contains(c))
+        {
+            break;
+        }
+        items.insert(f.start);
+        prev = f.end.max(prev);
+    }
+    items
+}
+
+/// Sendmail's line about one address, `554 <a@b.c>... Host unknown`
+/// (its `usrerr` form: a reply code, the address, three dots, the
+/// reason), says all there is about that address; the transcript lines
+/// after it, each starting with its own reply code, are about the next
+/// host and address (Sendmail v5 writes a host's lines before the line of
+/// each address they failed). Returns where the address's line and its
+/// indented continuations end, or `None` for any other form. `body` ends
+/// where the next address's text starts, so each line is read once.
+fn sendmail_address_line(body: &str, lines: &Lines, f: &addr::Found) -> Option<usize> {
+    let (ls, le) = lines.of(f.start);
+    let le = le.min(body.len());
+    let before = body[ls..f.start].trim_end_matches('<').trim_end();
+    let after = &body[f.end..le];
+    let coded = before.len() == 3
+        && classify::find_reply_code(before).is_some()
+        && after.trim_start_matches('>').starts_with("...");
+    if !coded {
+        return None;
+    }
+    let (mut end, mut at) = (le, (le + 1).min(body.len()));
+    // Continuation lines are indented; the next transcript line is not.
+    for next in body[at..].split_inclusive('\n') {
+        if !next.starts_with([' ', '\t']) || next.trim().is_empty() {
+            break;
+        }
+        at += next.len();
+        end = at;
+    }
+    Some(end)
 }
 
 /// What the whole report says, read once: it classifies every recipient
