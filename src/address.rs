@@ -6,15 +6,29 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// The longest address we accept (RFC 5321: 64 + 1 + 255).
+/// The longest address of a member or list (RFC 5321: 64 + 1 + 255).
 const MAX_ADDRESS_LEN: usize = 320;
+
+/// The longest local part of a member or list (RFC 5321).
+const MAX_LOCAL_LEN: usize = 64;
+
+/// The longest local part of a recipient at RCPT. listrelay's own tagged
+/// addresses are longer than RFC 5321's 64 bytes for ordinary members: a VERP
+/// sender is the list (64) + `-bounces` + the delimiter (up to 4 bytes) + the
+/// tag (the member's escaped local part, up to 3 × 64, its domain, up to 255,
+/// two `=` and the 13-byte signature), 538 bytes at most. Postfix and Exim
+/// pass such addresses on, so intake must take them back.
+const MAX_RECIPIENT_LOCAL_LEN: usize = 600;
+
+/// The longest recipient at RCPT: its local part and a 255-byte domain.
+const MAX_RECIPIENT_LEN: usize = MAX_RECIPIENT_LOCAL_LEN + 1 + 255;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum AddressError {
     #[error("empty address")]
     Empty,
-    #[error("address is longer than {MAX_ADDRESS_LEN} bytes")]
-    TooLong,
+    #[error("address is longer than {0} bytes")]
+    TooLong(usize),
     #[error("address has no @domain part")]
     NoDomain,
     #[error("invalid local part {0:?}")]
@@ -34,7 +48,20 @@ pub struct Address {
 }
 
 impl Address {
+    /// A member's or list's address: at most 64 bytes before the `@` and 320
+    /// in all (RFC 5321).
     pub fn parse(input: &str) -> Result<Self, AddressError> {
+        Self::parse_within(input, MAX_LOCAL_LEN, MAX_ADDRESS_LEN)
+    }
+
+    /// A recipient as an MTA hands it over at RCPT, which may be one of
+    /// listrelay's own tagged addresses, longer than a member's
+    /// ([`MAX_RECIPIENT_LOCAL_LEN`] says why).
+    pub fn parse_recipient(input: &str) -> Result<Self, AddressError> {
+        Self::parse_within(input, MAX_RECIPIENT_LOCAL_LEN, MAX_RECIPIENT_LEN)
+    }
+
+    fn parse_within(input: &str, max_local: usize, max_len: usize) -> Result<Self, AddressError> {
         let s = input.trim();
         let s = s
             .strip_prefix('<')
@@ -43,12 +70,12 @@ impl Address {
         if s.is_empty() {
             return Err(AddressError::Empty);
         }
-        if s.len() > MAX_ADDRESS_LEN {
-            return Err(AddressError::TooLong);
+        if s.len() > max_len {
+            return Err(AddressError::TooLong(max_len));
         }
         let at = s.rfind('@').ok_or(AddressError::NoDomain)?;
         let (local, domain) = (&s[..at], &s[at + 1..]);
-        if !valid_local(local) {
+        if !valid_local(local, max_local) {
             return Err(AddressError::BadLocal(local.to_string()));
         }
         if !valid_domain(domain) {
@@ -98,8 +125,8 @@ fn is_atext(c: char) -> bool {
 }
 
 /// A dot-atom (RFC 5322) or a quoted string without control characters.
-fn valid_local(local: &str) -> bool {
-    if local.is_empty() || local.len() > 64 {
+fn valid_local(local: &str, max: usize) -> bool {
+    if local.is_empty() || local.len() > max {
         return false;
     }
     if let Some(inner) = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
@@ -294,15 +321,14 @@ pub struct Route {
 /// Splits `local@domain` into the list it names and the handler. The caller checks
 /// that the list exists; a name that matches no rule yields `None`.
 pub fn route(addr: &Address, delimiter: char) -> Option<Route> {
-    let local = addr.local().to_lowercase();
-    // The tag keeps its case: VERP tags and tokens are case-sensitive.
-    let (base, tag) = match addr.local().find(delimiter) {
-        Some(i) => (
-            &local[..i],
-            Some(addr.local()[i + delimiter.len_utf8()..].to_string()),
-        ),
-        None => (local.as_str(), None),
+    // Split before lowercasing: a lowercase form can be longer or shorter
+    // than the original ('İ' becomes "i̇"), so its byte offsets differ. The
+    // tag keeps its case: VERP tags and tokens are case-sensitive.
+    let (base, tag) = match addr.local().split_once(delimiter) {
+        Some((base, tag)) => (base.to_lowercase(), Some(tag.to_string())),
+        None => (addr.local().to_lowercase(), None),
     };
+    let base = base.as_str();
     let (list, suffix) = Suffix::SUFFIXES
         .iter()
         .find_map(|(name, suffix)| {

@@ -176,7 +176,8 @@ impl Intake {
 
     /// Resolves a recipient at RCPT time.
     pub async fn resolve(&self, rcpt: &str) -> Result<Recipient, RcptRefusal> {
-        let addr = Address::parse(rcpt).map_err(|e| RcptRefusal::BadAddress(e.to_string()))?;
+        let addr =
+            Address::parse_recipient(rcpt).map_err(|e| RcptRefusal::BadAddress(e.to_string()))?;
         let unavailable = |e: StoreError| RcptRefusal::Unavailable(e.to_string());
         if self
             .store

@@ -1,0 +1,49 @@
+//! The bounce parser. Properties: no panic (libfuzzer-sys's panic hook aborts
+//! before the parser's own `catch_unwind` can hide one), and
+//! any input up to 1 MiB is parsed in under 50 ms of CPU time, so quadratic
+//! behaviour is a failure. Inputs whose first byte is `0xA5` are amplified the
+//! way an attacker would (issue 11): the rest is `head 0x00 block`, and the
+//! block is repeated up to 1 MiB, so a small input tests a large message.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use listrelay_fuzz::thread_cpu_ns;
+
+/// The budget of one parse (issue 11, part 2).
+const BUDGET_NS: u128 = 50_000_000;
+const MAX_INPUT: usize = 1 << 20;
+
+fuzz_target!(|data: &[u8]| {
+    let owned;
+    let input: &[u8] = match data.split_first() {
+        Some((0xA5, rest)) => {
+            owned = amplify(rest);
+            &owned
+        }
+        _ => &data[..data.len().min(MAX_INPUT)],
+    };
+    let start = thread_cpu_ns();
+    let report = listrelay::bounce::parse(input);
+    let spent = thread_cpu_ns() - start;
+    assert!(
+        spent < BUDGET_NS,
+        "parsing {} bytes took {} ms of CPU (budget 50 ms)",
+        input.len(),
+        spent / 1_000_000
+    );
+    std::hint::black_box(report);
+});
+
+/// `head` then `block` repeated until the message is 1 MiB.
+fn amplify(rest: &[u8]) -> Vec<u8> {
+    let split = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    let (head, block) = (&rest[..split], rest.get(split + 1..).unwrap_or(&[]));
+    let mut out = Vec::with_capacity(MAX_INPUT);
+    out.extend_from_slice(&head[..head.len().min(MAX_INPUT)]);
+    if !block.is_empty() {
+        while out.len() + block.len() <= MAX_INPUT {
+            out.extend_from_slice(block);
+        }
+    }
+    out
+}

@@ -1,0 +1,56 @@
+//! Intake's header editing: `insert_header` adds the Message-ID field and
+//! keeps every other byte. Properties: the output is the input with one slice
+//! added, and that slice is the field and its line end (after a line end for a
+//! last header line that had none); where the input had no Message-ID,
+//! mail-parser reads the inserted one, so every reader of the copy sees it.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use listrelay::intake::insert_header;
+
+const VALUE: &str = "<fuzz.1@lists.example.org>";
+
+fuzz_target!(|data: &[u8]| {
+    let out = insert_header(data, "Message-ID", VALUE);
+    assert!(out.len() > data.len(), "nothing was inserted");
+    let extra = out.len() - data.len();
+    let prefix = data.iter().zip(&out).take_while(|(a, b)| a == b).count();
+    let suffix = data
+        .iter()
+        .rev()
+        .zip(out.iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let field = format!("Message-ID: {VALUE}");
+    let allowed: Vec<Vec<u8>> = [&b"\r\n"[..], b"\n"]
+        .iter()
+        .flat_map(|eol| {
+            let one = [field.as_bytes(), eol].concat();
+            [one.clone(), [eol, &one[..]].concat()]
+        })
+        .collect();
+    let lo = data.len().saturating_sub(suffix);
+    let hi = prefix.min(data.len());
+    let ok = lo <= hi && (lo..=hi).any(|k| allowed.iter().any(|a| out[k..k + extra] == a[..]));
+    assert!(
+        ok,
+        "the inserted field is not all that changed: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+
+    // Where the input had no Message-ID, readers see the inserted one.
+    let had_one = mail_parser::MessageParser::new()
+        .parse_headers(data)
+        .is_some_and(|m| m.header_raw("Message-ID").is_some());
+    if !had_one {
+        let seen = mail_parser::MessageParser::new()
+            .parse_headers(&out[..])
+            .and_then(|m| m.message_id().map(str::to_string));
+        assert_eq!(
+            seen.as_deref(),
+            Some("fuzz.1@lists.example.org"),
+            "the inserted Message-ID is not read as a header: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+});
