@@ -99,7 +99,10 @@ struct Site {
     lmtp_port: u16,
 }
 
-async fn site(lists: &[(&str, &[&str], &[(&str, &str)])]) -> Option<Site> {
+/// A list to create: address, members, `list set` pairs.
+type ListSpec<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+
+async fn site(lists: &[ListSpec<'_>]) -> Option<Site> {
     if let Some(m) = dkimpy::missing() {
         eprintln!("skipped: {m}");
         return None;
