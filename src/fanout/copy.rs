@@ -152,6 +152,18 @@ pub fn prepare_for(list: &List, raw: &[u8], shared_unsubscribe: bool) -> Vec<u8>
         }
         out.extend_from_slice(f);
     }
+    if !fields.iter().any(|f| field_name(f) == "date") {
+        // RFC 5322 requires one, and an MTA adds it if missing (Postfix
+        // does on re-injection): added after our DKIM signature, which
+        // signs Date as absent, it would break it. So the copy has its own.
+        out.extend_from_slice(
+            format!(
+                "Date: {}\r\n",
+                crate::notice::rfc5322_date(crate::clock::now())
+            )
+            .as_bytes(),
+        );
+    }
     out.extend_from_slice(rest);
     let footer = list.settings.footer.as_str();
     if !footer.is_empty() && plain_text(&fields) {
@@ -394,7 +406,8 @@ mod tests {
         assert!(out.contains("List-Help: <mailto:dev-request@lists.example.org?subject=help>\r\n"));
         assert!(out.contains("Precedence: list\r\n"));
         assert!(!out.contains("other.x.org") && !out.contains("bulk"));
-        assert!(out.ends_with("From: a@b.org\r\nSubject: hi\r\n there\r\n\r\nbody\r\n"));
+        assert!(out.contains("From: a@b.org\r\nSubject: hi\r\n there\r\nDate: "));
+        assert!(out.ends_with("\r\n\r\nbody\r\n"));
         assert!(!out.contains("List-Archive"));
     }
 
