@@ -43,6 +43,8 @@ async fn main() {
                 size: 4,
                 state: MessageState::Queued,
                 policy: None,
+                client: None,
+                auth: None,
             },
             body: b"x\r\n\r\n".to_vec(),
         }])

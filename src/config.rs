@@ -116,6 +116,34 @@ pub struct Config {
     pub bounce: BounceConfig,
     pub moderation: ModerationConfig,
     pub http: HttpConfig,
+    /// The one resolver every sender check uses (docs/authentication.md).
+    pub dns: crate::auth::DnsConfig,
+    /// Sender evaluation: whose Authentication-Results to trust.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: sender evaluation (docs/authentication.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The authserv-id of an MTA that already checks DKIM/SPF/DMARC
+    /// (OpenDKIM/OpenDMARC, Exim): its `Authentication-Results` are used
+    /// instead of checking again, which saves the DNS lookups. Unset: check here.
+    pub trust_authserv_id: Option<String>,
+    /// Evaluate every post's sender (DKIM, ARC, SPF, DMARC) before the
+    /// posting policy. Off: posts reach the policy unchecked and copies are
+    /// mitigated only under `dmarc_mitigate_when = always`; for a host with
+    /// no usable DNS, where every post would otherwise wait.
+    pub evaluate_senders: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            trust_authserv_id: None,
+            evaluate_senders: true,
+        }
+    }
 }
 
 /// Moderation and subscription by email (docs/moderation.md).
@@ -335,6 +363,8 @@ impl Default for Config {
             bounce: BounceConfig::default(),
             moderation: ModerationConfig::default(),
             http: HttpConfig::default(),
+            dns: crate::auth::DnsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -529,6 +559,15 @@ impl Config {
                 return Err(invalid(key, "must be greater than 0"));
             }
         }
+        self.dns
+            .validate()
+            .map_err(|e| invalid("dns.resolvers", e.to_string()))?;
+        if self.dns.timeout_secs == 0 || self.dns.attempts == 0 {
+            return Err(invalid(
+                "dns.timeout_secs",
+                "dns.timeout_secs and dns.attempts must be at least 1",
+            ));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "must be \"text\" or \"json\""));
         }
@@ -611,6 +650,7 @@ mod tests {
             "admin.socket".into(),
             "metrics.listen".into(),
             "http.listen".into(),
+            "auth.trust_authserv_id".into(),
         ];
         for (name, value) in defaults.as_table().unwrap() {
             match value.as_table() {

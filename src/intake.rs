@@ -15,7 +15,8 @@ use crate::check::probe::{ProbeBook, Stage};
 use crate::clock::now;
 use crate::model::{DuplicatePolicy, List};
 use crate::store::{
-    new_id, AcceptOutcome, DedupKey, MessageMeta, MessageState, NewMessage, Store, StoreError,
+    new_id, AcceptOutcome, ClientInfo, DedupKey, MessageMeta, MessageState, NewMessage, Store,
+    StoreError,
 };
 
 /// A recipient that intake accepted at RCPT time.
@@ -256,6 +257,19 @@ impl Intake {
     /// Stores the message for every recipient and says what became of each, in
     /// order. Nothing is acknowledged before the store has synced it.
     pub async fn deliver(&self, mail_from: &str, rcpts: &[Recipient], data: &[u8]) -> Vec<Outcome> {
+        self.deliver_from(&ClientInfo::default(), mail_from, rcpts, data)
+            .await
+    }
+
+    /// [`Self::deliver`] for a message whose SMTP client the MTA named
+    /// (XFORWARD): posts keep it for the sender's SPF check.
+    pub async fn deliver_from(
+        &self,
+        client: &ClientInfo,
+        mail_from: &str,
+        rcpts: &[Recipient],
+        data: &[u8],
+    ) -> Vec<Outcome> {
         let headers = read_headers(data);
         let content_hash = hex::encode(Sha256::digest(data));
         let mut outcomes: Vec<Option<Outcome>> = vec![None; rcpts.len()];
@@ -310,6 +324,8 @@ impl Intake {
                     size: body.len() as u64,
                     state: MessageState::Queued,
                     policy: None,
+                    client: (is_post && *client != ClientInfo::default()).then(|| client.clone()),
+                    auth: None,
                 },
                 body,
             });

@@ -47,6 +47,15 @@ pub async fn serve(config: Config) -> Result<()> {
     let secret = Secret::load_or_create(&config.secret_path())?;
     // Copies and notices are DKIM-signed with DATA_DIR/dkim's keys.
     crate::auth::keydir::install(&config.data_dir);
+    // Posts are checked (DKIM, ARC, SPF, DMARC) through the one resolver.
+    if config.auth.evaluate_senders {
+        crate::auth::site::install(
+            &config.dns,
+            &config.hostname,
+            config.auth.trust_authserv_id.as_deref(),
+        )
+        .context("starting the sender checks ([dns], [auth])")?;
+    }
     let smtp_cfg = crate::site::smtp_config(&config);
     let bounces = crate::bounce::handler::Handler::start(
         store.clone(),

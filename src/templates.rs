@@ -45,7 +45,8 @@ A post to {list} is held for approval ({reason}).\n\n\
 \x20 From:       {sender}\n\
 \x20 Subject:    {subject}\n\
 \x20 Message-ID: <{message_id}>\n\
-\x20 Size:       {size} bytes\n\n\
+\x20 Size:       {size} bytes\n\
+\x20 Checks:     {checks}\n\n\
 The post is attached. To act on it, send any message to one of:\n\n\
 \x20 approve: {approve}\n\
 \x20 reject:  {reject}\n\

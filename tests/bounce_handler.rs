@@ -65,6 +65,7 @@ impl Rig {
                 name: name.into(),
                 opaque,
                 created_at: 0,
+                arc_seal: None,
             })
             .await
             .unwrap();
@@ -135,6 +136,8 @@ impl Rig {
             size: raw.len() as u64,
             state: MessageState::Queued,
             policy: None,
+            client: None,
+            auth: None,
         };
         self.store
             .accept(vec![NewMessage {

@@ -58,6 +58,8 @@ async fn store_with_job(chunks: usize) -> (Site, Arc<dyn Store>, Job) {
             size: 20,
             state: MessageState::Queued,
             policy: None,
+            client: None,
+            auth: None,
         },
         body: b"Subject: hi\r\n\r\nhi\r\n".to_vec(),
     };

@@ -43,6 +43,7 @@ async fn intake_takes_the_verp_sender_of_every_member() {
         .create_domain(&Domain {
             name: "lists.example.org".into(),
             opaque: false,
+            arc_seal: None,
             created_at: 0,
         })
         .await

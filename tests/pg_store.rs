@@ -44,6 +44,7 @@ fn domain(name: &str) -> Domain {
         name: name.into(),
         opaque: false,
         created_at: 0,
+        arc_seal: None,
     }
 }
 
@@ -250,6 +251,8 @@ async fn accept_post(store: &Arc<dyn Store>, list: &str, id: &str) {
             size: 20,
             state: MessageState::Queued,
             policy: None,
+            client: None,
+            auth: None,
         },
         body: b"Subject: hi\r\n\r\nhi\r\n".to_vec(),
     };

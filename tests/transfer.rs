@@ -42,6 +42,8 @@ fn post(list: &str, id: &str, message_id: &str) -> NewMessage {
             size: 40,
             state: MessageState::Queued,
             policy: None,
+            client: None,
+            auth: None,
         },
         body: format!("Message-ID: <{message_id}>\r\nSubject: {id}\r\n\r\nhi\r\n").into_bytes(),
     }

@@ -63,6 +63,7 @@ impl Site {
                 .create_domain(&Domain {
                     name: DOMAIN.into(),
                     opaque: false,
+                    arc_seal: None,
                     created_at: 0,
                 })
                 .await

@@ -22,6 +22,7 @@ pub(super) async fn domain_create(
         name,
         opaque,
         created_at: now(),
+        arc_seal: None,
     };
     store.create_domain(&d).await?;
     Ok(Response::Domain(d))
@@ -37,18 +38,8 @@ pub(super) async fn domain_set(
         .domain(&name.to_ascii_lowercase())
         .await?
         .ok_or_else(|| AdminError::Invalid(format!("no domain {name}")))?;
-    match key {
-        "opaque" => {
-            d.opaque = value.parse().map_err(|_| {
-                AdminError::Invalid(format!("opaque: {value:?} is not true or false"))
-            })?
-        }
-        _ => {
-            return Err(AdminError::Invalid(format!(
-                "unknown domain setting {key:?} (known: opaque)"
-            )))
-        }
-    }
+    d.set(key, value)
+        .map_err(|e| AdminError::Invalid(e.to_string()))?;
     store.update_domain(&d).await?;
     Ok(Response::Domain(d))
 }
@@ -91,6 +82,7 @@ pub(super) async fn list_create(
             name: a.domain().to_string(),
             opaque: false,
             created_at: now(),
+            arc_seal: None,
         };
         match store.create_domain(&d).await {
             Ok(()) | Err(StoreError::Exists(_)) => {}

@@ -2,10 +2,19 @@
 
 use super::protocol::{HeldActReport, HeldInfo, HeldMessage};
 use super::{existing_list, AdminError, Response};
+use crate::auth::Evaluation;
 use crate::model::List;
 use crate::moderation::actions::Acted;
 use crate::moderation::{Action, HeldPost, Service};
-use crate::store::Store;
+use crate::store::{MessageMeta, Store};
+
+/// The summary of a stored post's sender checks, if it was checked.
+pub(super) fn checks(meta: &MessageMeta) -> Option<String> {
+    let v = meta.auth.clone()?;
+    serde_json::from_value::<Evaluation>(v)
+        .ok()
+        .map(|e| e.summary())
+}
 
 fn info(h: &HeldPost) -> HeldInfo {
     HeldInfo {
@@ -17,6 +26,7 @@ fn info(h: &HeldPost) -> HeldInfo {
         subject: h.subject.clone(),
         size: h.size,
         held_at: h.held_at,
+        checks: None,
     }
 }
 
@@ -43,8 +53,10 @@ pub(super) async fn show(
     let l = existing_list(store, list).await?;
     let h = find(svc, &l, message_id).await?;
     let body = store.message_body(&h.id).await?;
+    let mut post = info(&h);
+    post.checks = store.message(&h.id).await?.as_ref().and_then(checks);
     Ok(Response::HeldPost(HeldMessage {
-        post: info(&h),
+        post,
         message: String::from_utf8_lossy(&body).into_owned(),
     }))
 }

@@ -170,7 +170,9 @@ impl Admin {
             }),
             Request::MessageBody { id } => {
                 let body = store.message_body(&id).await?;
+                let checks = store.message(&id).await?.and_then(|m| held::checks(&m));
                 Response::MessageBody(protocol::MessageBody {
+                    checks,
                     id,
                     body_hex: hex::encode(body),
                 })

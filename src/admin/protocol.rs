@@ -287,6 +287,9 @@ pub struct QueueView {
 pub struct MessageBody {
     /// The message's store id.
     pub id: String,
+    /// The sender checks of a post (`Evaluation::summary`), when it was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<String>,
     /// Its bytes exactly as stored, hex-encoded (a message need not be UTF-8).
     pub body_hex: String,
 }
@@ -356,6 +359,10 @@ pub struct HeldInfo {
     pub size: u64,
     /// When it was held, seconds since the epoch.
     pub held_at: u64,
+    /// The sender checks (`Evaluation::summary`), when the post was checked:
+    /// why a `dmarc` hold was made, and what a moderator should weigh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<String>,
 }
 
 /// A held post with its message.
@@ -471,6 +478,7 @@ mod tests {
             subject: "Hi".into(),
             size: 12,
             held_at: 3,
+            checks: None,
         }
     }
 
@@ -485,6 +493,7 @@ mod tests {
             name: "x.org".into(),
             opaque: true,
             created_at: 5,
+            arc_seal: None,
         };
         let domain_json = json!({"name": "x.org", "opaque": true, "created_at": 5});
         let list = ListInfo {
@@ -584,6 +593,7 @@ mod tests {
             ),
             (
                 Response::MessageBody(MessageBody {
+                    checks: None,
                     id: "m1".into(),
                     body_hex: "4869".into(),
                 }),

@@ -147,6 +147,25 @@ impl Evaluation {
         )
     }
 
+    /// One line for people (`held show`, `queue --body`, the moderator's
+    /// notice): the Authentication-Results text and the From domain's policy.
+    pub fn summary(&self) -> String {
+        let policy = match self.dmarc.policy {
+            Some(DmarcPolicy::Reject) => "p=reject",
+            Some(DmarcPolicy::Quarantine) => "p=quarantine",
+            Some(DmarcPolicy::None) => "p=none",
+            None => "no DMARC record",
+        };
+        let source = match &self.source {
+            Source::Checked => String::new(),
+            Source::Trusted { authserv_id } => format!(", as {authserv_id} reported"),
+        };
+        format!(
+            "{} (From domain {}: {policy}{source})",
+            self.auth_results, self.dmarc.from_domain
+        )
+    }
+
     /// The post fails DMARC and its domain asks receivers to act on it:
     /// what `auth_fail_action` applies to (a forged From).
     pub fn fails_enforced_dmarc(&self) -> bool {

@@ -29,6 +29,7 @@ pub mod keydir;
 pub mod keys;
 pub mod resolver;
 pub mod sign;
+pub mod site;
 
 pub use evaluate::{Evaluation, Evaluator, SmtpContext};
 pub use keys::{Algorithm, DkimKeyRecord};

@@ -39,6 +39,16 @@ impl Default for DnsConfig {
     }
 }
 
+impl DnsConfig {
+    /// Checks the entries of `resolvers` (at load time, so a typo stops the
+    /// start with the key named instead of every post waiting on DNS).
+    pub fn validate(&self) -> Result<(), ResolverError> {
+        self.resolvers
+            .iter()
+            .try_for_each(|s| parse_server(s).map(|_| ()))
+    }
+}
+
 /// What went wrong building the resolver (the process cannot start checks).
 #[derive(Debug, thiserror::Error)]
 pub enum ResolverError {

@@ -19,7 +19,8 @@
 //! canonicalisation or crypto is ours. A cache by slice bytes makes the
 //! batched envelopes (identical mailto slice) share one signature.
 
-use super::keys::{DkimKeyRecord, KeyError};
+use super::arc::Sealer;
+use super::keys::{Algorithm, DkimKeyRecord, KeyError};
 use mail_auth::common::crypto::{DkimKey, SigningKey};
 use mail_auth::common::headers::{HeaderStream, HeaderWriter, Writable, Writer};
 use mail_auth::dkim::canonicalize::CanonicalHeaders;
@@ -83,6 +84,9 @@ pub enum SignError {
 /// One domain's loaded keys: build once (keys load slowly), sign many posts.
 pub struct Signer {
     signers: Vec<DkimSigner<DkimKey, Done>>,
+    /// The ARC sealer, with the domain's first RSA key: RFC 8617 defines
+    /// ARC with rsa-sha256 only, so an Ed25519-only domain does not seal.
+    sealer: Option<Sealer>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -116,7 +120,20 @@ impl Signer {
         if signers.is_empty() {
             return Err(SignError::NoKey);
         }
-        Ok(Signer { signers })
+        let sealer = match keys.iter().find(|k| k.algorithm == Algorithm::RsaSha256) {
+            Some(k) => Some(Sealer::new(k).map_err(|e| SignError::Sign {
+                domain: k.domain.clone(),
+                selector: k.selector.clone(),
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        Ok(Signer { signers, sealer })
+    }
+
+    /// The domain's ARC sealer, when it has an RSA key.
+    pub fn sealer(&self) -> Option<&Sealer> {
+        self.sealer.as_ref()
     }
 
     /// The signing domain (`d=`).
@@ -266,7 +283,7 @@ pub(crate) fn keep_last_semicolon(header: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::keys::{generate, Algorithm};
+    use crate::auth::keys::generate;
 
     const SHARED: &[u8] = b"List-Id: <dev.lists.example.org>\r\nFrom: Alice <alice@example.com>\r\nTo: dev@lists.example.org\r\nSubject: hi\r\n\r\nbody\r\n";
 

@@ -65,6 +65,9 @@ impl Printer {
         match (self.format, response) {
             // Bytes as stored, whatever the format: it is a message, not a record.
             (_, Response::MessageBody(b)) => {
+                if let Some(c) = &b.checks {
+                    warn(&format!("checks: {c}"));
+                }
                 let body = hex::decode(&b.body_hex).map_err(|e| {
                     io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -133,7 +136,14 @@ fn human(out: &mut dyn Write, response: &Response) -> io::Result<()> {
             }
             hs.iter().try_for_each(|h| held(out, h))
         }
-        Response::HeldPost(h) => writeln!(out, "{}", h.message),
+        Response::HeldPost(h) => {
+            // On stderr: stdout stays the message, ready to save or pipe.
+            warn(&format!("held: {}", h.post.reason));
+            if let Some(c) = &h.post.checks {
+                warn(&format!("checks: {c}"));
+            }
+            writeln!(out, "{}", h.message)
+        }
         Response::HeldActed(r) => held_acted(out, r),
         Response::MemberPage(p) => {
             p.members.iter().try_for_each(|m| member(out, m))?;

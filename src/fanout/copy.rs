@@ -3,7 +3,11 @@
 //! optional subject prefix and footer. Built once per post, shared by all
 //! envelopes.
 
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
 use crate::address::Suffix;
+use crate::model::directory::MungeAuthorIn;
 use crate::model::List;
 
 /// Headers a list sets on its copies; upstream values of them are dropped.
@@ -148,6 +152,18 @@ pub fn prepare_for(list: &List, raw: &[u8], shared_unsubscribe: bool) -> Vec<u8>
         }
         out.extend_from_slice(f);
     }
+    if !fields.iter().any(|f| field_name(f) == "date") {
+        // RFC 5322 requires one, and an MTA adds it if missing (Postfix
+        // does on re-injection): added after our DKIM signature, which
+        // signs Date as absent, it would break it. So the copy has its own.
+        out.extend_from_slice(
+            format!(
+                "Date: {}\r\n",
+                crate::notice::rfc5322_date(crate::clock::now())
+            )
+            .as_bytes(),
+        );
+    }
     out.extend_from_slice(rest);
     let footer = list.settings.footer.as_str();
     if !footer.is_empty() && plain_text(&fields) {
@@ -163,6 +179,210 @@ pub fn prepare_for(list: &List, raw: &[u8], shared_unsubscribe: bool) -> Vec<u8>
         );
         out.extend_from_slice(b"\r\n");
     }
+    out
+}
+
+/// Longest display name kept in a munged From (a hostile name is cut).
+const MAX_NAME_CHARS: usize = 120;
+
+/// The header value of a field (after the colon), without the line end.
+fn field_value(field: &[u8]) -> &[u8] {
+    let colon = field
+        .iter()
+        .position(|&b| b == b':')
+        .map_or(field.len(), |i| i + 1);
+    let v = &field[colon..];
+    let end = v.len()
+        - v.iter()
+            .rev()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+    &v[..end]
+}
+
+/// A display name as an RFC 5322 phrase: quoted when ASCII, RFC 2047
+/// encoded words (UTF-8, base64, at most 75 characters each) otherwise.
+fn phrase(name: &str) -> String {
+    if name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""));
+    }
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in name.chars().filter(|c| !c.is_control()) {
+        if chunk.len() + c.len_utf8() > 45 {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(c);
+    }
+    words.push(chunk);
+    words
+        .iter()
+        .map(|w| {
+            format!(
+                "=?utf-8?b?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(w)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The author of a copy: the From field's raw value (kept as written, for
+/// Reply-To or Cc) and the name to show (display name, else address).
+fn author(fields: &[&[u8]]) -> Option<(Vec<u8>, String)> {
+    let from = fields.iter().find(|f| field_name(f) == "from")?;
+    let parsed = mail_parser::MessageParser::new().parse_headers(*from);
+    let first = parsed
+        .as_ref()
+        .and_then(|m| m.from())
+        .and_then(|a| a.first());
+    let name = first
+        .and_then(|a| a.name().filter(|n| !n.trim().is_empty()))
+        .or_else(|| first.and_then(|a| a.address()))
+        .unwrap_or("unknown sender");
+    let name: String = name.chars().take(MAX_NAME_CHARS).collect();
+    let value = field_value(from);
+    let value = value.trim_ascii().to_vec();
+    Some((value, name))
+}
+
+/// The munged From (`"Alice Example via dev" <dev@lists.example.org>`) and
+/// the author's field (`Reply-To` or `Cc`, added to one already there) for
+/// the copy's header `fields`; every other field is kept. `None` when the
+/// copy has no From.
+fn munged_fields(list: &List, fields: &[&[u8]], author_in: MungeAuthorIn) -> Option<Vec<u8>> {
+    let (value, name) = author(fields)?;
+    let target = match author_in {
+        MungeAuthorIn::ReplyTo => "reply-to",
+        MungeAuthorIn::Cc => "cc",
+    };
+    let target_header = match author_in {
+        MungeAuthorIn::ReplyTo => "Reply-To",
+        MungeAuthorIn::Cc => "Cc",
+    };
+    let mut out = Vec::new();
+    let mut added = false;
+    for f in fields {
+        match field_name(f).as_str() {
+            // Every From goes: a second one would be a way around the munging.
+            "from" if added => {}
+            "from" => {
+                out.extend_from_slice(
+                    format!(
+                        "From: {} <{}>\r\n",
+                        phrase(&format!("{name} via {}", list.address.local())),
+                        list.address
+                    )
+                    .as_bytes(),
+                );
+                added = true;
+            }
+            n if n == target => {
+                out.extend_from_slice(target_header.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(field_value(f).trim_ascii());
+                out.extend_from_slice(b", ");
+                out.extend_from_slice(&value);
+                out.extend_from_slice(b"\r\n");
+                added = true;
+            }
+            _ => out.extend_from_slice(f),
+        }
+    }
+    if !fields.iter().any(|f| field_name(f) == target) {
+        out.extend_from_slice(target_header.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&value);
+        out.extend_from_slice(b"\r\n");
+    }
+    Some(out)
+}
+
+/// `munge_from`: the copy from the list, the author in `Reply-To` (or `Cc`),
+/// nothing else changed. A copy without From is returned as it is.
+pub fn munge_from(list: &List, copy: &[u8], author_in: MungeAuthorIn) -> Vec<u8> {
+    let (fields, rest) = split_headers(copy);
+    match munged_fields(list, &fields, author_in) {
+        Some(mut out) => {
+            out.extend_from_slice(rest);
+            out
+        }
+        None => copy.to_vec(),
+    }
+}
+
+/// Headers of the copy the outer message of `wrap` keeps (the list headers
+/// are kept too); the rest stay on the attached post.
+const WRAP_KEEPS: &[&str] = &[
+    "from",
+    "reply-to",
+    "to",
+    "cc",
+    "subject",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+];
+
+/// `wrap`: an outer message from the list (the copy's list headers,
+/// Subject, To, Cc, Date, Message-ID and threading headers, a munged From)
+/// with the post as received attached as `message/rfc822`, so the author's
+/// own signature still verifies inside it; the list's footer, if any, is a
+/// text part before it.
+pub fn wrap(list: &List, copy: &[u8], original: &[u8], author_in: MungeAuthorIn) -> Vec<u8> {
+    let (fields, _) = split_headers(copy);
+    let kept: Vec<&[u8]> = fields
+        .iter()
+        .copied()
+        .filter(|f| {
+            let n = field_name(f);
+            LIST_HEADERS.contains(&n.as_str()) || WRAP_KEEPS.contains(&n.as_str())
+        })
+        .collect();
+    let mut out = munged_fields(list, &kept, author_in).unwrap_or_else(|| kept.concat());
+    let mut boundary = format!("=_lr_{}", &hex::encode(Sha256::digest(original))[..24]);
+    while original
+        .windows(boundary.len())
+        .any(|w| w == boundary.as_bytes())
+    {
+        boundary.push('_');
+    }
+    let eight_bit = original.iter().any(|&b| b >= 0x80);
+    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    out.extend_from_slice(
+        format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n").as_bytes(),
+    );
+    if eight_bit {
+        out.extend_from_slice(b"Content-Transfer-Encoding: 8bit\r\n");
+    }
+    out.extend_from_slice(b"\r\nThis is a message in MIME format: the post is attached.\r\n");
+    let footer = list.settings.footer.as_str();
+    if !footer.is_empty() {
+        out.extend_from_slice(
+            format!(
+                "\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 Content-Disposition: inline\r\n\r\n{}\r\n",
+                footer.replace("\r\n", "\n").replace('\n', "\r\n")
+            )
+            .as_bytes(),
+        );
+    }
+    out.extend_from_slice(
+        format!(
+            "\r\n--{boundary}\r\nContent-Type: message/rfc822\r\nContent-Disposition: inline\r\n"
+        )
+        .as_bytes(),
+    );
+    if eight_bit {
+        out.extend_from_slice(b"Content-Transfer-Encoding: 8bit\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(original);
+    if !original.ends_with(b"\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     out
 }
 
@@ -186,7 +406,8 @@ mod tests {
         assert!(out.contains("List-Help: <mailto:dev-request@lists.example.org?subject=help>\r\n"));
         assert!(out.contains("Precedence: list\r\n"));
         assert!(!out.contains("other.x.org") && !out.contains("bulk"));
-        assert!(out.ends_with("From: a@b.org\r\nSubject: hi\r\n there\r\n\r\nbody\r\n"));
+        assert!(out.contains("From: a@b.org\r\nSubject: hi\r\n there\r\nDate: "));
+        assert!(out.ends_with("\r\n\r\nbody\r\n"));
         assert!(!out.contains("List-Archive"));
     }
 
@@ -240,5 +461,84 @@ mod tests {
             h,
             "List-Unsubscribe: <mailto:dev-leave@lists.example.org>\r\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod mitigation_tests {
+    use super::*;
+    use crate::address::Address;
+
+    fn list() -> List {
+        List::new(Address::parse("dev@lists.example.org").unwrap())
+    }
+
+    const POST: &[u8] = b"List-Id: <dev.lists.example.org>\r\nDKIM-Signature: v=1; d=reject.test\r\nFrom: Alice Example <alice@reject.test>\r\nTo: dev@lists.example.org\r\nSubject: [dev] hello\r\n\r\nbody\r\n";
+
+    #[test]
+    fn munge_from_names_the_author_and_changes_nothing_else() {
+        let out = String::from_utf8(munge_from(&list(), POST, MungeAuthorIn::ReplyTo)).unwrap();
+        assert!(
+            out.contains("From: \"Alice Example via dev\" <dev@lists.example.org>\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Reply-To: Alice Example <alice@reject.test>\r\n"),
+            "{out}"
+        );
+        assert_eq!(
+            out.replace(
+                "From: \"Alice Example via dev\" <dev@lists.example.org>\r\n",
+                "From: Alice Example <alice@reject.test>\r\n"
+            )
+            .replace("Reply-To: Alice Example <alice@reject.test>\r\n", ""),
+            String::from_utf8_lossy(POST)
+        );
+        let with_cc = b"From: bob@reject.test\r\nFrom: eve@evil.test\r\nCc: carol@x.org\r\n\r\nb";
+        let out = String::from_utf8(munge_from(&list(), with_cc, MungeAuthorIn::Cc)).unwrap();
+        assert_eq!(
+            out,
+            "From: \"bob@reject.test via dev\" <dev@lists.example.org>\r\nCc: carol@x.org, bob@reject.test\r\n\r\nb"
+        );
+        let utf8 = "From: =?utf-8?q?J=C3=BCrgen?= <j@x.org>\r\n\r\nb".as_bytes();
+        let out = String::from_utf8(munge_from(&list(), utf8, MungeAuthorIn::ReplyTo)).unwrap();
+        let parsed = mail_parser::MessageParser::new()
+            .parse(out.as_bytes())
+            .unwrap();
+        let from = parsed.from().unwrap().first().unwrap();
+        assert_eq!(from.name(), Some("Jürgen via dev"));
+        assert_eq!(from.address(), Some("dev@lists.example.org"));
+        assert_eq!(
+            munge_from(&list(), b"Subject: x\r\n\r\nb", MungeAuthorIn::Cc),
+            b"Subject: x\r\n\r\nb"
+        );
+    }
+
+    #[test]
+    fn wrap_is_well_formed_mime_with_the_post_inside() {
+        let mut l = list();
+        l.settings.footer = "leave: dev-leave@lists.example.org".into();
+        let original = b"DKIM-Signature: v=1; d=reject.test\r\nFrom: Alice Example <alice@reject.test>\r\nSubject: hello\r\n\r\nbody \xc3\xa9\r\n";
+        let out = wrap(&l, POST, original, MungeAuthorIn::ReplyTo);
+        let m = mail_parser::MessageParser::new().parse(&out[..]).unwrap();
+        assert_eq!(
+            m.from().unwrap().first().unwrap().address(),
+            Some("dev@lists.example.org")
+        );
+        assert_eq!(m.subject(), Some("[dev] hello"));
+        assert_eq!(m.parts.len(), 3, "outer, footer, attached message");
+        let inner = m
+            .attachment(0)
+            .and_then(|a| a.message())
+            .expect("message/rfc822");
+        assert_eq!(inner.subject(), Some("hello"));
+        assert_eq!(inner.raw_message(), &original[..]);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("Content-Transfer-Encoding: 8bit"));
+        assert!(
+            !text.contains("DKIM-Signature: v=1; d=reject.test\r\nFrom: \"Alice"),
+            "the author's signature stays inside"
+        );
+        assert!(text.ends_with("--\r\n"));
     }
 }

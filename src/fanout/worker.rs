@@ -9,11 +9,15 @@ use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 use tracing::{debug, info, warn};
 
+use super::copy;
 use super::plan::{self, Txn};
 use super::Fanout;
 use crate::address::{self, Suffix};
-use crate::auth::PostSigner;
+use crate::auth::evaluate::Survival;
+use crate::auth::sign::Signer;
+use crate::auth::{Evaluation, PostSigner};
 use crate::clock::now_ms;
+use crate::model::directory::{DmarcMitigateWhen, DmarcMitigation};
 use crate::model::List;
 use crate::smtp::{Envelope, RcptStatus, SendError};
 use crate::store::{ChunkState, Claim, Completion, DeliveryFailure, Job, RetryItem, StoreError};
@@ -181,9 +185,14 @@ impl Fanout {
         };
         let members = self.store.chunk_members(&job.post_id, index).await?;
         let copy = self.copy(job, &list).await?;
+        let evaluation = self.evaluation(job).await?;
+        let copy = self.mitigate(job, &list, copy, evaluation.as_ref()).await?;
         // DKIM with the list domain's keys when it has some: the body hash
         // once for this chunk's copies, one signature per distinct slice.
         let signer = crate::auth::keydir::site_signer(list.address.domain());
+        let copy = self
+            .seal(job, &list, copy, signer.as_deref(), evaluation.as_ref())
+            .await?;
         let signing = signer.as_ref().map(|s| s.for_post(&copy));
         let xverp = self.config.xverp
             && job.verp_percent == 100
@@ -242,6 +251,76 @@ impl Fanout {
         match next {
             None => self.complete(owner, job, held).await,
             Some(at) => Err(self.release(owner, held, at).await),
+        }
+    }
+
+    /// The sender evaluation stored with the post, if it was evaluated.
+    async fn evaluation(&self, job: &Job) -> Result<Option<Evaluation>, Halt> {
+        Ok(self
+            .store
+            .message(&job.post_id)
+            .await?
+            .and_then(|m| m.auth)
+            .and_then(|v| serde_json::from_value(v).ok()))
+    }
+
+    /// The copy as members get it under the list's `dmarc_mitigation`
+    /// (copy.rs: `munge_from`, `wrap`) when `dmarc_mitigate_when` says so.
+    async fn mitigate(
+        &self,
+        job: &Job,
+        list: &List,
+        copy: Arc<Vec<u8>>,
+        evaluation: Option<&Evaluation>,
+    ) -> Result<Arc<Vec<u8>>, Halt> {
+        let s = &list.settings;
+        if s.dmarc_mitigation == DmarcMitigation::None
+            || !mitigation_needed(s.dmarc_mitigate_when, &copy, evaluation).await
+        {
+            return Ok(copy);
+        }
+        metrics::counter!("listrelay_fanout_dmarc_mitigations_total",
+            "mode" => if s.dmarc_mitigation == DmarcMitigation::Wrap { "wrap" } else { "munge_from" })
+        .increment(1);
+        debug!(job = %job.post_id, mode = ?s.dmarc_mitigation, "DMARC mitigation applied to the copy");
+        Ok(Arc::new(match s.dmarc_mitigation {
+            DmarcMitigation::Wrap => {
+                let original = self.store.message_body(&job.post_id).await?;
+                copy::wrap(list, &copy, &original, s.munge_author_in)
+            }
+            _ => copy::munge_from(list, &copy, s.munge_author_in),
+        }))
+    }
+
+    /// The copy with an ARC set on top (RFC 8617) when the list's domain
+    /// seals (`arc_seal`, on by default with an RSA key) and the post was
+    /// evaluated (the set attests those results). A chain that failed
+    /// upstream is not sealed again; the copy still goes out DKIM-signed.
+    async fn seal(
+        &self,
+        job: &Job,
+        list: &List,
+        copy: Arc<Vec<u8>>,
+        signer: Option<&Signer>,
+        evaluation: Option<&Evaluation>,
+    ) -> Result<Arc<Vec<u8>>, Halt> {
+        let (Some(sealer), Some(e)) = (signer.and_then(Signer::sealer), evaluation) else {
+            return Ok(copy);
+        };
+        let seals = self
+            .store
+            .domain(list.address.domain())
+            .await?
+            .is_none_or(|d| d.seals(true));
+        if !seals {
+            return Ok(copy);
+        }
+        match sealer.seal(&copy, &e.auth_results, e.arc.result) {
+            Ok(set) => Ok(Arc::new([&set[..], &copy[..]].concat())),
+            Err(err) => {
+                debug!(job = %job.post_id, error = %err, "copy not ARC-sealed");
+                Ok(copy)
+            }
         }
     }
 
@@ -455,6 +534,35 @@ impl Fanout {
             if let Err(e) = self.store.record_failure(&f).await {
                 warn!(error = %e, "recording a hand-off failure failed");
             }
+        }
+    }
+}
+
+/// Whether a post's copy needs DMARC mitigation (`dmarc_mitigate_when`).
+/// `breaks` asks mail-auth whether the copy as we send it still passes
+/// DMARC through an aligned author signature; a DNS failure then counts as
+/// broken (mitigating a copy that did not need it costs less than a copy
+/// rejected at every member's provider). Posts that were not evaluated
+/// are only mitigated under `always`.
+async fn mitigation_needed(
+    when: DmarcMitigateWhen,
+    copy: &[u8],
+    evaluation: Option<&Evaluation>,
+) -> bool {
+    let Some(e) = evaluation else {
+        return when == DmarcMitigateWhen::Always;
+    };
+    match when {
+        DmarcMitigateWhen::Always => true,
+        DmarcMitigateWhen::Policy => e.policy_enforced(),
+        DmarcMitigateWhen::Breaks => {
+            if !e.policy_enforced() {
+                return false;
+            }
+            let Some(site) = crate::auth::site::site() else {
+                return true;
+            };
+            site.evaluator.would_pass_dmarc(copy).await != Survival::Survives
         }
     }
 }

@@ -13,6 +13,7 @@ use tracing::debug;
 
 use super::reply::{self, reply, Reply};
 use crate::intake::{Intake, Recipient};
+use crate::store::ClientInfo;
 
 /// Limits and names a session needs.
 #[derive(Debug, Clone)]
@@ -54,6 +55,9 @@ struct Transaction {
     bdat: Option<Vec<u8>>,
     /// The data went over the size limit: it is being read and discarded.
     oversize: bool,
+    /// The SMTP client the MTA received the message from (XFORWARD), for
+    /// the sender's SPF check.
+    client: ClientInfo,
 }
 
 enum Line {
@@ -183,6 +187,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
 
     /// Handles one command line. `Err` is a refusal that counts as an error.
     async fn command(&mut self, line: &[u8]) -> Result<Option<End>, Reply> {
+        // smtp-proto does not know XFORWARD (Postfix's extension).
+        if line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"XFORWARD ") {
+            return self.xforward(&line[9..]).map(|()| None);
+        }
         let request = match Request::parse(&mut line.iter()) {
             Ok(r) => r,
             Err(e) => return Err(parse_error(e)),
@@ -195,7 +203,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
                 let h = &self.cfg.hostname;
                 let size = self.cfg.max_message_size;
                 self.send_raw(&format!(
-                    "250-{h}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SIZE {size}\r\n250 CHUNKING\r\n"
+                    "250-{h}\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SIZE {size}\r\n250-CHUNKING\r\n250 XFORWARD NAME ADDR HELO\r\n"
                 ));
             }
             Request::Ehlo { .. } | Request::Helo { .. } => {
@@ -239,6 +247,30 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             }
         }
         Ok(None)
+    }
+
+    /// XFORWARD (Postfix's `lmtp_send_xforward_command = yes`): the
+    /// client's NAME, ADDR and HELO for the next transaction. Other
+    /// attributes Postfix sends (PORT, PROTO, IDENT, SOURCE) are accepted
+    /// and ignored.
+    fn xforward(&mut self, args: &[u8]) -> Result<(), Reply> {
+        if !self.greeted {
+            return Err(reply(503, "5.5.1", "send LHLO first"));
+        }
+        if self.txn.mail_from.is_some() {
+            return Err(reply(503, "5.5.1", "XFORWARD must come before MAIL"));
+        }
+        let attrs = parse_xforward(args).map_err(|e| reply(501, "5.5.4", e))?;
+        for (name, value) in attrs {
+            match name.as_str() {
+                "NAME" => self.txn.client.name = value,
+                "ADDR" => self.txn.client.addr = value,
+                "HELO" => self.txn.client.helo = value,
+                _ => {}
+            }
+        }
+        self.send(reply(250, "2.0.0", "ok"));
+        Ok(())
     }
 
     fn mail(&mut self, from: Cow<'_, str>, size: usize) -> Result<(), Reply> {
@@ -402,11 +434,84 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<'_, R, W> {
             return;
         }
         let from = txn.mail_from.unwrap_or_default();
-        let outcomes = self.intake.deliver(&from, &txn.rcpts, &data).await;
+        let outcomes = self
+            .intake
+            .deliver_from(&txn.client, &from, &txn.rcpts, &data)
+            .await;
         for o in &outcomes {
             self.send(reply::outcome(o));
         }
     }
+}
+
+/// Longest XFORWARD value kept (a host name is at most 255 bytes).
+const MAX_XFORWARD_VALUE: usize = 255;
+
+/// Parses `NAME=value ADDR=value …` (values in xtext, RFC 3461 §4): each
+/// attribute upper-cased with its decoded value; `[UNAVAILABLE]` and
+/// `[TEMPUNAVAIL]` become empty. ADDR must be an IP address (`IPV6:` prefix
+/// allowed) and NAME/HELO printable ASCII without spaces: what is kept can
+/// be shown and checked without escaping. One pass over the bytes.
+pub(crate) fn parse_xforward(args: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let text =
+        std::str::from_utf8(args).map_err(|_| "XFORWARD arguments must be ASCII".to_string())?;
+    let mut out = Vec::new();
+    for word in text.split_ascii_whitespace() {
+        let (name, value) = word
+            .split_once('=')
+            .ok_or_else(|| format!("XFORWARD attribute {word:.40?} has no value"))?;
+        let name = name.to_ascii_uppercase();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(format!("bad XFORWARD attribute name {name:.40?}"));
+        }
+        let value =
+            xtext_decode(value).ok_or_else(|| format!("XFORWARD {name}: bad xtext value"))?;
+        if value.len() > MAX_XFORWARD_VALUE {
+            return Err(format!("XFORWARD {name}: value too long"));
+        }
+        let value = match value.as_str() {
+            "[UNAVAILABLE]" | "[TEMPUNAVAIL]" => String::new(),
+            _ => value,
+        };
+        let value = match name.as_str() {
+            "ADDR" if !value.is_empty() => {
+                let ip = value
+                    .strip_prefix("IPV6:")
+                    .or_else(|| value.strip_prefix("ipv6:"))
+                    .unwrap_or(&value);
+                ip.parse::<std::net::IpAddr>()
+                    .map_err(|_| format!("XFORWARD ADDR {value:.60?} is not an IP address"))?
+                    .to_string()
+            }
+            "NAME" | "HELO" if value.bytes().any(|b| !b.is_ascii_graphic()) => {
+                return Err(format!("XFORWARD {name}: not printable ASCII"));
+            }
+            _ => value,
+        };
+        out.push((name, value));
+    }
+    if out.is_empty() {
+        return Err("XFORWARD needs at least one attribute".into());
+    }
+    Ok(out)
+}
+
+/// RFC 3461 xtext: `+XX` is a hex-encoded byte; `None` when malformed.
+fn xtext_decode(v: &str) -> Option<String> {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'+' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn parse_error(e: ProtoError) -> Reply {
@@ -484,4 +589,37 @@ async fn read_exact_or_discard<R: AsyncBufRead + Unpin>(
         size -= n;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_xforward;
+
+    #[test]
+    fn xforward_attributes_are_decoded_and_checked() {
+        let a = parse_xforward(
+            b"NAME=mta.reject.test ADDR=192.0.2.10 PORT=4711 HELO=mta+2Ereject.test PROTO=ESMTP",
+        )
+        .unwrap();
+        assert_eq!(a[0], ("NAME".into(), "mta.reject.test".into()));
+        assert_eq!(a[1], ("ADDR".into(), "192.0.2.10".into()));
+        assert_eq!(a[3], ("HELO".into(), "mta.reject.test".into()));
+        let v6 = parse_xforward(b"addr=IPV6:2001:db8::1 name=[UNAVAILABLE]").unwrap();
+        assert_eq!(v6[0].1, "2001:db8::1");
+        assert_eq!(v6[1].1, "");
+        for bad in [
+            &b"ADDR=not-an-ip"[..],
+            b"NAME",
+            b"",
+            b"HELO=a+0Ab",
+            b"NAME=x+zz",
+            b"NAME=x+4",
+            b"N4ME=x",
+            b"\xff=1",
+        ] {
+            assert!(parse_xforward(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("NAME={}", "a".repeat(300));
+        assert!(parse_xforward(long.as_bytes()).is_err());
+    }
 }

@@ -16,6 +16,89 @@ pub struct Domain {
     pub opaque: bool,
     #[serde(default)]
     pub created_at: u64,
+    /// ARC-seal the copies of this domain's lists (RFC 8617), so receivers
+    /// can see the post's authentication as it arrived. `None`: on when the
+    /// domain has a DKIM key (a seal needs one), the recommended set-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arc_seal: Option<bool>,
+}
+
+impl Domain {
+    /// The domain settings `domain set` knows, for help and errors.
+    pub const KEYS: &'static str = "opaque, arc_seal";
+
+    /// Sets one domain setting from its text form. `arc_seal` takes `true`,
+    /// `false` or `default` (on when a DKIM key exists).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingError> {
+        let bad = |reason: &str| SettingError::BadValue {
+            key: key.to_string(),
+            reason: format!("{value:?} {reason}"),
+        };
+        match key {
+            "opaque" => self.opaque = value.parse().map_err(|_| bad("is not true or false"))?,
+            "arc_seal" => {
+                self.arc_seal = match value {
+                    "default" => None,
+                    v => Some(
+                        v.parse()
+                            .map_err(|_| bad("is not true, false or default"))?,
+                    ),
+                }
+            }
+            _ => return Err(SettingError::Unknown(key.to_string(), Self::KEYS.into())),
+        }
+        Ok(())
+    }
+
+    /// Whether copies are sealed, given whether the domain has a key.
+    pub fn seals(&self, has_key: bool) -> bool {
+        has_key && self.arc_seal.unwrap_or(true)
+    }
+}
+
+/// What a list does with a post whose From domain fails DMARC and publishes
+/// `p=quarantine` or `p=reject` (a forged From, most likely).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthFailAction {
+    /// Keep it for the moderators, with the reason in their notice.
+    #[default]
+    Hold,
+    /// Refuse it; no notice (the From address is forged: it would be backscatter).
+    Reject,
+    /// Drop it silently.
+    Discard,
+    /// Let the posting policy decide as if it had passed (not recommended).
+    Accept,
+}
+
+/// How a copy is changed so that an author's DMARC policy does not make it
+/// fail at the members' providers (docs/authentication.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DmarcMitigation {
+    /// Send the copy with the author's From (it may be rejected).
+    #[default]
+    None,
+    /// `From: "Author via list" <list@domain>`, the author in Reply-To or Cc.
+    MungeFrom,
+    /// An outer message from the list with the post attached (message/rfc822).
+    Wrap,
+}
+
+/// When [`DmarcMitigation`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DmarcMitigateWhen {
+    /// To every post.
+    Always,
+    /// When the From domain publishes `p=quarantine` or `p=reject` (Mailman's rule).
+    Policy,
+    /// Only when the copy as sent would fail DMARC: the author's aligned
+    /// DKIM signature does not survive the list's changes (or there is none)
+    /// and the domain's policy is not `none`.
+    #[default]
+    Breaks,
 }
 
 /// What a list does with a second copy of a Message-ID still in its window.
@@ -106,6 +189,28 @@ pub struct ListSettings {
     /// Base URL of the one-click unsubscribe listener for this list (empty =
     /// the site's `http.base_url`; both empty = no one-click links).
     pub base_url: String,
+    /// A post whose From domain fails DMARC with `p=quarantine`/`p=reject`:
+    /// `hold`, `reject`, `discard` or `accept`. A forged member From must
+    /// not get a post through.
+    pub auth_fail_action: AuthFailAction,
+    /// How copies are changed for DMARC: `none`, `munge_from` or `wrap`.
+    pub dmarc_mitigation: DmarcMitigation,
+    /// When `dmarc_mitigation` applies: `always`, `policy` or `breaks`.
+    pub dmarc_mitigate_when: DmarcMitigateWhen,
+    /// Where `munge_from` puts the author: `reply_to` (replies go to the
+    /// author) or `cc` (replies go to the list, the author in copy).
+    pub munge_author_in: MungeAuthorIn,
+}
+
+/// Where a munged copy names the author.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MungeAuthorIn {
+    /// `Reply-To: author` (added to an existing Reply-To).
+    #[default]
+    ReplyTo,
+    /// `Cc: author`, replies stay on the list.
+    Cc,
 }
 
 impl Default for ListSettings {
@@ -134,6 +239,10 @@ impl Default for ListSettings {
             confirm_leave: true,
             notify_owner_on_join_leave: false,
             base_url: String::new(),
+            auth_fail_action: AuthFailAction::Hold,
+            dmarc_mitigation: DmarcMitigation::None,
+            dmarc_mitigate_when: DmarcMitigateWhen::Breaks,
+            munge_author_in: MungeAuthorIn::ReplyTo,
         }
     }
 }
@@ -322,5 +431,43 @@ mod tests {
         assert!(s.set("duplicate_policy", "maybe").is_err());
         assert!(matches!(s.set("nope", "1"), Err(SettingError::Unknown(..))));
         assert_eq!(s.verp_percent, 30, "a refused value changes nothing");
+        s.set("auth_fail_action", "reject").unwrap();
+        s.set("dmarc_mitigation", "munge_from").unwrap();
+        s.set("dmarc_mitigate_when", "policy").unwrap();
+        s.set("munge_author_in", "cc").unwrap();
+        assert_eq!(
+            (
+                s.auth_fail_action,
+                s.dmarc_mitigation,
+                s.dmarc_mitigate_when,
+                s.munge_author_in
+            ),
+            (
+                AuthFailAction::Reject,
+                DmarcMitigation::MungeFrom,
+                DmarcMitigateWhen::Policy,
+                MungeAuthorIn::Cc
+            )
+        );
+        assert!(s.set("dmarc_mitigation", "rewrite").is_err());
+        assert_eq!(
+            ListSettings::default().dmarc_mitigate_when,
+            DmarcMitigateWhen::Breaks
+        );
+    }
+
+    #[test]
+    fn domain_arc_seal_defaults_to_on_with_a_key() {
+        let mut d: Domain = serde_json::from_str(r#"{"name":"x.org"}"#).unwrap();
+        assert!(d.seals(true) && !d.seals(false));
+        d.set("arc_seal", "false").unwrap();
+        assert!(!d.seals(true));
+        d.set("arc_seal", "default").unwrap();
+        assert_eq!(d.arc_seal, None);
+        assert!(d.set("arc_seal", "maybe").is_err());
+        assert!(matches!(
+            d.set("colour", "1"),
+            Err(SettingError::Unknown(..))
+        ));
     }
 }

@@ -5,10 +5,12 @@
 
 use tracing::{info, warn};
 
+use super::checks::Checks;
 use super::held::{self, Action, HeldPost};
 use super::policy::{self, Decision, Sender};
 use super::Service;
 use crate::address::Suffix;
+use crate::auth::Evaluation;
 use crate::clock;
 use crate::model::{HoldExpiryAction, List, Member};
 use crate::notice::{rfc5322_date, Extras};
@@ -38,9 +40,16 @@ impl Service {
             return Ok(true); // the planner drops it
         };
         let raw = self.store.message_body(&post.id).await?;
+        let evaluation = match self.sender_checks(post, &raw).await? {
+            Checks::Done(e) => e,
+            Checks::Delayed => return Ok(false),
+        };
+        let forged = evaluation
+            .as_ref()
+            .is_some_and(|e| e.fails_enforced_dmarc());
         let sender = policy::sender(&post.mail_from, &raw);
         let member = self.member_of(&list, &sender).await?;
-        let decision = policy::decide(&list.settings, member.as_ref(), post.size);
+        let decision = policy::decide(&list.settings, member.as_ref(), post.size, forged);
         let message_id = post.message_id.clone().unwrap_or_default();
         metrics::counter!("listrelay_moderation_decisions_total", "decision" => match decision {
             Decision::Accept => "accept",
@@ -59,7 +68,8 @@ impl Service {
                     message_id,
                     reason: reason.to_string(),
                     sender: sender.display(),
-                    notify_sender: sender.reply_address().is_some(),
+                    // A forged From's owner did not write it: no backscatter.
+                    notify_sender: sender.reply_address().is_some() && !forged,
                     subject: sender.subject.clone(),
                     size: post.size,
                     held_at: self.now(),
@@ -67,8 +77,9 @@ impl Service {
                 if self.store.hold_post(&h).await? {
                     info!(id = %h.id, list = %h.list, message_id = %h.message_id, reason,
                           sender = %h.sender, "post held for moderation");
-                    self.tell_moderators(&list, &h, raw).await;
-                    if let Some(to) = sender.reply_address() {
+                    self.tell_moderators(&list, &h, raw, evaluation.as_ref())
+                        .await;
+                    if let Some(to) = sender.reply_address().filter(|_| h.notify_sender) {
                         if self.may_mail(&to.key()).await {
                             let r = policy::explain(reason);
                             let vars = [("subject", h.subject.as_str()), ("reason", r)];
@@ -89,8 +100,10 @@ impl Service {
                 info!(id = %post.id, list = %list.address, %message_id, reason,
                       sender = %sender.display(), "post rejected by the list's policy");
                 self.store.finish_message(&post.id, self.grace_secs).await?;
-                self.tell_rejected(&list, &sender, &message_id, reason)
-                    .await;
+                if !forged {
+                    self.tell_rejected(&list, &sender, &message_id, reason)
+                        .await;
+                }
                 Ok(false)
             }
             Decision::Discard(reason) => {
@@ -135,7 +148,13 @@ impl Service {
         .await;
     }
 
-    async fn tell_moderators(&self, list: &List, h: &HeldPost, raw: Vec<u8>) {
+    async fn tell_moderators(
+        &self,
+        list: &List,
+        h: &HeldPost,
+        raw: Vec<u8>,
+        evaluation: Option<&Evaluation>,
+    ) {
         let to = Self::moderators(list);
         if to.is_empty() {
             warn!(list = %list.address, id = %h.id, "a post is held but the list has no moderators or owners");
@@ -168,11 +187,22 @@ impl Service {
         };
         let size = h.size.to_string();
         let request = list.suffix_address(Suffix::Request);
+        let reason = match evaluation {
+            Some(e) if h.reason == "dmarc" => super::checks::forged_reason(e),
+            _ => policy::explain(&h.reason).to_string(),
+        };
+        // A body line stays under SMTP's 998 bytes whatever the results hold.
+        let checks: String = evaluation
+            .map_or_else(|| "not checked".to_string(), |e| e.summary())
+            .chars()
+            .take(900)
+            .collect();
         let vars = [
             ("sender", h.sender.as_str()),
             ("subject", h.subject.as_str()),
             ("message_id", h.message_id.as_str()),
-            ("reason", policy::explain(&h.reason)),
+            ("reason", reason.as_str()),
+            ("checks", checks.as_str()),
             ("size", size.as_str()),
             ("approve", approve.as_str()),
             ("reject", reject.as_str()),

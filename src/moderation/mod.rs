@@ -7,6 +7,7 @@
 //! `requests` module, above both). docs/moderation.md tells the whole story.
 
 pub mod actions;
+pub mod checks;
 pub mod held;
 pub mod policy;
 

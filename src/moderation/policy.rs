@@ -5,6 +5,7 @@
 use mail_parser::MessageParser;
 
 use crate::address::Address;
+use crate::model::directory::AuthFailAction;
 use crate::model::{ListSettings, Member, NonmemberAction};
 
 /// What the policy reads from a post.
@@ -85,10 +86,26 @@ pub enum Decision {
 }
 
 /// Applies the list's policy. `member` is the sender's membership (From or
-/// envelope address), `size` the post's size in bytes.
-pub fn decide(settings: &ListSettings, member: Option<&Member>, size: u64) -> Decision {
+/// envelope address), `size` the post's size in bytes, `forged` whether the
+/// From domain's DMARC policy (`p=quarantine`/`reject`) fails: then the
+/// membership of that From proves nothing, and `auth_fail_action` decides
+/// before it is looked at.
+pub fn decide(
+    settings: &ListSettings,
+    member: Option<&Member>,
+    size: u64,
+    forged: bool,
+) -> Decision {
     if settings.emergency {
         return Decision::Hold("emergency");
+    }
+    if forged {
+        match settings.auth_fail_action {
+            AuthFailAction::Hold => return Decision::Hold("dmarc"),
+            AuthFailAction::Reject => return Decision::Reject("dmarc"),
+            AuthFailAction::Discard => return Decision::Discard("dmarc"),
+            AuthFailAction::Accept => {}
+        }
     }
     if settings.max_message_size > 0 && size > settings.max_message_size {
         return Decision::Hold("size");
@@ -112,6 +129,10 @@ pub fn explain(reason: &str) -> &'static str {
         "size" => "the message is larger than the list allows",
         "moderated" => "posts from your address are moderated",
         "nonmember" => "only members may post to the list without approval",
+        "dmarc" => {
+            "the From address's domain publishes a DMARC policy (p=quarantine or p=reject) \
+             and the message fails it: the From address is probably forged"
+        }
         "moderator" => "a moderator rejected it",
         "expired" => "no moderator acted on it in time",
         _ => "the list's posting policy",
@@ -205,8 +226,22 @@ mod tests {
         for (name, set, m, size, want) in cases {
             let mut s = ListSettings::default();
             set(&mut s);
-            assert_eq!(decide(&s, m.as_ref(), size), want, "{name}");
+            assert_eq!(decide(&s, m.as_ref(), size, false), want, "{name}");
         }
+        // A forged From: a member's address proves nothing.
+        let mut s = ListSettings::default();
+        let m = member(false);
+        assert_eq!(decide(&s, Some(&m), 1, true), Decision::Hold("dmarc"));
+        for (action, want) in [
+            (AuthFailAction::Reject, Decision::Reject("dmarc")),
+            (AuthFailAction::Discard, Decision::Discard("dmarc")),
+            (AuthFailAction::Accept, Decision::Accept),
+        ] {
+            s.auth_fail_action = action;
+            assert_eq!(decide(&s, Some(&m), 1, true), want, "{action:?}");
+        }
+        s.auth_fail_action = AuthFailAction::Accept;
+        assert_eq!(decide(&s, None, 1, true), Decision::Hold("nonmember"));
     }
 
     #[test]

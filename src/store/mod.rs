@@ -116,6 +116,29 @@ pub struct MessageMeta {
     /// moderator approved it), so it is never applied twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyMark>,
+    /// The SMTP client as the MTA reported it (XFORWARD): SPF of the sender
+    /// needs its address and HELO, and the evaluation may run after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientInfo>,
+    /// The sender evaluation (`auth::Evaluation` as JSON), kept so that it
+    /// is made once per post, shown to moderators and operators, and read
+    /// again for the ARC seal. Opaque here: the store sits below `auth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<serde_json::Value>,
+}
+
+/// What XFORWARD told about the SMTP client that sent a message to the MTA.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// The client's host name as the MTA resolved it (`NAME`), empty if unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The client's IP address (`ADDR`), empty if unknown: SPF needs it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub addr: String,
+    /// The name the client gave in HELO/EHLO (`HELO`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub helo: String,
 }
 
 /// Why a post passed the posting policy.
@@ -239,6 +262,9 @@ pub trait Queue: Send + Sync {
     /// Marks a message handled: its record and body are dropped and its
     /// Message-ID leaves the window `grace_secs` from now.
     async fn finish_message(&self, id: &str, grace_secs: u64) -> Result<()>;
+    /// Keeps the sender evaluation with a post, durably (replacing any);
+    /// `false` when the message is gone.
+    async fn set_auth(&self, id: &str, auth: serde_json::Value) -> Result<bool>;
     async fn window_entry(&self, list: &str, message_id: &str) -> Result<Option<WindowEntry>>;
     /// Drops window entries whose grace has passed; returns how many.
     async fn prune_window(&self) -> Result<usize>;

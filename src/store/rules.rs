@@ -118,6 +118,8 @@ mod tests {
             size: 1,
             state,
             policy: None,
+            client: None,
+            auth: None,
         }
     }
 

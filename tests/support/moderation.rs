@@ -33,6 +33,7 @@ impl Rig {
                 name: "lists.example.org".into(),
                 opaque: false,
                 created_at: 0,
+                arc_seal: None,
             })
             .await
             .unwrap();

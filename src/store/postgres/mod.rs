@@ -270,6 +270,10 @@ impl Queue for PostgresStore {
         queue::message(&self.client().await?, id).await
     }
 
+    async fn set_auth(&self, id: &str, auth: serde_json::Value) -> Result<bool> {
+        queue::set_auth(&self.client().await?, id, auth).await
+    }
+
     async fn message_body(&self, id: &str) -> Result<Vec<u8>> {
         queue::message_body(&self.client().await?, id).await
     }

@@ -162,6 +162,19 @@ pub async fn finish_message(c: &mut Client, id: &str, grace_secs: u64) -> Result
     tx.commit().await.map_err(pg_err)
 }
 
+/// One statement: the rest of the record (state, policy mark) stays as a
+/// concurrent transition wrote it.
+pub async fn set_auth(c: &Client, id: &str, auth: serde_json::Value) -> Result<bool> {
+    let n = c
+        .execute(
+            "UPDATE messages SET meta = jsonb_set(meta, '{auth}', $2) WHERE id = $1",
+            &[&id, &tokio_postgres::types::Json(auth)],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(n == 1)
+}
+
 pub async fn window_entry(c: &Client, list: &str, message_id: &str) -> Result<Option<WindowEntry>> {
     let row = c
         .query_opt(

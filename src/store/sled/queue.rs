@@ -85,6 +85,32 @@ impl Queue for SledStore {
         self.spool.remove(id)
     }
 
+    async fn set_auth(&self, id: &str, auth: serde_json::Value) -> Result<bool> {
+        let id = id.to_string();
+        let set = self
+            .blocking(move |t| {
+                // Compare-and-swap: a concurrent transition (hold, accept)
+                // of the same record is never overwritten with old fields.
+                loop {
+                    let Some(old) = t.messages.get(&id)? else {
+                        return Ok(false);
+                    };
+                    let mut meta: MessageMeta = serde_json::from_slice(&old)?;
+                    meta.auth = Some(auth.clone());
+                    let new = serde_json::to_vec(&meta)?;
+                    if t.messages
+                        .compare_and_swap(&id, Some(old), Some(new))?
+                        .is_ok()
+                    {
+                        return Ok(true);
+                    }
+                }
+            })
+            .await?;
+        self.durable().await?;
+        Ok(set)
+    }
+
     async fn window_entry(&self, list: &str, message_id: &str) -> Result<Option<WindowEntry>> {
         get(&self.trees.window, key2(list, message_id))
     }

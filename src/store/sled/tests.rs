@@ -37,6 +37,8 @@ pub(super) fn post(list: &str, id: &str, message_id: &str, body: &str) -> NewMes
             size: body.len() as u64,
             state: MessageState::Queued,
             policy: None,
+            client: None,
+            auth: None,
         },
         body: body.as_bytes().to_vec(),
     }
@@ -115,6 +117,7 @@ async fn a_domain_with_lists_is_not_deleted() {
         name: "lists.example.org".into(),
         opaque: false,
         created_at: 0,
+        arc_seal: None,
     };
     store.create_domain(&domain).await.unwrap();
     assert!(store.delete_domain("lists.example.org").await.is_err());
