@@ -42,8 +42,8 @@ use tracing::{info, warn};
 
 use super::{
     AcceptOutcome, BounceRecords, ChunkState, Claim, Claims, Completion, DeliveryFailure,
-    Directory, Job, MessageMeta, MessageState, ModerationRecords, NewMessage, Queue, Record,
-    Result, Store, StoreError, Transfer, WindowEntry,
+    DeliveryPage, Directory, Job, MessageMeta, MessageState, ModerationRecords, NewMessage, Queue,
+    Record, Result, Store, StoreError, Transfer, WindowEntry,
 };
 use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
 
@@ -235,8 +235,14 @@ impl Directory for PostgresStore {
         directory::members_page(&self.client().await?, list, after, limit).await
     }
 
-    async fn delivery_addresses(&self, list: &str, received_at: u64) -> Result<Vec<String>> {
-        directory::delivery_addresses(&self.client().await?, list, received_at).await
+    async fn delivery_page(
+        &self,
+        list: &str,
+        received_at: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<DeliveryPage> {
+        directory::delivery_page(&self.client().await?, list, received_at, after, limit).await
     }
 
     async fn member_count(&self, list: &str) -> Result<u64> {
@@ -293,8 +299,22 @@ impl Claims for PostgresStore {
         claims::unplanned_posts(&self.client().await?).await
     }
 
-    async fn create_job(&self, job: Job, chunks: Vec<Vec<String>>) -> Result<Job> {
-        claims::create_job(&mut self.client().await?, job, chunks).await
+    async fn begin_job(&self, job: &Job, planner: &str, lease_ms: u64) -> Result<()> {
+        claims::begin_job(&mut self.client().await?, job, planner, lease_ms).await
+    }
+
+    async fn add_chunks(
+        &self,
+        post: &str,
+        planner: &str,
+        chunks: Vec<Vec<String>>,
+        lease_ms: u64,
+    ) -> Result<()> {
+        claims::add_chunks(&mut self.client().await?, post, planner, chunks, lease_ms).await
+    }
+
+    async fn seal_job(&self, post: &str, planner: &str) -> Result<Job> {
+        claims::seal_job(&mut self.client().await?, post, planner).await
     }
 
     async fn claim_chunk(&self, owner: &str, lease_ms: u64) -> Result<Option<Claim>> {

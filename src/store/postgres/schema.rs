@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "member keys for paging large lists",
         include_str!("migrations/0003_member_keys.sql"),
     ),
+    (
+        5,
+        "jobs planned in steps (drafts sealed when whole)",
+        include_str!("migrations/0005_job_drafts.sql"),
+    ),
 ];
 
 /// Key of the advisory lock held while migrating ("listrelay" in ASCII, cut).
