@@ -10,3 +10,13 @@
 ALTER TABLE jobs ADD COLUMN sealed boolean NOT NULL DEFAULT true;
 ALTER TABLE jobs ADD COLUMN planner text;
 ALTER TABLE jobs ADD COLUMN plan_expires_ms bigint NOT NULL DEFAULT 0;
+
+-- Store::sync: progress writes commit asynchronously (their WAL is flushed
+-- by the WAL writer within 3 x wal_writer_delay); a sync commits a write of
+-- its own synchronously, which flushes the WAL up to it and so every commit
+-- before it. One row per server process, so concurrent syncs never wait on
+-- each other's row lock; rows of processes gone are pruned at open.
+CREATE TABLE sync_marks (
+    pid integer PRIMARY KEY,
+    n bigint NOT NULL
+);
