@@ -251,6 +251,9 @@ pub async fn members_page(
 /// A page of delivery addresses by a range scan of the primary key (list,
 /// domain, local): grouped by domain, as the embedded store orders them.
 /// One row more than the page is read to know whether the list goes on.
+/// The row comparison spans the whole key, so it bounds the index scan;
+/// on (domain, local) alone PostgreSQL scans the list from its start for
+/// every page (quadratic: 97 s to plan 1,000,000 members).
 pub async fn delivery_page(
     c: &Client,
     list: &str,
@@ -271,7 +274,8 @@ pub async fn delivery_page(
     let cmp = if after.is_some() { ">" } else { ">=" };
     let stmt = c
         .prepare_cached(&format!(
-            "{SELECT} AND (domain, local) {cmp} ($3, $4) ORDER BY domain, local LIMIT $5"
+            "{SELECT} AND (list, domain, local) {cmp} ($1, $3, $4)
+              ORDER BY domain, local LIMIT $5"
         ))
         .await
         .map_err(pg_err)?;
