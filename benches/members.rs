@@ -148,12 +148,13 @@ async fn plan_and_fan_out(lr: &mut Listrelay, store: &str, n: usize, sink: &Sink
     let plan_lat = probe(lr.lmtp_port, 20, planned).await;
     let plan = t0.elapsed().as_secs_f64();
     println!(
-        "{store:>8} planning    {plan:.1} s; LMTP ack p50/p99 {:.1}/{:.1} ms over {} probes (idle server: {:.1}/{:.1} ms); target p99 < 100 ms",
+        "{store:>8} planning    {plan:.1} s; LMTP ack p50/p99 {:.1}/{:.1} ms over {} probes (idle server: {:.1}/{:.1} ms); target p99 < 100 ms; server peak RSS {:.0} MiB",
         pct(&plan_lat, 0.5),
         pct(&plan_lat, 0.99),
         plan_lat.len(),
         pct(&idle_lat, 0.5),
-        pct(&idle_lat, 0.99)
+        pct(&idle_lat, 0.99),
+        peak_rss_mib(pid)
     );
     sink.wait_rcpts(before + n, Duration::from_secs(3600))
         .await

@@ -20,6 +20,65 @@ use crate::secret::Secret;
 use crate::smtp;
 use crate::store::{Job, MessageMeta, Store, StoreError};
 
+/// Members read per page while planning.
+const PLAN_PAGE: usize = 10_000;
+
+/// Chunks written to a draft job per store call: with the page, what
+/// planning holds in memory (10 chunks of 1,000 members by default).
+const PLAN_BATCH: usize = 10;
+
+/// A post's job while it is planned: begun in the store with the first
+/// batch of chunks, so a post without recipients writes nothing.
+struct Draft<'a> {
+    fanout: &'a Fanout,
+    job: &'a Job,
+    /// Whether the store holds the draft yet.
+    begun: bool,
+}
+
+impl Draft<'_> {
+    /// Reads the post's recipients page by page into chunks, written in
+    /// batches; `false` when there were none (nothing written).
+    async fn fill(&mut self, post: &MessageMeta) -> Result<bool, StoreError> {
+        let store = &self.fanout.store;
+        let mut chunker = plan::Chunker::new(self.fanout.config.chunk_size);
+        let mut batch = Vec::with_capacity(PLAN_BATCH);
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .delivery_page(&post.list, post.received_at, after.as_deref(), PLAN_PAGE)
+                .await?;
+            for address in page.addresses {
+                batch.extend(chunker.push(address));
+                if batch.len() >= PLAN_BATCH {
+                    self.add(std::mem::take(&mut batch)).await?;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        batch.extend(chunker.finish());
+        if !batch.is_empty() {
+            self.add(batch).await?;
+        }
+        Ok(self.begun)
+    }
+
+    async fn add(&mut self, chunks: Vec<Vec<String>>) -> Result<(), StoreError> {
+        let (planner, lease) = (self.fanout.planner_id(), self.fanout.plan_lease_ms());
+        let store = &self.fanout.store;
+        if !self.begun {
+            store.begin_job(self.job, &planner, lease).await?;
+            self.begun = true;
+        }
+        store
+            .add_chunks(&self.job.post_id, &planner, chunks, lease)
+            .await
+    }
+}
+
 /// The posting policy, applied to each new post before it is planned.
 #[async_trait::async_trait]
 pub trait PostGate: Send + Sync {
@@ -172,33 +231,18 @@ impl Fanout {
         Ok(n)
     }
 
-    /// Creates the job of one post over the members it had when it arrived.
+    /// Creates the job of one post over the members it had when it arrived,
+    /// streaming: the members are read a page at a time, cut into chunks as
+    /// they come, and the chunks written in batches to a draft job that is
+    /// sealed at the end, so planning holds one page and one batch whatever
+    /// the list's size. Each step is a short store call and the cutting is
+    /// a few microseconds per page, so intake keeps answering meanwhile.
     async fn plan(&self, post: &MessageMeta) -> Result<bool, StoreError> {
         let Some(list) = self.store.list(&post.list).await? else {
             warn!(id = %post.id, list = %post.list, "the list of a queued post is gone; dropping it");
             self.store.finish_message(&post.id, self.grace_secs).await?;
             return Ok(false);
         };
-        let members = self
-            .store
-            .delivery_addresses(&post.list, post.received_at)
-            .await?;
-        // Cutting a million addresses into chunks is CPU-bound work of tens of
-        // milliseconds: off the runtime threads, so intake keeps answering.
-        let size = self.config.chunk_size;
-        let chunks = tokio::task::spawn_blocking(move || plan::chunks(members, size))
-            .await
-            .map_err(|e| {
-                StoreError::Backend(format!(
-                    "planning the fan-out of {} failed ({e}); it is retried at the next poll",
-                    post.id
-                ))
-            })?;
-        if chunks.is_empty() {
-            info!(id = %post.id, list = %post.list, "post to a list without members");
-            self.store.finish_message(&post.id, self.grace_secs).await?;
-            return Ok(false);
-        }
         let job = Job {
             post_id: post.id.clone(),
             list: post.list.clone(),
@@ -212,7 +256,22 @@ impl Fanout {
             refused: 0,
             created_at: crate::clock::now(),
         };
-        match self.store.create_job(job, chunks).await {
+        let mut draft = Draft {
+            fanout: self,
+            job: &job,
+            begun: false,
+        };
+        match draft.fill(post).await {
+            Ok(true) => {}
+            Ok(false) => {
+                info!(id = %post.id, list = %post.list, "post to a list without members");
+                self.store.finish_message(&post.id, self.grace_secs).await?;
+                return Ok(false);
+            }
+            Err(StoreError::Exists(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        match self.store.seal_job(&post.id, &self.planner_id()).await {
             Ok(job) => {
                 info!(id = %job.post_id, list = %job.list, recipients = job.recipients,
                       chunks = job.chunks, verp_percent = job.verp_percent, seq = job.seq, "job created");
@@ -222,6 +281,17 @@ impl Fanout {
             Err(StoreError::Exists(_)) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Who plans in this process, in drafts: the host-id first, as in
+    /// worker leases, so a restarted host releases its drafts by it.
+    fn planner_id(&self) -> String {
+        format!("{}:planner", self.instance)
+    }
+
+    /// The planner's lease on a draft, renewed by each batch of chunks.
+    fn plan_lease_ms(&self) -> u64 {
+        self.config.lease_secs * 1000
     }
 
     /// The prepared copy of a post, read and built once while in use.

@@ -8,33 +8,100 @@ use crate::verp;
 /// chunks of at most `size`, without splitting a domain's run unless it alone
 /// is larger than a chunk.
 pub fn chunks(members: Vec<String>, size: usize) -> Vec<Vec<String>> {
-    let size = size.max(1);
-    let mut out: Vec<Vec<String>> = Vec::new();
-    let mut current: Vec<String> = Vec::new();
-    let mut run: Vec<String> = Vec::new();
-    let flush_run =
-        |run: &mut Vec<String>, current: &mut Vec<String>, out: &mut Vec<Vec<String>>| {
-            if current.len() + run.len() > size && !current.is_empty() {
-                out.push(std::mem::take(current));
-            }
-            for m in run.drain(..) {
-                if current.len() == size {
-                    out.push(std::mem::take(current));
-                }
-                current.push(m);
-            }
-        };
-    for m in members {
-        if run.last().is_some_and(|last| domain(last) != domain(&m)) {
-            flush_run(&mut run, &mut current, &mut out);
-        }
-        run.push(m);
-    }
-    flush_run(&mut run, &mut current, &mut out);
-    if !current.is_empty() {
-        out.push(current);
-    }
+    let mut chunker = Chunker::new(size);
+    let mut out: Vec<Vec<String>> = members
+        .into_iter()
+        .filter_map(|m| chunker.push(m))
+        .collect();
+    out.extend(chunker.finish());
     out
+}
+
+/// [`chunks`] one member at a time, so that a list of any size is cut with
+/// the memory of one chunk and one domain run of at most a chunk: the
+/// planner streams a million members through it page by page.
+///
+/// A domain's members go into a chunk together when they fit; `run` holds
+/// the current domain's members until that is known. Once the run alone
+/// no longer fits beside the chunk being filled, the answer is known (that
+/// chunk closes and the run starts the next), and the domain's further
+/// members go straight into chunks.
+pub struct Chunker {
+    size: usize,
+    /// The chunk being filled.
+    current: Vec<String>,
+    /// The current domain's members not yet placed in `current`.
+    run: Vec<String>,
+    /// Whether the current domain's run is being placed as it comes
+    /// (`run` then stays empty).
+    streaming: bool,
+    /// The domain of the last member pushed.
+    domain: Option<String>,
+    /// Chunks completed and not yet returned: placing a run may complete
+    /// two at once.
+    ready: std::collections::VecDeque<Vec<String>>,
+}
+
+impl Chunker {
+    pub fn new(size: usize) -> Chunker {
+        Chunker {
+            size: size.max(1),
+            current: Vec::new(),
+            run: Vec::new(),
+            streaming: false,
+            domain: None,
+            ready: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Adds the next member; returns a chunk when one is complete.
+    pub fn push(&mut self, member: String) -> Option<Vec<String>> {
+        if self.domain.as_deref() != Some(domain(&member)) {
+            self.place_run();
+            self.streaming = false;
+            self.domain = Some(domain(&member).to_string());
+        }
+        if self.streaming {
+            self.place(member);
+        } else {
+            self.run.push(member);
+            if self.current.len() + self.run.len() > self.size {
+                // The run does not fit beside the current chunk: close it
+                // and place the run as it comes from here on.
+                self.place_run();
+                self.streaming = true;
+            }
+        }
+        self.ready.pop_front()
+    }
+
+    /// The chunks left once every member was pushed.
+    pub fn finish(mut self) -> Vec<Vec<String>> {
+        self.place_run();
+        let mut out: Vec<Vec<String>> = self.ready.drain(..).collect();
+        if !self.current.is_empty() {
+            out.push(std::mem::take(&mut self.current));
+        }
+        out
+    }
+
+    /// Puts the pending run into chunks: after the current chunk if it fits
+    /// there, else from a new chunk.
+    fn place_run(&mut self) {
+        if self.current.len() + self.run.len() > self.size && !self.current.is_empty() {
+            self.ready.push_back(std::mem::take(&mut self.current));
+        }
+        for m in std::mem::take(&mut self.run) {
+            self.place(m);
+        }
+    }
+
+    fn place(&mut self, member: String) {
+        if self.current.len() == self.size {
+            self.ready.push_back(std::mem::take(&mut self.current));
+        }
+        self.current.push(member);
+    }
 }
 
 fn domain(address: &str) -> &str {
@@ -105,6 +172,72 @@ mod tests {
             all,
             "nothing lost or reordered"
         );
+    }
+
+    /// The cut as it was written before the chunker streamed (the whole
+    /// list at once): the chunker must give the same chunks.
+    fn reference(members: Vec<String>, size: usize) -> Vec<Vec<String>> {
+        let size = size.max(1);
+        let (mut out, mut current, mut run) = (Vec::new(), Vec::new(), Vec::<String>::new());
+        let flush =
+            |run: &mut Vec<String>, current: &mut Vec<String>, out: &mut Vec<Vec<String>>| {
+                if current.len() + run.len() > size && !current.is_empty() {
+                    out.push(std::mem::take(current));
+                }
+                for m in run.drain(..) {
+                    if current.len() == size {
+                        out.push(std::mem::take(current));
+                    }
+                    current.push(m);
+                }
+            };
+        for m in members {
+            if run.last().is_some_and(|l| domain(l) != domain(&m)) {
+                flush(&mut run, &mut current, &mut out);
+            }
+            run.push(m);
+        }
+        flush(&mut run, &mut current, &mut out);
+        if !current.is_empty() {
+            out.push(current);
+        }
+        out
+    }
+
+    #[test]
+    fn the_streaming_chunker_cuts_as_the_whole_list_cut() {
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for _ in 0..300 {
+            let domains: Vec<(String, usize)> = (0..next(8) + 1)
+                .map(|d| (format!("d{d}.org"), next(25) as usize + 1))
+                .collect();
+            let spec: Vec<(&str, usize)> = domains.iter().map(|(d, n)| (d.as_str(), *n)).collect();
+            let size = next(12) as usize + 1;
+            let m = members(&spec);
+            assert_eq!(
+                chunks(m.clone(), size),
+                reference(m, size),
+                "{spec:?} size {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_chunker_holds_at_most_a_chunk_of_one_domain() {
+        let mut c = Chunker::new(10);
+        let mut out = Vec::new();
+        for i in 0..1000 {
+            out.extend(c.push(format!("u{i}@big.org")));
+            assert!(c.run.len() <= 10 && c.current.len() <= 10 && c.ready.len() <= 2);
+        }
+        out.extend(c.finish());
+        assert_eq!(out.len(), 100);
     }
 
     #[test]

@@ -197,6 +197,17 @@ pub fn new_id() -> String {
     format!("{ms:012x}{:016x}", rand::random::<u64>())
 }
 
+/// A page of [`Directory::delivery_page`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryPage {
+    /// The page's members who get the post, in planning order.
+    pub addresses: Vec<String>,
+    /// The member key to read the next page after; `None` at the end of the
+    /// list. Also set when every member of a page was filtered out, so a
+    /// page's work is bounded by `limit` whatever the filter drops.
+    pub next: Option<String>,
+}
+
 /// The directory: domains, lists and their members (including a member's
 /// delivery and moderation flags).
 #[async_trait]
@@ -228,17 +239,34 @@ pub trait Directory: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Member>>;
-    /// The addresses a post received at `received_at` goes to: members with
-    /// delivery enabled who had joined by then, grouped by domain. Lighter
-    /// than [`Directory::members`] for large lists.
+    /// One page of the addresses a post received at `received_at` goes to
+    /// (members with delivery enabled who had joined by then): the next
+    /// `limit` members after the member key `after` (from the start when
+    /// `None`) in the order fan-out plans in, grouped by domain (list,
+    /// domain, local part), filtered. A range read: the planner walks a list
+    /// of any size with the memory of a page.
+    async fn delivery_page(
+        &self,
+        list: &str,
+        received_at: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<DeliveryPage>;
+    /// Every address a post received at `received_at` goes to, in planning
+    /// order: the pages of [`Directory::delivery_page`] collected (tests and
+    /// small lists; the planner walks the pages).
     async fn delivery_addresses(&self, list: &str, received_at: u64) -> Result<Vec<String>> {
-        Ok(self
-            .members(list)
-            .await?
-            .into_iter()
-            .filter(|m| m.delivery_enabled && m.added_at <= received_at)
-            .map(|m| m.address.to_string())
-            .collect())
+        let (mut out, mut after) = (Vec::new(), None::<String>);
+        loop {
+            let page = self
+                .delivery_page(list, received_at, after.as_deref(), 10_000)
+                .await?;
+            out.extend(page.addresses);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
+            }
+        }
     }
     async fn member_count(&self, list: &str) -> Result<u64>;
     /// One member of a list (by lowercased address).
@@ -274,11 +302,46 @@ pub trait Queue: Send + Sync {
 /// compare-and-swap, fenced by generation) and hand-off failures.
 #[async_trait]
 pub trait Claims: Send + Sync {
-    /// Queued posts that have no job yet (never held ones).
+    /// Queued posts that have no job yet (never held ones): no sealed job,
+    /// and (PostgreSQL) no draft another planner is still working on.
     async fn unplanned_posts(&self) -> Result<Vec<MessageMeta>>;
-    /// Creates a post's job and its chunks at once, assigning the list's next
-    /// post counter to `job.seq`. Fails with `Exists` if the job exists.
-    async fn create_job(&self, job: Job, chunks: Vec<Vec<String>>) -> Result<Job>;
+    /// Starts planning a post: its job as a draft held by `planner` for
+    /// `lease_ms`, whose chunks no worker can claim until
+    /// [`Claims::seal_job`]. A job is planned in steps so that planning a
+    /// million members holds one batch of chunks in memory, not the list.
+    /// Fails with `Exists` when the post already has a sealed job, is no
+    /// longer queued, or another planner's draft of it is live (lease not
+    /// expired); a draft left by a planner whose lease expired (it died), or
+    /// by `planner` itself (a retry after an error), is discarded with its
+    /// chunks and begun afresh. `job.seq`, `chunks` and `recipients` are
+    /// ignored: the store sets them.
+    async fn begin_job(&self, job: &Job, planner: &str, lease_ms: u64) -> Result<()>;
+    /// Appends chunks (member lists, in planning order) to `planner`'s draft
+    /// of post `post`'s job and renews its lease. `Exists` when the draft
+    /// is no longer the planner's (taken over, or sealed): stop planning.
+    async fn add_chunks(
+        &self,
+        post: &str,
+        planner: &str,
+        chunks: Vec<Vec<String>>,
+        lease_ms: u64,
+    ) -> Result<()>;
+    /// Seals `planner`'s draft of post `post`'s job in one transaction that
+    /// takes the list's next post counter into `seq` and checks the post is
+    /// still queued: from then on its chunks can be claimed. `Exists` when
+    /// the draft is not the planner's or the post is no longer queued (the
+    /// draft is then dropped); `Invalid` for a draft without chunks.
+    async fn seal_job(&self, post: &str, planner: &str) -> Result<Job>;
+    /// Creates a post's job with all its chunks at once (begin, add, seal,
+    /// under a planner id of its own): for small jobs, tests and tools.
+    async fn create_job(&self, job: Job, chunks: Vec<Vec<String>>) -> Result<Job> {
+        let planner = format!("create-job:{:016x}", rand::random::<u64>());
+        const LEASE_MS: u64 = 60_000;
+        self.begin_job(&job, &planner, LEASE_MS).await?;
+        self.add_chunks(&job.post_id, &planner, chunks, LEASE_MS)
+            .await?;
+        self.seal_job(&job.post_id, &planner).await
+    }
     /// Takes a claimable chunk (free, or its lease expired) under a new lease
     /// and generation, by compare-and-swap; `None` when there is nothing to do.
     async fn claim_chunk(&self, owner: &str, lease_ms: u64) -> Result<Option<Claim>>;

@@ -1,5 +1,5 @@
 //! Planning, jobs, chunks and leases in PostgreSQL: the posts left to plan,
-//! a job created only for a post still queued, claims, progress, completion,
+//! a job begun only for a post still queued, filled in batches and sealed, claims, progress, completion,
 //! the release of a restarted host's leases and the clearing of orphan jobs.
 //!
 //! * A claim is ONE statement: it picks the first chunk that is free or whose
@@ -122,52 +122,177 @@ pub async fn insert_chunk(
     .await
 }
 
-pub async fn create_job(c: &mut Client, mut job: Job, chunks: Vec<Vec<String>>) -> Result<Job> {
-    job.chunks = chunks.len() as u32;
-    job.recipients = chunks.iter().map(|c| c.len() as u64).sum();
-    let tx = c.transaction().await.map_err(pg_err)?;
-    // The post must still be queued: a job whose last chunk completed marks
-    // its post done in the same transaction, so a planner on another host that
-    // saw the post before cannot plan it a second time; and a post held for
-    // the moderators meanwhile is not planned.
-    let post = tx
+/// Locks the post's row (as `complete_chunk` does first, so the two never
+/// deadlock) and says whether it is still queued; `NotFound` when it is
+/// gone.
+async fn post_queued(tx: &deadpool_postgres::Transaction<'_>, post: &str) -> Result<bool> {
+    let row = tx
         .query_opt(
             "SELECT state FROM messages WHERE id = $1 FOR SHARE",
-            &[&job.post_id],
+            &[&post],
+        )
+        .await
+        .map_err(pg_err)?
+        .ok_or_else(|| StoreError::NotFound(format!("message {post}")))?;
+    Ok(col::<&str>(&row, "messages", 0)? == "queued")
+}
+
+fn not_queued(post: &str) -> StoreError {
+    StoreError::Exists(format!(
+        "job {post} (the post is no longer queued: planned and done, held, or finished)"
+    ))
+}
+
+fn not_the_planners(post: &str) -> StoreError {
+    StoreError::Exists(format!(
+        "job {post} (its draft is another planner's, or sealed: planning stops)"
+    ))
+}
+
+/// Begins a post's job as a draft row of `planner`. The post must still be
+/// queued: a job whose last chunk completed marks its post done in the same
+/// transaction, so a planner on another host that saw the post before
+/// cannot plan it a second time; and a post held for the moderators
+/// meanwhile is not planned. A draft whose planner's lease expired (or
+/// `planner`'s own) is taken over and its chunks deleted, in the same
+/// transaction.
+pub async fn begin_job(c: &mut Client, job: &Job, planner: &str, lease_ms: u64) -> Result<()> {
+    let tx = c.transaction().await.map_err(pg_err)?;
+    if !post_queued(&tx, &job.post_id).await? {
+        return Err(not_queued(&job.post_id));
+    }
+    let row = tx
+        .query_opt(
+            "INSERT INTO jobs (message, list, seq, verp_percent, max_rcpt_per_txn, chunks,
+                               chunks_done, recipients, delivered, failed, created_at,
+                               sealed, planner, plan_expires_ms)
+             VALUES ($1, $2, 0, $3, $4, 0, 0, 0, 0, 0, $5, false, $6, lr_now_ms() + $7)
+             ON CONFLICT (message) DO UPDATE
+                SET list = EXCLUDED.list, verp_percent = EXCLUDED.verp_percent,
+                    max_rcpt_per_txn = EXCLUDED.max_rcpt_per_txn, chunks = 0,
+                    recipients = 0, created_at = EXCLUDED.created_at,
+                    planner = EXCLUDED.planner, plan_expires_ms = EXCLUDED.plan_expires_ms
+              WHERE NOT jobs.sealed
+                AND (jobs.planner = EXCLUDED.planner OR jobs.plan_expires_ms <= lr_now_ms())
+             RETURNING NOT (xmax = 0)",
+            &[
+                &job.post_id,
+                &job.list,
+                &i16::from(job.verp_percent),
+                &i32_of(job.max_rcpt_per_txn),
+                &i64_of(job.created_at),
+                &planner,
+                &i64_of(lease_ms),
+            ],
         )
         .await
         .map_err(pg_err)?;
-    let Some(post) = post else {
-        return Err(StoreError::NotFound(format!("message {}", job.post_id)));
+    let Some(row) = row else {
+        return Err(StoreError::Exists(format!(
+            "job {} (planned, or being planned by a live planner)",
+            job.post_id
+        )));
     };
-    let state: &str = col(&post, "messages", 0)?;
-    if state != "queued" {
-        return Err(StoreError::Exists(format!("job {} ({state})", job.post_id)));
+    if col::<bool>(&row, "jobs", 0)? {
+        // A draft was taken over: its planner's chunks go with it.
+        tx.execute("DELETE FROM chunks WHERE job = $1", &[&job.post_id])
+            .await
+            .map_err(pg_err)?;
+    }
+    tx.commit().await.map_err(pg_err)
+}
+
+/// Appends chunks to `planner`'s draft in one transaction: the draft row
+/// (fenced by planner) counts them and renews the lease, then the rows go
+/// in, numbered after those already there.
+pub async fn add_chunks(
+    c: &mut Client,
+    post: &str,
+    planner: &str,
+    chunks: Vec<Vec<String>>,
+    lease_ms: u64,
+) -> Result<()> {
+    let n = chunks.len() as i64;
+    let recipients: i64 = chunks.iter().map(|c| c.len() as i64).sum();
+    let joined: Vec<String> = chunks.iter().map(|m| m.join("\n")).collect();
+    drop(chunks);
+    let tx = c.transaction().await.map_err(pg_err)?;
+    let row = tx
+        .query_opt(
+            "UPDATE jobs SET chunks = chunks + $3, recipients = recipients + $4,
+                    plan_expires_ms = lr_now_ms() + $5
+              WHERE message = $1 AND NOT sealed AND planner = $2
+             RETURNING chunks - $3",
+            &[&post, &planner, &(n as i32), &recipients, &i64_of(lease_ms)],
+        )
+        .await
+        .map_err(pg_err)?
+        .ok_or_else(|| not_the_planners(post))?;
+    let first: i32 = col(&row, "jobs", 0)?;
+    tx.execute(
+        "INSERT INTO chunks (job, idx, members, addresses)
+         SELECT $1, $2 + (i - 1)::integer, cardinality(a), a
+         FROM unnest($3::text[]) WITH ORDINALITY AS t(m, i),
+              LATERAL (SELECT string_to_array(m, E'\\n') AS a) AS s",
+        &[&post, &first, &joined],
+    )
+    .await
+    .map_err(pg_err)?;
+    tx.commit().await.map_err(pg_err)
+}
+
+/// Seals `planner`'s draft: takes the list's next post counter and marks
+/// the job sealed in one transaction that checks the post is still queued
+/// (a post no longer queued drops the draft and its chunks instead).
+pub async fn seal_job(c: &mut Client, post: &str, planner: &str) -> Result<Job> {
+    let tx = c.transaction().await.map_err(pg_err)?;
+    if !post_queued(&tx, post).await? {
+        tx.execute(
+            "DELETE FROM jobs WHERE message = $1 AND NOT sealed AND planner = $2",
+            &[&post, &planner],
+        )
+        .await
+        .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)?;
+        return Err(not_queued(post));
+    }
+    let row = tx
+        .query_opt(
+            "SELECT list, chunks FROM jobs
+              WHERE message = $1 AND NOT sealed AND planner = $2 FOR UPDATE",
+            &[&post, &planner],
+        )
+        .await
+        .map_err(pg_err)?
+        .ok_or_else(|| not_the_planners(post))?;
+    let (list, chunks): (String, i32) = (col(&row, "jobs", 0)?, col(&row, "jobs", 1)?);
+    if chunks == 0 {
+        return Err(StoreError::Invalid(format!(
+            "job {post} has no chunks: a post without recipients is finished, not planned"
+        )));
     }
     let counter = tx
         .query_one(
             "INSERT INTO counters (list, seq) VALUES ($1, 0)
              ON CONFLICT (list) DO UPDATE SET seq = counters.seq + 1
              RETURNING seq",
-            &[&job.list],
+            &[&list],
         )
         .await
         .map_err(pg_err)?;
-    job.seq = col::<i64>(&counter, "counters", 0)? as u64;
-    if insert_job(&*tx, &job).await.map_err(pg_err)? == 0 {
-        // Rolled back with the transaction: the counter is unchanged.
-        return Err(StoreError::Exists(format!("job {}", job.post_id)));
-    }
-    let joined: Vec<String> = chunks.iter().map(|m| m.join("\n")).collect();
-    tx.execute(
-        "INSERT INTO chunks (job, idx, members, addresses)
-         SELECT $1, (i - 1)::integer, cardinality(a), a
-         FROM unnest($2::text[]) WITH ORDINALITY AS t(m, i),
-              LATERAL (SELECT string_to_array(m, E'\\n') AS a) AS s",
-        &[&job.post_id, &joined],
-    )
-    .await
-    .map_err(pg_err)?;
+    let seq: i64 = col(&counter, "counters", 0)?;
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE jobs SET sealed = true, planner = NULL, plan_expires_ms = 0, seq = $2
+                  WHERE message = $1
+                 RETURNING {JOB_COLUMNS}"
+            ),
+            &[&post, &seq],
+        )
+        .await
+        .map_err(pg_err)?;
+    let job = job_of(&row, 0)?;
     tx.commit().await.map_err(pg_err)?;
     Ok(job)
 }
@@ -178,6 +303,7 @@ pub async fn claim_chunk(c: &Client, owner: &str, lease_ms: u64) -> Result<Optio
              SELECT job, idx, owner AS previous FROM chunks
              WHERE not_before_ms <= lr_now_ms()
                AND (owner IS NULL OR lease_expires_ms <= lr_now_ms())
+               AND EXISTS (SELECT 1 FROM jobs WHERE message = chunks.job AND sealed)
              ORDER BY job, idx
              LIMIT 1
              FOR UPDATE SKIP LOCKED)
@@ -352,7 +478,7 @@ pub async fn clear_orphans(c: &Client) -> Result<Vec<(String, String)>> {
 pub async fn jobs(c: &Client) -> Result<Vec<Job>> {
     let rows = c
         .query(
-            &format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY message"),
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE sealed ORDER BY message"),
             &[],
         )
         .await
@@ -363,7 +489,11 @@ pub async fn jobs(c: &Client) -> Result<Vec<Job>> {
 pub async fn chunks(c: &Client) -> Result<Vec<ChunkState>> {
     let rows = c
         .query(
-            &format!("SELECT {CHUNK_COLUMNS} FROM chunks ORDER BY job, idx"),
+            &format!(
+                "SELECT {CHUNK_COLUMNS} FROM chunks
+                  WHERE EXISTS (SELECT 1 FROM jobs WHERE message = chunks.job AND sealed)
+                  ORDER BY job, idx"
+            ),
             &[],
         )
         .await
@@ -376,7 +506,8 @@ pub async fn unplanned_posts(c: &Client) -> Result<Vec<MessageMeta>> {
         .query(
             "SELECT meta, state FROM messages m
                  WHERE is_post AND state = 'queued'
-                   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.message = m.id)
+                   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.message = m.id
+                                     AND (j.sealed OR j.plan_expires_ms > lr_now_ms()))
                  ORDER BY id",
             &[],
         )
@@ -385,7 +516,18 @@ pub async fn unplanned_posts(c: &Client) -> Result<Vec<MessageMeta>> {
     rows.iter().map(meta_of).collect()
 }
 
+/// Expires the chunk leases and the planning leases (drafts) of a previous
+/// run of this host: its chunks are claimed and its half-planned posts
+/// planned again at once.
 pub async fn release_leases(c: &Client, owner_prefix: &str) -> Result<usize> {
+    let drafts = c
+        .execute(
+            "UPDATE jobs SET plan_expires_ms = 0
+              WHERE NOT sealed AND plan_expires_ms > 0 AND starts_with(planner, $1)",
+            &[&owner_prefix],
+        )
+        .await
+        .map_err(pg_err)?;
     // Owners written before the host-id came first were
     // `HOSTNAME#HOSTID:…`: those are released by the host-id too,
     // whatever hostname they ran under ('#' is in no host name).
@@ -400,5 +542,5 @@ pub async fn release_leases(c: &Client, owner_prefix: &str) -> Result<usize> {
         )
         .await
         .map_err(pg_err)?;
-    Ok(n as usize)
+    Ok((n + drafts) as usize)
 }

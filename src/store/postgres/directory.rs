@@ -10,7 +10,7 @@ use tokio_postgres::types::Json;
 
 use super::{col, i64_of, json, member_parts, pg_err};
 use crate::model::{Domain, List, Member};
-use crate::store::{rules, Result, StoreError};
+use crate::store::{rules, DeliveryPage, Result, StoreError};
 
 pub async fn create_domain(c: &Client, domain: &Domain) -> Result<()> {
     let n = c
@@ -248,21 +248,65 @@ pub async fn members_page(
     rows.iter().map(|r| json(r, "members", 0)).collect()
 }
 
-pub async fn delivery_addresses(c: &Client, list: &str, received_at: u64) -> Result<Vec<String>> {
-    // Only the address leaves the database; the filters read the record
-    // with the defaults `Member` deserializes with.
+/// A page of delivery addresses by a range scan of the primary key (list,
+/// domain, local): grouped by domain, as the embedded store orders them.
+/// One row more than the page is read to know whether the list goes on.
+/// The row comparison spans the whole key, so it bounds the index scan;
+/// on (domain, local) alone PostgreSQL scans the list from its start for
+/// every page (quadratic: 97 s to plan 1,000,000 members).
+pub async fn delivery_page(
+    c: &Client,
+    list: &str,
+    received_at: u64,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<DeliveryPage> {
+    // Only the address leaves the database, NULL for a member filtered
+    // out; the filters read the record with the defaults `Member`
+    // deserializes with.
+    const SELECT: &str = "SELECT domain, local,
+                CASE WHEN coalesce((data->>'delivery_enabled')::boolean, true)
+                          AND coalesce((data->>'added_at')::bigint, 0) <= $2
+                     THEN data->>'address' END
+           FROM members WHERE list = $1";
+    let limit = limit.max(1);
+    let (domain, local) = after.map(member_parts).unwrap_or_default();
+    let cmp = if after.is_some() { ">" } else { ">=" };
+    let stmt = c
+        .prepare_cached(&format!(
+            "{SELECT} AND (list, domain, local) {cmp} ($1, $3, $4)
+              ORDER BY domain, local LIMIT $5"
+        ))
+        .await
+        .map_err(pg_err)?;
     let rows = c
         .query(
-            "SELECT data->>'address' FROM members
-                 WHERE list = $1
-                   AND coalesce((data->>'delivery_enabled')::boolean, true)
-                   AND coalesce((data->>'added_at')::bigint, 0) <= $2
-                 ORDER BY domain, local",
-            &[&list, &i64_of(received_at)],
+            &stmt,
+            &[
+                &list,
+                &i64_of(received_at),
+                &domain,
+                &local,
+                &i64_of(limit as u64 + 1),
+            ],
         )
         .await
         .map_err(pg_err)?;
-    rows.iter().map(|r| col(r, "members", 0)).collect()
+    let mut page = DeliveryPage::default();
+    for r in rows.iter().take(limit) {
+        if let Some(a) = col::<Option<String>>(r, "members", 2)? {
+            page.addresses.push(a);
+        }
+    }
+    if rows.len() > limit {
+        let last = &rows[limit - 1];
+        page.next = Some(format!(
+            "{}@{}",
+            col::<&str>(last, "members", 1)?,
+            col::<&str>(last, "members", 0)?
+        ));
+    }
+    Ok(page)
 }
 
 pub async fn member_count(c: &Client, list: &str) -> Result<u64> {

@@ -25,9 +25,14 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0003_member_keys.sql"),
     ),
     (
-        6,
+        4,
+        "jobs planned in steps (drafts sealed when whole)",
+        include_str!("migrations/0004_job_drafts.sql"),
+    ),
+    (
+        5,
         "API tokens and the audit log",
-        include_str!("migrations/0006_access.sql"),
+        include_str!("migrations/0005_access.sql"),
     ),
 ];
 

@@ -24,10 +24,31 @@ impl Claims for SledStore {
         .await
     }
 
-    async fn create_job(&self, job: Job, chunks: Vec<Vec<String>>) -> Result<Job> {
+    async fn begin_job(&self, job: &Job, planner: &str, lease_ms: u64) -> Result<()> {
+        let (job, planner) = (job.clone(), planner.to_string());
+        self.blocking(move |t| fanout::begin_job(t, &job, &planner, lease_ms))
+            .await
+    }
+
+    async fn add_chunks(
+        &self,
+        post: &str,
+        planner: &str,
+        chunks: Vec<Vec<String>>,
+        lease_ms: u64,
+    ) -> Result<()> {
+        let (post, planner) = (post.to_string(), planner.to_string());
+        self.blocking(move |t| fanout::add_chunks(t, &post, &planner, &chunks, lease_ms))
+            .await
+    }
+
+    async fn seal_job(&self, post: &str, planner: &str) -> Result<Job> {
+        let (post, planner) = (post.to_string(), planner.to_string());
         let job = self
-            .blocking(move |t| fanout::create_job(t, job, chunks))
+            .blocking(move |t| fanout::seal_job(t, &post, &planner))
             .await?;
+        // Chunk lists written by the adds are made durable by this flush
+        // too: nothing is claimed before it returns.
         self.durable().await?;
         Ok(job)
     }

@@ -102,6 +102,20 @@ pub(super) fn finish_list_purges(t: &Trees) -> Result<()> {
     Ok(())
 }
 
+/// The member key (`local@domain`) of a record key `list\0domain\0local`.
+fn key_of(list_prefix: &[u8], key: &[u8]) -> String {
+    let rest = key.get(list_prefix.len()..).unwrap_or_default();
+    let (domain, local) = rest
+        .iter()
+        .position(|&b| b == 0)
+        .map_or((rest, &[][..]), |i| (&rest[..i], &rest[i + 1..]));
+    format!(
+        "{}@{}",
+        String::from_utf8_lossy(local),
+        String::from_utf8_lossy(domain)
+    )
+}
+
 #[async_trait]
 impl Directory for SledStore {
     async fn create_domain(&self, domain: &Domain) -> Result<()> {
@@ -241,7 +255,13 @@ impl Directory for SledStore {
         .await
     }
 
-    async fn delivery_addresses(&self, list: &str, received_at: u64) -> Result<Vec<String>> {
+    async fn delivery_page(
+        &self,
+        list: &str,
+        received_at: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<DeliveryPage> {
         /// The fields planning needs, borrowed from the record.
         #[derive(serde::Deserialize)]
         struct View<'a> {
@@ -256,16 +276,35 @@ impl Directory for SledStore {
             true
         }
         let prefix = key2(list, "");
+        let start = after.map(|a| member_key(list, a));
+        let limit = limit.max(1);
         self.blocking(move |t| {
-            let mut out = Vec::new();
-            for kv in t.members.scan_prefix(prefix) {
-                let (_, v) = kv?;
+            let iter = match start {
+                Some(k) => t
+                    .members
+                    .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded)),
+                None => t.members.range(prefix.clone()..),
+            };
+            let mut page = DeliveryPage::default();
+            let (mut read, mut last) = (0, None);
+            for kv in iter {
+                let (k, v) = kv?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                if read == limit {
+                    // More members follow: continue after the last one read.
+                    page.next = last.map(|l: sled::IVec| key_of(&prefix, &l));
+                    break;
+                }
                 let m: View = serde_json::from_slice(&v)?;
                 if m.delivery_enabled && m.added_at <= received_at {
-                    out.push(m.address.into_owned());
+                    page.addresses.push(m.address.into_owned());
                 }
+                read += 1;
+                last = Some(k);
             }
-            Ok(out)
+            Ok(page)
         })
         .await
     }

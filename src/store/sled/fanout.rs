@@ -29,80 +29,216 @@ fn abort(e: impl Into<StoreError>) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e.into())
 }
 
-/// Creates a post's job, in one transaction that also checks the post is
-/// still queued: a post already planned, done (its last chunk completed) or
-/// finished (gone) is refused with `Exists`, so a planner working from an
-/// old list of unplanned posts never plans one twice.
-pub fn create_job(t: &Trees, mut job: Job, chunks: Vec<Vec<String>>) -> Result<Job> {
-    job.chunks = chunks.len() as u32;
-    job.recipients = chunks.iter().map(|c| c.len() as u64).sum();
-    let encoded: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = chunks
-        .iter()
-        .enumerate()
-        .map(|(i, members)| {
-            let state = ChunkState {
-                job: job.post_id.clone(),
-                index: i as u32,
-                members: members.len() as u32,
-                generation: 0,
-                owner: None,
-                lease_expires_ms: 0,
-                not_before_ms: 0,
-                cursor: 0,
-                retry: Vec::new(),
-                delivered: 0,
-                refused: 0,
-                mta_failures: 0,
-            };
-            Ok((
-                chunk_key(&job.post_id, i as u32),
-                serde_json::to_vec(&state)?,
-                members.join("\n").into_bytes(),
-            ))
-        })
-        .collect::<Result<_>>()?;
-    drop(chunks);
-    (
-        &t.jobs,
-        &t.chunks,
-        &t.chunk_members,
-        &t.counters,
-        &t.messages,
-    )
-        .transaction(|(jobs, chunk_tree, member_tree, counters, messages)| {
-            if jobs.get(&job.post_id)?.is_some() {
-                return Err(abort(StoreError::Exists(format!("job {}", job.post_id))));
+/// A job being planned, kept until it is sealed.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct Draft {
+    /// The job as the planner began it (settings taken at planning).
+    job: Job,
+    /// Who is planning it: only they may add chunks or seal it.
+    planner: String,
+    /// When another planner may take it over (this one died).
+    lease_expires_ms: u64,
+    /// Members of each chunk written so far, by index: the chunk states
+    /// are made from them at the seal.
+    sizes: Vec<u32>,
+}
+
+/// The key prefix of every chunk of a job.
+fn job_prefix(post: &str) -> Vec<u8> {
+    key2(post, "")
+}
+
+/// Whether the post is still queued (not held, done or finished).
+fn queued(messages: &sled::transaction::TransactionalTree, post: &str) -> TxResult<bool> {
+    Ok(match messages.get(post)? {
+        Some(v) => {
+            serde_json::from_slice::<MessageMeta>(&v)
+                .map_err(abort)?
+                .state
+                == MessageState::Queued
+        }
+        None => false,
+    })
+}
+
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<StoreError>>;
+
+fn not_queued(post: &str) -> StoreError {
+    StoreError::Exists(format!(
+        "job {post} (the post is no longer queued: planned and done, or finished)"
+    ))
+}
+
+fn not_the_planners(post: &str) -> StoreError {
+    StoreError::Exists(format!(
+        "job {post} (its draft is another planner's, or sealed: planning stops)"
+    ))
+}
+
+/// Begins a post's job as a draft of `planner`, in one transaction that
+/// checks the post is still queued and has no job (a planner working from
+/// an old list of unplanned posts never plans one twice). A draft of a
+/// planner whose lease expired, or of `planner` itself, is replaced, and its
+/// member lists are removed before this returns.
+pub fn begin_job(t: &Trees, job: &Job, planner: &str, lease_ms: u64) -> Result<()> {
+    let now = now_ms();
+    let draft = serde_json::to_vec(&Draft {
+        job: job.clone(),
+        planner: planner.to_string(),
+        lease_expires_ms: now + lease_ms,
+        sizes: Vec::new(),
+    })?;
+    let post = job.post_id.as_str();
+    let replaced = (&t.jobs, &t.drafts, &t.messages)
+        .transaction(|(jobs, drafts, messages)| {
+            if jobs.get(post)?.is_some() {
+                return Err(abort(StoreError::Exists(format!("job {post}"))));
             }
-            let queued = match messages.get(&job.post_id)? {
-                Some(v) => {
-                    serde_json::from_slice::<MessageMeta>(&v)
-                        .map_err(abort)?
-                        .state
-                        == MessageState::Queued
-                }
-                None => false,
+            if !queued(messages, post)? {
+                return Err(abort(not_queued(post)));
+            }
+            let old = match drafts.get(post)? {
+                Some(v) => Some(serde_json::from_slice::<Draft>(&v).map_err(abort)?),
+                None => None,
             };
-            if !queued {
-                return Err(abort(StoreError::Exists(format!(
-                    "job {} (the post is no longer queued: planned and done, or finished)",
-                    job.post_id
+            if let Some(old) = &old {
+                if old.planner != planner && old.lease_expires_ms > now {
+                    return Err(abort(StoreError::Exists(format!(
+                        "job {post} (being planned by {})",
+                        old.planner
+                    ))));
+                }
+            }
+            drafts.insert(post.as_bytes(), draft.as_slice())?;
+            Ok(old.is_some())
+        })
+        .map_err(tx_err)?;
+    if replaced {
+        // The old planner's writes are fenced from now on: its lists can go.
+        remove_chunk_members(t, post)?;
+    }
+    Ok(())
+}
+
+/// Removes every member list written for a post's chunks.
+fn remove_chunk_members(t: &Trees, post: &str) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    for key in t.chunk_members.scan_prefix(job_prefix(post)).keys() {
+        batch.remove(key?);
+    }
+    t.chunk_members.apply_batch(batch)?;
+    Ok(())
+}
+
+/// Appends chunks to `planner`'s draft: their member lists and the draft's
+/// sizes in one transaction, so a planner that lost the draft writes
+/// nothing.
+pub fn add_chunks(
+    t: &Trees,
+    post: &str,
+    planner: &str,
+    chunks: &[Vec<String>],
+    lease_ms: u64,
+) -> Result<()> {
+    let lists: Vec<Vec<u8>> = chunks.iter().map(|m| m.join("\n").into_bytes()).collect();
+    let now = now_ms();
+    (&t.drafts, &t.chunk_members)
+        .transaction(|(drafts, members)| {
+            let Some(v) = drafts.get(post)? else {
+                return Err(abort(not_the_planners(post)));
+            };
+            let mut draft: Draft = serde_json::from_slice(&v).map_err(abort)?;
+            if draft.planner != planner {
+                return Err(abort(not_the_planners(post)));
+            }
+            for (list, chunk) in lists.iter().zip(chunks) {
+                let index = draft.sizes.len() as u32;
+                members.insert(chunk_key(post, index), list.as_slice())?;
+                draft.sizes.push(chunk.len() as u32);
+            }
+            draft.lease_expires_ms = now + lease_ms;
+            drafts.insert(post.as_bytes(), serde_json::to_vec(&draft).map_err(abort)?)?;
+            Ok(())
+        })
+        .map_err(tx_err)
+}
+
+/// Seals `planner`'s draft: the job, its chunk states and the list's next
+/// post counter in one transaction that checks the post is still queued.
+/// A post no longer queued drops the draft (and its lists) instead.
+pub fn seal_job(t: &Trees, post: &str, planner: &str) -> Result<Job> {
+    let trees = (&t.jobs, &t.chunks, &t.drafts, &t.counters, &t.messages);
+    let sealed = trees
+        .transaction(|(jobs, chunk_tree, drafts, counters, messages)| {
+            let Some(v) = drafts.get(post)? else {
+                return Err(abort(not_the_planners(post)));
+            };
+            let draft: Draft = serde_json::from_slice(&v).map_err(abort)?;
+            if draft.planner != planner || jobs.get(post)?.is_some() {
+                return Err(abort(not_the_planners(post)));
+            }
+            if !queued(messages, post)? {
+                drafts.remove(post.as_bytes())?;
+                return Ok(Err(not_queued(post)));
+            }
+            if draft.sizes.is_empty() {
+                return Err(abort(StoreError::Invalid(format!(
+                    "job {post} has no chunks: a post without recipients is finished, not planned"
                 ))));
             }
-            let seq = match counters.get(&job.list)? {
+            let seq = match counters.get(&draft.job.list)? {
                 Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0) + 1,
                 None => 0,
             };
-            counters.insert(job.list.as_bytes(), &seq.to_be_bytes())?;
-            let mut j = job.clone();
-            j.seq = seq;
-            jobs.insert(j.post_id.as_bytes(), serde_json::to_vec(&j).map_err(abort)?)?;
-            for (key, state, members) in &encoded {
-                chunk_tree.insert(key.as_slice(), state.as_slice())?;
-                member_tree.insert(key.as_slice(), members.as_slice())?;
+            counters.insert(draft.job.list.as_bytes(), &seq.to_be_bytes())?;
+            let mut job = draft.job.clone();
+            job.seq = seq;
+            job.chunks = draft.sizes.len() as u32;
+            job.recipients = draft.sizes.iter().map(|&n| u64::from(n)).sum();
+            jobs.insert(post.as_bytes(), serde_json::to_vec(&job).map_err(abort)?)?;
+            for (i, &members) in draft.sizes.iter().enumerate() {
+                let state = ChunkState {
+                    job: post.to_string(),
+                    index: i as u32,
+                    members,
+                    generation: 0,
+                    owner: None,
+                    lease_expires_ms: 0,
+                    not_before_ms: 0,
+                    cursor: 0,
+                    retry: Vec::new(),
+                    delivered: 0,
+                    refused: 0,
+                    mta_failures: 0,
+                };
+                let v = serde_json::to_vec(&state).map_err(abort)?;
+                chunk_tree.insert(chunk_key(post, i as u32), v)?;
             }
-            Ok(j)
+            drafts.remove(post.as_bytes())?;
+            Ok(Ok(job))
         })
-        .map_err(tx_err)
+        .map_err(tx_err)?;
+    if sealed.is_err() {
+        remove_chunk_members(t, post)?;
+    }
+    sealed
+}
+
+/// Discards every draft with its member lists: in an embedded store they
+/// were left by a crash (sled admits one process), and their posts are
+/// planned again from the start. The lists go first, so a crash in between
+/// leaves the draft to discard again. Returns how many.
+pub fn discard_drafts(t: &Trees) -> Result<usize> {
+    let mut n = 0;
+    for key in t.drafts.iter().keys() {
+        let key = key?;
+        let post = String::from_utf8_lossy(&key).into_owned();
+        tracing::warn!(%post, "discarding a job a crash left half planned");
+        remove_chunk_members(t, &post)?;
+        t.drafts.remove(&key)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 pub fn claim_chunk(t: &Trees, owner: &str, lease_ms: u64) -> Result<Option<Claim>> {

@@ -39,8 +39,8 @@ use super::rules;
 use super::spool::{self, Spool};
 use super::{
     AcceptOutcome, BounceRecords, ChunkState, Claim, Claims, Completion, DeliveryFailure,
-    Directory, Job, MessageMeta, MessageState, ModerationRecords, NewMessage, Queue, Record,
-    Result, Store, StoreError, Transfer, WindowEntry,
+    DeliveryPage, Directory, Job, MessageMeta, MessageState, ModerationRecords, NewMessage, Queue,
+    Record, Result, Store, StoreError, Transfer, WindowEntry,
 };
 use crate::clock::now;
 use crate::model::{Domain, List, Member, Pending, PostBounces};
@@ -63,6 +63,10 @@ struct Trees {
     jobs: sled::Tree,
     chunks: sled::Tree,
     chunk_members: sled::Tree,
+    /// Jobs being planned (post id → `fanout::Draft`): their member lists
+    /// are in `chunk_members` already, their chunk states and job record
+    /// come at the seal, so no worker sees a job before it is whole.
+    drafts: sled::Tree,
     counters: sled::Tree,
     failures: sled::Tree,
     bounces: sled::Tree,
@@ -88,6 +92,7 @@ impl Trees {
             jobs: db.open_tree("jobs")?,
             chunks: db.open_tree("chunks")?,
             chunk_members: db.open_tree("chunk_members")?,
+            drafts: db.open_tree("job_drafts")?,
             counters: db.open_tree("counters")?,
             failures: db.open_tree("failures")?,
             bounces: db.open_tree("bounces")?,
@@ -175,6 +180,13 @@ impl SledStore {
             data_dir.join("journal"),
             &trees,
         )?));
+        let drafts = fanout::discard_drafts(&trees)?;
+        if drafts > 0 {
+            info!(
+                jobs = drafts,
+                "discarded the jobs a crash left half planned; their posts are planned again"
+            );
+        }
         let orphans = fanout::clear_orphan_jobs(&trees)?;
         if orphans > 0 {
             warn!(

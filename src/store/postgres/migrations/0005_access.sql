@@ -1,4 +1,4 @@
--- listrelay schema, version 6: API tokens and the audit log (issue 13).
+-- listrelay schema, version 5: API tokens and the audit log (issue 13).
 
 -- Bearer tokens by their public id; `data` is the ApiToken record, which
 -- holds only the SHA-256 of the token, never the token.
