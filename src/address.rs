@@ -78,6 +78,17 @@ impl Address {
         if !valid_local(local, max_local) {
             return Err(AddressError::BadLocal(local.to_string()));
         }
+        // The key ([`Address::key`]) folds the local part, and a folded
+        // character can be longer ('Ⱦ', U+023E, 2 bytes, becomes 'ⱦ', 3): the
+        // key must fit the same limits, or a stored key would not parse back
+        // as an address.
+        let folded = local.to_lowercase().len();
+        if folded > max_local {
+            return Err(AddressError::BadLocal(local.to_string()));
+        }
+        if folded + 1 + domain.len() > max_len {
+            return Err(AddressError::TooLong(max_len));
+        }
         if !valid_domain(domain) {
             return Err(AddressError::BadDomain(domain.to_string()));
         }
@@ -380,6 +391,22 @@ mod tests {
         ] {
             assert!(Address::parse(good).is_ok(), "{good} should parse");
         }
+    }
+
+    /// The key of every address parses back to itself: a local part whose
+    /// lowercase form is longer than itself is refused when that form does
+    /// not fit RFC 5321's 64 bytes (found by the `address` fuzz target).
+    #[test]
+    fn keys_parse_back_as_addresses() {
+        let wide = "\u{023E}"; // 'Ⱦ', 2 bytes, lowercases to 'ⱦ', 3 bytes
+        assert_eq!(wide.len(), 2);
+        assert_eq!(wide.to_lowercase().len(), 3);
+        let fits = format!("\"{}\"@x.org", wide.repeat(31)); // 64 bytes, key 95
+        assert!(Address::parse(&fits).is_err(), "its key would not parse");
+        let ok = format!("\"{}\"@x.org", wide.repeat(20)); // 42 bytes, key 62
+        let a = Address::parse(&ok).unwrap();
+        let k = Address::parse(&a.key()).expect("the key parses");
+        assert_eq!(k.key(), a.key());
     }
 
     #[test]

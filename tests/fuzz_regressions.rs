@@ -81,3 +81,42 @@ async fn intake_takes_the_verp_sender_of_every_member() {
         "a member keeps the 64-byte limit"
     );
 }
+
+/// `bounce_parse`: one 1 MiB line of `user1@example.net: 550 no such user `
+/// repeated (fuzz/seeds/bounce_parse/amplified-addresses) made the text
+/// parser classify the whole line as that recipient's own text and read it
+/// again for the report's general wording, ~565 ms of CPU against the
+/// 50 ms budget. Each recipient's text and the general wording are now
+/// read within fixed bounds; the outcome stays the same.
+#[test]
+fn a_megabyte_line_of_one_failed_address_is_one_hard_bounce() {
+    let mut msg = String::from("From: MAILER-DAEMON@mx.example.net\nSubject: failure notice\n\n");
+    while msg.len() < (1 << 20) - 40 {
+        msg.push_str("user1@example.net: 550 no such user ");
+    }
+    let r = listrelay::bounce::parse(msg.as_bytes());
+    assert_eq!(r.recipients, ["user1@example.net"]);
+    assert_eq!(r.hard, Some(true));
+    assert!(r.details[0].diagnostic.as_deref().unwrap().len() <= 500 * 4);
+}
+
+/// The same attack with a different address on each line: a report yields at
+/// most `text::MAX_RECIPIENTS` recipients (documented there), the first ones.
+#[test]
+fn a_megabyte_of_distinct_failed_addresses_reports_the_first_hundred() {
+    use listrelay::bounce::text::MAX_RECIPIENTS;
+    let mut msg = String::from("From: MAILER-DAEMON@mx.example.net\nSubject: failure notice\n\n");
+    let mut i = 0;
+    while msg.len() < (1 << 20) - 60 {
+        msg.push_str(&format!("user{i}@example.net: 550 no such user\n"));
+        i += 1;
+    }
+    let r = listrelay::bounce::parse(msg.as_bytes());
+    assert_eq!(r.recipients.len(), MAX_RECIPIENTS);
+    assert_eq!(r.recipients[0], "user0@example.net");
+    assert_eq!(
+        r.recipients[MAX_RECIPIENTS - 1],
+        format!("user{}@example.net", MAX_RECIPIENTS - 1)
+    );
+    assert!(r.details.iter().all(|d| d.hard));
+}

@@ -76,9 +76,20 @@ pub struct Found {
 
 /// Finds every plausible address in `text` (domain must contain a dot).
 pub fn find_all(text: &str) -> Vec<Found> {
-    let mut out = Vec::new();
+    find_iter(text).collect()
+}
+
+/// The addresses of [`find_all`], found one at a time, so that a caller
+/// with a budget stops reading where it stops taking.
+pub fn find_iter(text: &str) -> impl Iterator<Item = Found> + '_ {
+    text.match_indices('@')
+        .filter_map(move |(at, _)| found_at(text, at))
+}
+
+/// The address around the `@` at byte `at` of `text`, if it is one.
+fn found_at(text: &str, at: usize) -> Option<Found> {
     let bytes = text.as_bytes();
-    for (at, _) in text.match_indices('@') {
+    {
         let mut start = at;
         while start > 0 {
             let c = bytes[start - 1] as char;
@@ -110,7 +121,7 @@ pub fn find_all(text: &str) -> Vec<Found> {
         let domain = text[at + 1..end].trim_end_matches(['.', '-']);
         let end = at + 1 + domain.len();
         if start == at || !domain.contains('.') || domain.starts_with(['.', '-']) {
-            continue;
+            return None;
         }
         // "addr <addr2>": the first is a display name, the bracketed one
         // the address.
@@ -121,7 +132,7 @@ pub fn find_all(text: &str) -> Vec<Found> {
                 .next()
                 .is_some_and(|inner| inner.contains('@'))
         {
-            continue;
+            return None;
         }
         // "smtp=user@host": a type prefix glued to the local part.
         if let Some(p) = PREFIXES.iter().find(|p| {
@@ -131,17 +142,14 @@ pub fn find_all(text: &str) -> Vec<Found> {
             start += p.len();
         }
         if start == at {
-            continue;
+            return None;
         }
         let tld = domain.rsplit('.').next().unwrap_or("");
         if tld.len() < 2 || !tld.chars().all(|c| c.is_ascii_alphabetic()) {
-            continue;
+            return None;
         }
-        if let Some(addr) = normalize(&text[start..end]) {
-            out.push(Found { addr, start, end });
-        }
+        normalize(&text[start..end]).map(|addr| Found { addr, start, end })
     }
-    out
 }
 
 /// Local parts that name a mail system rather than a person.

@@ -140,7 +140,8 @@ fn list_start(body: &str) -> Option<usize> {
 
 /// Whether text, subject or sender suggest a bounce.
 pub fn looks_like_bounce(text: &str, subject: &str, from: &str) -> bool {
-    let t = text.to_lowercase();
+    // The wording is at the start of a report ([`MAX_GENERAL_BYTES`]).
+    let t = text[..fields::floor_char(text, MAX_GENERAL_BYTES)].to_lowercase();
     let s = subject.to_lowercase();
     let f = from.to_ascii_lowercase();
     f.contains("mailer-daemon")
@@ -187,6 +188,33 @@ impl Lines {
 /// re-read it.
 const LINE_LOOKBACK: usize = 1000;
 
+/// How far after an address its own text is read: a report's paragraph
+/// about one recipient is a few lines; the rest (a hostile 1 MiB line, the
+/// last recipient's "segment" up to the end of the report) must not be
+/// classified as its own text, so each recipient costs a bounded amount.
+const MAX_SEGMENT_BYTES: usize = 4096;
+
+/// How much of a report's text is read for its general wording (the
+/// phrases and codes that classify recipients whose own text has none):
+/// a report's human-readable part is a few kilobytes; a longer one is
+/// judged on its start (issue 11: linear and bounded).
+const MAX_GENERAL_BYTES: usize = 64 * 1024;
+
+/// The most failed recipients one report yields. listrelay sends each
+/// member's copy with its own VERP sender, so a report about a list's
+/// mail names one recipient, a few when an MTA batches; a text naming
+/// thousands is hostile or broken, and is judged on its first ones.
+pub const MAX_RECIPIENTS: usize = 100;
+
+/// The most address occurrences a report's text is searched for (each is
+/// normalised and checked): with [`MAX_RECIPIENTS`], a text of nothing but
+/// addresses costs a bounded amount.
+pub const MAX_EXAMINED_ADDRESSES: usize = 1000;
+
+/// How far before an address, on its line, is read to tell whether it
+/// starts the line ("  a@b.c", "<a@b.c>", "rcpt to: <a@b.c>").
+const LINE_START_WINDOW: usize = 256;
+
 /// Finds failed recipients in a plain-text bounce. `exclude` holds the
 /// addresses of the report's own headers (sender, envelope, To).
 pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetail>)> {
@@ -197,8 +225,8 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
     // not failed recipients, provided the list names someone.
     let list_start = list_start(body);
     let list_names_someone = list_start.is_some_and(|p| {
-        addr::find_all(&body[p..])
-            .iter()
+        addr::find_iter(&body[p..])
+            .take(MAX_EXAMINED_ADDRESSES)
             .any(|g| !addr::is_system_local(&g.addr))
     });
     let exclude: HashSet<String> = exclude.iter().map(|e| e.to_ascii_lowercase()).collect();
@@ -207,7 +235,7 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
     // Whether the current line is one whose addresses are skipped, read
     // once per line however many addresses it holds.
     let mut line_skipped: Option<(usize, bool)> = None;
-    for f in addr::find_all(body) {
+    for f in addr::find_iter(body).take(MAX_EXAMINED_ADDRESSES) {
         let (line_start, line_end) = lines.of(f.start);
         let skipped = match line_skipped {
             Some((ls, v)) if ls == line_start => v,
@@ -228,6 +256,7 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
         // address (postmaster@) or the report's own To (a message sent to
         // oneself).
         let listed = list_start.is_some_and(|p| f.start > p)
+            && line_end - line_start <= LINE_LOOKBACK
             && body[line_start..line_end]
                 .trim()
                 .trim_end_matches(':')
@@ -262,13 +291,15 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
     // long line costs nothing per address.
     let line_is_the_address = |f: &addr::Found| {
         let (ls, le) = lines.of(f.start);
+        if le - ls >= 256 {
+            return false;
+        }
         let line = &body[ls..le];
         // What precedes a bracket must read as a name or an address, not
         // as prose or encoded text.
         let name = line.split('<').next().unwrap_or("");
         let tail = line.rsplit('>').next().unwrap_or("");
-        le - ls < 256
-            && (!line.contains('>') || tail.trim().is_empty())
+        (!line.contains('>') || tail.trim().is_empty())
             && name
                 .chars()
                 .all(|c| c.is_alphanumeric() || " .\"'-_@+=,".contains(c))
@@ -276,7 +307,8 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
     };
     let at_line_start = |f: &addr::Found| {
         let ls = lines.of(f.start).0;
-        let before = body[ls..f.start].trim();
+        let from = fields::floor_char(body, ls.max(f.start.saturating_sub(LINE_START_WINDOW)));
+        let before = body[from..f.start].trim();
         before.is_empty()
             || before == "<"
             || before == "\""
@@ -288,6 +320,7 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
         let items = list_items(body, list_start, &found);
         found.retain(|f| at_line_start(f) || items.contains(&f.start));
     }
+    found.truncate(MAX_RECIPIENTS);
     let general = General::of(body);
     let mut details = Vec::new();
     for (i, f) in found.iter().enumerate() {
@@ -301,6 +334,7 @@ pub fn parse(text: &str, exclude: &[String]) -> Option<(Kind, Vec<RecipientDetai
         let mut end = found
             .get(i + 1)
             .map_or(body.len(), |g| lines.of(g.start).0.max(f.end));
+        end = fields::floor_char(body, end.min(f.end + MAX_SEGMENT_BYTES));
         if let Some(line_end) = sendmail_address_line(&body[..end], &lines, f) {
             end = line_end;
         }
@@ -393,6 +427,7 @@ struct General<'a> {
 
 impl<'a> General<'a> {
     fn of(body: &'a str) -> Self {
+        let body = &body[..fields::floor_char(body, MAX_GENERAL_BYTES)];
         General {
             body,
             permanent: permanence(body),
