@@ -116,24 +116,7 @@ async fn site(lists: &[ListSpec<'_>]) -> Option<Site> {
 /// [`site`] re-injecting into `relay` (a real MTA in front of the sink).
 fn site_with(lists: &[ListSpec<'_>], sink: Sink, lmtp_port: u16, relay: u16) -> Option<Site> {
     let mut lr = Listrelay::new(lmtp_port, relay, "[moderation]\npoll_interval_ms = 100\n");
-    lr.cli_ok(&["dkim", "keygen", DOMAIN, "--selector", "rsa1"]);
-    lr.cli_ok(&[
-        "dkim",
-        "keygen",
-        DOMAIN,
-        "--selector",
-        "ed1",
-        "--algorithm",
-        "ed25519",
-    ]);
-    let mut zone = dkimpy::author_zone().expect("author keys");
-    for line in lr.cli_ok(&["--json", "dkim", "list"]).lines() {
-        let k: serde_json::Value = serde_json::from_str(line).unwrap();
-        zone = zone.txt(
-            k["dns_name"].as_str().unwrap(),
-            k["dns_txt"].as_str().unwrap(),
-        );
-    }
+    let zone = dkimpy::zone_with_list_keys(&lr, DOMAIN);
     let dns = match dns::DnsServer::start(&zone) {
         Ok(s) => s,
         Err(e) => {

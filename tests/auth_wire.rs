@@ -101,24 +101,7 @@ async fn copies_through_postfix_and_notices_verify_with_dkimpy() {
         pf.reinject_port,
         "[moderation]\npoll_interval_ms = 100\n",
     );
-    lr.cli_ok(&["dkim", "keygen", DOMAIN, "--selector", "rsa1"]);
-    lr.cli_ok(&[
-        "dkim",
-        "keygen",
-        DOMAIN,
-        "--selector",
-        "ed1",
-        "--algorithm",
-        "ed25519",
-    ]);
-    let mut zone = dkimpy::author_zone().expect("author keys");
-    for line in lr.cli_ok(&["--json", "dkim", "list"]).lines() {
-        let k: serde_json::Value = serde_json::from_str(line).unwrap();
-        zone = zone.txt(
-            k["dns_name"].as_str().unwrap(),
-            k["dns_txt"].as_str().unwrap(),
-        );
-    }
+    let zone = dkimpy::zone_with_list_keys(&lr, DOMAIN);
     let server = match dns::DnsServer::start(&zone) {
         Ok(s) => s,
         Err(e) => {

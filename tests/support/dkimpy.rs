@@ -138,6 +138,31 @@ pub fn author(domain: &str) -> AuthorDomain {
         .clone()
 }
 
+/// Gives `lr`'s site an RSA and an Ed25519 key for `domain` (selectors
+/// `rsa1` and `ed1`, as an operator would with `listrelay dkim keygen`) and
+/// returns [`author_zone`] with the records `dkim list` says to publish.
+pub fn zone_with_list_keys(lr: &super::server::Listrelay, domain: &str) -> Zone {
+    lr.cli_ok(&["dkim", "keygen", domain, "--selector", "rsa1"]);
+    lr.cli_ok(&[
+        "dkim",
+        "keygen",
+        domain,
+        "--selector",
+        "ed1",
+        "--algorithm",
+        "ed25519",
+    ]);
+    let mut zone = author_zone().expect("author keys");
+    for line in lr.cli_ok(&["--json", "dkim", "list"]).lines() {
+        let k: serde_json::Value = serde_json::from_str(line).unwrap();
+        zone = zone.txt(
+            k["dns_name"].as_str().unwrap(),
+            k["dns_txt"].as_str().unwrap(),
+        );
+    }
+    zone
+}
+
 /// The records of every author domain: DKIM key, SPF (`ip4:192.0.2.10 -all`)
 /// and DMARC where it has one.
 pub fn author_zone() -> Result<Zone, String> {
