@@ -11,7 +11,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use listrelay::integration::{LmtpTarget, Snippet};
@@ -110,17 +110,7 @@ impl Site {
     }
 
     fn serve(&self) -> Server {
-        let log = std::fs::File::create(&self.log).unwrap();
-        let child = Command::new(bin())
-            .arg("--config")
-            .arg(&self.config)
-            .arg("serve")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = support::server::spawn_serve(&self.config, &self.log).unwrap();
         let up = poll_until(Duration::from_secs(20), || {
             greets(&self.socket).unwrap_or(false)
         });

@@ -11,6 +11,24 @@ use std::time::Duration;
 use super::pg::{self, TestDb};
 use super::{ports, terminate, wait_220};
 
+/// Starts `listrelay --config CONFIG serve` (log level info), its log
+/// appended to `log`: the one way tests and benches start a server.
+pub fn spawn_serve(config: &Path, log: &Path) -> std::io::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    Command::new(bin())
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_listrelay")
 }
@@ -169,21 +187,7 @@ impl Listrelay {
     /// Starts `serve` and waits for its LMTP greeting.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log");
-        let child = Command::new(bin())
-            .arg("--config")
-            .arg(&self.config)
-            .arg("serve")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn listrelay serve");
+        let child = spawn_serve(&self.config, &self.log).expect("spawn listrelay serve");
         self.child = Some(child);
         if let Err(e) = wait_220(self.lmtp_port, Duration::from_secs(20)) {
             panic!("listrelay did not start: {e}\n{}", self.log_text());
