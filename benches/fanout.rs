@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use support::bench::{peak_rss_mib, post_10k, smtp_source};
 use support::lmtp::lmtp_post;
+use support::ports;
 use support::postfix::Postfix;
 use support::server::Listrelay;
 use support::sink::Sink;
-use support::{ports, MtaConfig};
 
 const LIST: &str = "dev@lists.example.org";
 const DOMAINS: usize = 100;
@@ -82,11 +82,8 @@ async fn listrelay(sink: &Sink, n: usize, verp: u8) -> (f64, f64) {
 async fn through_postfix(n: usize, xverp: bool) -> Option<f64> {
     let sink = Sink::builder().start().await.ok()?;
     let lmtp_port = ports::free_port();
-    let mut cfg = MtaConfig::single_list(lmtp_port, sink.port());
-    cfg.domains[0].local_parts = listrelay::address::list_local_parts("dev");
-    let pf = tokio::task::spawn_blocking(move || Postfix::start(&cfg))
+    let pf = Postfix::start_for_list(lmtp_port, sink.port(), "dev")
         .await
-        .ok()?
         .ok()?;
     let mut lr = site(pf.reinject_port, n, 100, xverp, lmtp_port);
     lr.start();

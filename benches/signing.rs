@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use support::bench::post_10k;
 use support::lmtp::lmtp_post;
+use support::ports;
 use support::postfix::Postfix;
 use support::server::Listrelay;
 use support::sink::Sink;
-use support::{ports, MtaConfig};
 
 const LIST: &str = "dev@lists.example.org";
 const DOMAIN: &str = "lists.example.org";
@@ -280,11 +280,8 @@ async fn through_postfix(n: usize, repeat: usize) -> Option<Vec<(Vec<f64>, usize
         .await
         .ok()?;
     let lmtp_port = ports::free_port();
-    let mut cfg = MtaConfig::single_list(lmtp_port, sink.port());
-    cfg.domains[0].local_parts = listrelay::address::list_local_parts("dev");
-    let pf = tokio::task::spawn_blocking(move || Postfix::start(&cfg))
+    let pf = Postfix::start_for_list(lmtp_port, sink.port(), "dev")
         .await
-        .ok()?
         .ok()?;
     let unsigned = site(pf.reinject_port, lmtp_port, n, Key::None);
     let signed = site(pf.reinject_port, ports::free_port(), n, Key::Ed25519);

@@ -14,7 +14,7 @@ use support::lmtp::{dot_stuff, smtp_send, Client, Reply};
 use support::postfix::Postfix;
 use support::server::Listrelay;
 use support::sink::{Sink, Transaction};
-use support::{dkimpy, dns, ports, MtaConfig};
+use support::{dkimpy, dns, ports};
 
 const DOMAIN: &str = "lists.example.org";
 const WAIT: Duration = Duration::from_secs(30);
@@ -462,11 +462,8 @@ async fn through_postfix_and_hostile_headers() {
     }
     let sink = Sink::builder().keep_data(true).start().await.unwrap();
     let lmtp_port = ports::free_port();
-    let mut cfg = MtaConfig::single_list(lmtp_port, sink.port());
-    cfg.domains[0].local_parts = listrelay::address::list_local_parts("dev");
-    let pf = tokio::task::spawn_blocking(move || Postfix::start(&cfg))
+    let pf = Postfix::start_for_list(lmtp_port, sink.port(), "dev")
         .await
-        .unwrap()
         .unwrap_or_else(|e| panic!("{e}"));
     let settings: &[(&str, &str)] = &[
         ("subject_prefix", "[dev] "),

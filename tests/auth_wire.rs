@@ -14,7 +14,7 @@ use support::lmtp::smtp_send;
 use support::postfix::Postfix;
 use support::server::Listrelay;
 use support::sink::{Sink, Transaction};
-use support::{dkimpy, dns, ports, MtaConfig};
+use support::{dkimpy, dns, ports};
 
 const LIST: &str = "dev@lists.example.org";
 const DOMAIN: &str = "lists.example.org";
@@ -90,11 +90,8 @@ async fn copies_through_postfix_and_notices_verify_with_dkimpy() {
     }
     let sink = Sink::builder().keep_data(true).start().await.unwrap();
     let lmtp_port = ports::free_port();
-    let mut cfg = MtaConfig::single_list(lmtp_port, sink.port());
-    cfg.domains[0].local_parts = listrelay::address::list_local_parts("dev");
-    let pf = tokio::task::spawn_blocking(move || Postfix::start(&cfg))
+    let pf = Postfix::start_for_list(lmtp_port, sink.port(), "dev")
         .await
-        .unwrap()
         .unwrap_or_else(|e| panic!("{e}"));
     let mut lr = Listrelay::new(
         lmtp_port,

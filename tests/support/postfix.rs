@@ -224,6 +224,21 @@ fn create_queue_dirs(queue: &Path) -> Result<(), String> {
 impl Postfix {
     /// Writes the configuration into a fresh temp dir, starts the master and
     /// returns once both SMTP ports answer 220.
+    /// A Postfix in front of `sink_port` that routes the single list
+    /// `list`'s addresses (post, -bounces, -request, …) to LMTP on
+    /// `lmtp_port`, started off the async runtime's threads.
+    pub async fn start_for_list(
+        lmtp_port: u16,
+        sink_port: u16,
+        list: &str,
+    ) -> Result<Postfix, String> {
+        let mut cfg = MtaConfig::single_list(lmtp_port, sink_port);
+        cfg.domains[0].local_parts = listrelay::address::list_local_parts(list);
+        tokio::task::spawn_blocking(move || Postfix::start(&cfg))
+            .await
+            .map_err(|e| format!("starting Postfix: {e}"))?
+    }
+
     pub fn start(cfg: &MtaConfig) -> Result<Postfix, String> {
         Postfix::start_with(cfg, '+')
     }
