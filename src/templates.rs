@@ -100,6 +100,32 @@ To confirm, reply to this message or send any message to\n\n\
 within {hours} hours. If you did not ask, ignore this message.\n",
     ),
     (
+        "confirm-set-delivery",
+        "Subject: Confirm your delivery change on {list}\n\n\
+Someone (perhaps you) asked to change how {address} receives the list\n\
+{list}: {mode}.\n\n\
+To confirm, reply to this message or send any message to\n\n\
+\x20 {confirm}\n\n\
+within {hours} hours. If you did not ask, ignore this message.\n",
+    ),
+    (
+        "login-link",
+        "Subject: Your login link for {list}\n\n\
+Someone (perhaps you) asked to log in to the list pages as an owner or\n\
+moderator of {list}. Open this link within {minutes} minutes; it works once:\n\n\
+\x20 {link}\n\n\
+If you did not ask, ignore this message: nobody can log in without it.\n",
+    ),
+    (
+        "options-link",
+        "Subject: Your options for {list}\n\n\
+Someone (perhaps you) asked for the options page of {address} on the list\n\
+{list}. There you can stop or resume delivery, or leave. Open it within\n\
+{hours} hours:\n\n\
+\x20 {link}\n\n\
+If you did not ask, ignore this message.\n",
+    ),
+    (
         "welcome",
         "Subject: Welcome to {list}\n\n\
 {address} is now subscribed to {list}. Write to {list} to post.\n\n\

@@ -477,6 +477,7 @@ async fn a_token_sent_to_another_list_is_not_used_up() {
         token_hash: listrelay::subscription::token_hash(old),
         created_at: now,
         expires_at: now + 3600,
+        detail: String::new(),
     };
     store
         .put_pending(&pending.token_hash, &pending)

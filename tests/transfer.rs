@@ -153,6 +153,7 @@ async fn populate(store: &dyn Store) {
                 token_hash: "tokenhash1".into(),
                 created_at: 1_700_000_006,
                 expires_at: u64::MAX / 4,
+                detail: String::new(),
             },
         )
         .await

@@ -67,10 +67,11 @@ pub(super) async fn act(
     list: &str,
     message_id: &str,
     action: Action,
+    reason: &str,
 ) -> Result<Response, AdminError> {
     let l = existing_list(store, list).await?;
     let h = find(svc, &l, message_id).await?;
-    let done = svc.act(&l, &h, action, "admin").await?;
+    let done = svc.act(&l, &h, action, "admin", reason).await?;
     Ok(Response::HeldActed(HeldActReport {
         message_id: h.message_id,
         action,

@@ -156,7 +156,19 @@ impl Admin {
                 list,
                 message_id,
                 action,
-            } => held::act(store, self.moderation()?, &list, &message_id, action).await?,
+                reason,
+            } => {
+                let reason = reason.as_deref().unwrap_or_default();
+                held::act(
+                    store,
+                    self.moderation()?,
+                    &list,
+                    &message_id,
+                    action,
+                    reason,
+                )
+                .await?
+            }
             Request::BounceShow { list, member } => {
                 bounces::show(store, self.bounce_scope, &list, member.as_deref()).await?
             }
@@ -325,6 +337,7 @@ pub fn audited(req: &Request) -> Option<(&'static str, String, Option<String>)> 
             list,
             message_id,
             action,
+            ..
         } => on_list(
             "held_act",
             list,

@@ -91,6 +91,9 @@ pub enum Request {
         list: String,
         message_id: String,
         action: Action,
+        /// Why, for a rejection: quoted to the sender in the rejection notice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Starts an MTA self-check (`check mta`): the server mints a signed
     /// probe at `domain` (default: its first domain) and notes its arrival.
@@ -694,6 +697,7 @@ mod tests {
                     list: "dev@x.org".into(),
                     message_id: "p@x.org".into(),
                     action: Action::Approve,
+                    reason: None,
                 },
                 json!({"op": "held_act", "list": "dev@x.org", "message_id": "p@x.org",
                        "action": "approve"}),

@@ -118,6 +118,13 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Bring lists, their settings and members across from GNU Mailman 3 or
+    /// mlmmj, one list at a time (docs/migrating.md).
+    #[command(subcommand)]
+    ImportFrom(crate::cli::import_from::ImportFromCmd),
+    /// Digests: send a list's pending issue now.
+    #[command(subcommand)]
+    Digest(crate::cli::digest::DigestCmd),
     /// Apply the PostgreSQL schema migrations this version needs (`serve`
     /// also applies them at start).
     Migrate,
@@ -187,7 +194,13 @@ pub enum HeldCmd {
     /// Release the post to the members.
     Approve { list: String, message_id: String },
     /// Drop the post and tell its sender.
-    Reject { list: String, message_id: String },
+    Reject {
+        list: String,
+        message_id: String,
+        /// Why: quoted to the sender in the rejection notice.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Drop the post silently.
     Discard { list: String, message_id: String },
 }

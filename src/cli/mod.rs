@@ -5,7 +5,9 @@
 
 pub mod args;
 pub mod client;
+pub mod digest;
 pub mod generate;
+pub mod import_from;
 pub mod print;
 
 use std::io::{BufRead, Write};
@@ -137,6 +139,8 @@ async fn run(cli: Cli, config: Config) -> Result<()> {
         Command::Check(CheckCmd::Mta(args)) => check_mta(&config, args, format).await,
         Command::Member(MemberCmd::Import(args)) => import(&config, args, cli.json).await,
         Command::Migrate => migrate(&config).await,
+        Command::ImportFrom(cmd) => import_from::run(&config, cmd, format).await,
+        Command::Digest(cmd) => digest::run(&config, cmd, format).await,
         Command::Dkim(c) => dkim(&config, c, cli.json),
         Command::Export { file } => export_store(&config, file).await,
         Command::Import { file } => import_store(&config, file, cli.json).await,
@@ -222,12 +226,22 @@ fn request(cmd: Command) -> Result<Request> {
                 list,
                 message_id,
                 action,
+                reason: None,
             };
             match c {
                 HeldCmd::List { list } => Request::HeldList { list },
                 HeldCmd::Show { list, message_id } => Request::HeldShow { list, message_id },
                 HeldCmd::Approve { list, message_id } => act(list, message_id, Action::Approve),
-                HeldCmd::Reject { list, message_id } => act(list, message_id, Action::Reject),
+                HeldCmd::Reject {
+                    list,
+                    message_id,
+                    reason,
+                } => Request::HeldAct {
+                    list,
+                    message_id,
+                    action: Action::Reject,
+                    reason,
+                },
                 HeldCmd::Discard { list, message_id } => act(list, message_id, Action::Discard),
             }
         }

@@ -37,6 +37,11 @@ pub fn message_hash(message_id: &str) -> String {
 pub enum PendingAction {
     Join,
     Leave,
+    /// A login link to the web pages, for an owner or moderator; single use.
+    Login,
+    /// A member's change of delivery mode asked by mail (`set digest mime`);
+    /// the mode is in [`Pending::detail`].
+    SetDelivery,
 }
 
 /// A confirmation waiting for its reply, stored under the token's hash.
@@ -48,4 +53,8 @@ pub struct Pending {
     pub token_hash: String,
     pub created_at: u64,
     pub expires_at: u64,
+    /// What the action needs beyond the list and the address (the delivery
+    /// mode of a `SetDelivery`); empty for the others.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }

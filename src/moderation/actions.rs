@@ -223,7 +223,15 @@ impl Service {
     }
 
     /// Performs a moderator's action on a held post, once.
-    pub async fn act(&self, list: &List, h: &HeldPost, action: Action, by: &str) -> Result<Acted> {
+    /// `reason` (may be empty) is quoted to the sender of a rejected post.
+    pub async fn act(
+        &self,
+        list: &List,
+        h: &HeldPost,
+        action: Action,
+        by: &str,
+        reason: &str,
+    ) -> Result<Acted> {
         let Some(meta) = self
             .store
             .release_held(&h.id, action == Action::Approve)
@@ -246,7 +254,11 @@ impl Service {
             Action::Reject | Action::Discard => {
                 self.store.finish_message(&meta.id, self.grace_secs).await?;
                 if action == Action::Reject {
-                    self.tell_sender_of(list, h, "post-rejected", "moderator", "")
+                    let why = match reason.trim() {
+                        "" => policy::explain("moderator").to_string(),
+                        text => format!("{}: {text}", policy::explain("moderator")),
+                    };
+                    self.tell_sender_of(list, h, "post-rejected", &why, "")
                         .await;
                 }
             }
@@ -263,7 +275,7 @@ impl Service {
         action: Action,
         by: &str,
     ) -> Result<Acted> {
-        let acted = self.act(list, h, action, by).await;
+        let acted = self.act(list, h, action, by, "").await;
         let outcome = match &acted {
             Ok(Acted::Done(_)) => "ok".to_string(),
             Ok(Acted::AlreadyHandled) => "already handled".to_string(),
@@ -291,7 +303,7 @@ impl Service {
         list: &List,
         h: &HeldPost,
         template: &str,
-        reason: &str,
+        why: &str,
         action: &str,
     ) {
         if !h.notify_sender || h.sender.is_empty() || !self.may_mail(&h.sender).await {
@@ -301,7 +313,7 @@ impl Service {
         let vars = [
             ("subject", h.subject.as_str()),
             ("message_id", h.message_id.as_str()),
-            ("reason", policy::explain(reason)),
+            ("reason", why),
             ("days", days.as_str()),
             ("action", action),
         ];
@@ -444,8 +456,14 @@ impl Service {
                 Action::Reject => "rejected",
                 _ => "discarded",
             };
-            self.tell_sender_of(&list, &h, "held-expired-sender", "expired", what)
-                .await;
+            self.tell_sender_of(
+                &list,
+                &h,
+                "held-expired-sender",
+                policy::explain("expired"),
+                what,
+            )
+            .await;
             let days = days.to_string();
             let vars = [
                 ("sender", h.sender.as_str()),

@@ -148,6 +148,7 @@ impl Service {
             token_hash: hash.clone(),
             created_at: now,
             expires_at: now + self.config.confirm_token_ttl_secs,
+            detail: String::new(),
         };
         self.store.put_pending(&hash, &pending).await?;
         let confirm = self.tagged(list, Suffix::Confirm, &token);
@@ -155,6 +156,8 @@ impl Service {
         let template = match action {
             PendingAction::Join => "confirm-join",
             PendingAction::Leave => "confirm-leave",
+            // Login links and delivery changes are started by their own doors.
+            other => return Ok(format!("refused: a {other:?} is not started here")),
         };
         let extras = Extras {
             from: Some(list.suffix_address(Suffix::Request)),
@@ -281,6 +284,11 @@ impl Service {
             PendingAction::Leave => {
                 self.leave_now(list, &address.key(), "confirmed by email")
                     .await
+            }
+            PendingAction::Login | PendingAction::SetDelivery => {
+                warn!(list = %list.address, action = ?p.action, "token is not a mail confirmation; refused");
+                metrics::counter!("listrelay_subscription_refused_total").increment(1);
+                Ok("refused: not a confirmation token".into())
             }
         }
     }

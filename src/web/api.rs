@@ -524,6 +524,7 @@ async fn held_act(
         list,
         message_id,
         action,
+        reason: None,
     };
     run(&web, &ctx, req).await
 }

@@ -170,6 +170,7 @@ mod tests {
             list: list.into(),
             message_id: "m@x".into(),
             action: Action::Approve,
+            reason: None,
         };
         let site = token(Role::Site, &[]);
         let owner = token(Role::Owner, &["a@x.org"]);

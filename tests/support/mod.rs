@@ -9,15 +9,20 @@
 //! * [`postfix`] / [`exim`]: private real MTAs in temp dirs, configured from
 //!   the same templates as `listrelay integration postfix|exim`;
 //! * [`dns`]: a real DNS server (dnsmasq) with test zones;
-//! * [`dkimpy`]: the independent DKIM/ARC signer and verifier (python3-dkim).
+//! * [`dkimpy`]: the independent DKIM/ARC signer and verifier (python3-dkim);
+//! * [`browser`]: headless Chromium over WebDriver (the pages);
+//! * [`mailman3`] / [`mlmmj`]: the real list engines the importers read.
 #![allow(dead_code)]
 
 pub mod bench;
 pub mod blackbox;
+pub mod browser;
 pub mod dkimpy;
 pub mod dns;
 pub mod exim;
 pub mod lmtp;
+pub mod mailman3;
+pub mod mlmmj;
 pub mod moderation;
 pub mod mta;
 pub mod outbox;

@@ -1,0 +1,1 @@
+//! Importers: lists, settings and members from GNU Mailman 3 (REST) and mlmmj (list directories). Being built.

@@ -1,0 +1,1 @@
+//! Headless Chromium driven over WebDriver, for the pages' tests (being built).

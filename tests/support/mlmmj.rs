@@ -1,0 +1,1 @@
+//! mlmmj list directories made with `mlmmj-make-ml`, for the importer's tests (being built).
