@@ -468,6 +468,7 @@ mod tests {
             added_at: 7,
             delivery_enabled: false,
             moderated: true,
+            delivery_mode: crate::model::DeliveryMode::DigestMime,
         }
     }
 
@@ -510,7 +511,8 @@ mod tests {
         let list_json = json!({"address": "dev@x.org", "list_id": "dev.x.org", "members": 2,
                                "created_at": 9, "settings": settings});
         let member_json = json!({"address": "Bob@example.org", "added_at": 7,
-                                 "delivery_enabled": false, "moderated": true});
+                                 "delivery_enabled": false, "moderated": true,
+                                 "delivery_mode": "digest_mime"});
         let bounce = BounceRecord {
             member: "bob@example.org".into(),
             scope: "list:dev@x.org".into(),
@@ -663,7 +665,8 @@ mod tests {
             (
                 Frame::Item(Item::Member(member())),
                 json!({"item": {"member": {"address": "Bob@example.org", "added_at": 7,
-                                            "delivery_enabled": false, "moderated": true}}}),
+                                            "delivery_enabled": false, "moderated": true,
+                                            "delivery_mode": "digest_mime"}}}),
             ),
             (
                 Frame::Done(Box::new(Response::End(StreamEnd { items: 1 }))),
