@@ -143,6 +143,9 @@ message to {join}.\n",
 Commands go to {request}, one per line, in the subject or the body:\n\n\
 \x20 subscribe [ADDRESS]     join the list (a confirmation is sent)\n\
 \x20 unsubscribe [ADDRESS]   leave the list\n\
+\x20 set regular             get every post\n\
+\x20 set nomail              get nothing, stay subscribed\n\
+\x20 set digest mime|plain   get digests instead of posts\n\
 \x20 help                    this text\n\n\
 Moderators can also write\n\n\
 \x20 approve|reject|discard <MESSAGE-ID> SIGNATURE\n\n\

@@ -651,7 +651,6 @@ async fn a_banned_address_cannot_subscribe() {
 /// Needs `check_post` (src/moderation/actions.rs) to call
 /// `policy::decide_post` instead of `policy::decide`: ignored until then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs src/moderation/actions.rs to call policy::decide_post (the modes helper's report)"]
 async fn a_banned_senders_post_is_refused() {
     let rig = support::moderation::Rig::new(1_000_000_000).await;
     let store = rig.store.clone();

@@ -49,7 +49,7 @@ impl Service {
             .is_some_and(|e| e.fails_enforced_dmarc());
         let sender = policy::sender(&post.mail_from, &raw);
         let member = self.member_of(&list, &sender).await?;
-        let decision = policy::decide(&list.settings, member.as_ref(), post.size, forged);
+        let decision = policy::decide_post(&list, &sender, member.as_ref(), post.size, forged);
         let message_id = post.message_id.clone().unwrap_or_default();
         metrics::counter!("listrelay_moderation_decisions_total", "decision" => match decision {
             Decision::Accept => "accept",
