@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use mail_parser::parsers::MessageStream;
 use mail_parser::MessageParser;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
@@ -119,21 +120,41 @@ fn read_headers(data: &[u8]) -> Headers {
     }
 }
 
-/// Where the header section ends: the offset of the blank line's first byte, or
-/// the end of the data if there is no body.
+/// Where a header field can be inserted at the end of the header section,
+/// as mail-parser (which reads the post everywhere else: intake's own
+/// Message-ID check, the fan-out, the signer) delimits that section; one
+/// definition, so an inserted field is always read as a header.
+///
+/// mail-parser ends the section at the first line of nothing but blanks
+/// (`" \r\n"` and `"\r\r\n"` too, not only an empty line) and skips lines
+/// with no colon. The field goes at the start of that line, unless the line
+/// starts with a space or tab: a field inserted there would take it as its
+/// own folded continuation and the body's first line would turn into a
+/// header. It then goes before the last header field that starts a line
+/// (mail-parser reads on after it exactly as before), or at the very start
+/// when there is none. A message whose header section never ends (no body)
+/// gets the field at its end.
 fn header_end(data: &[u8]) -> usize {
-    let mut line_start = 0;
-    while line_start < data.len() {
-        let rest = &data[line_start..];
-        if rest.starts_with(b"\r\n") || rest.starts_with(b"\n") {
-            return line_start;
-        }
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => line_start += i + 1,
-            None => return data.len(),
-        }
+    let mut stream = MessageStream::new(data);
+    let mut fields = Vec::new();
+    if !stream.parse_headers(&MessageParser::new(), &mut fields) {
+        return data.len();
     }
-    data.len()
+    // mail-parser stops just after the blank line's `\n`.
+    let blank_end = stream.offset().saturating_sub(1);
+    let blank_start = data[..blank_end]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let blank = &data[blank_start..blank_end];
+    if blank.iter().all(u8::is_ascii_whitespace) && !matches!(blank.first(), Some(b' ' | b'\t')) {
+        return blank_start;
+    }
+    fields
+        .iter()
+        .map(|f| f.offset_field as usize)
+        .rfind(|&at| at == 0 || data.get(at - 1) == Some(&b'\n'))
+        .unwrap_or(0)
 }
 
 /// Inserts a header at the end of the header section, in the message's own line

@@ -120,3 +120,95 @@ fn a_megabyte_of_distinct_failed_addresses_reports_the_first_hundred() {
     );
     assert!(r.details.iter().all(|d| d.hard));
 }
+
+/// What mail-parser (as every reader of the copy) reads of a message: its
+/// Message-ID and its body (the bytes after the header section).
+fn read_as_a_reader(message: &[u8]) -> (Option<String>, Vec<u8>) {
+    let parsed = mail_parser::MessageParser::new()
+        .parse(message)
+        .expect("the message parses");
+    let body_at = parsed.root_part().raw_body_offset() as usize;
+    (
+        parsed.message_id().map(str::to_string),
+        message[body_at..].to_vec(),
+    )
+}
+
+/// `message_id`: intake found the end of the header section on its own
+/// (the first empty line), while mail-parser, which reads the post
+/// everywhere else, ends it at a line of blanks after a malformed line. The
+/// Message-ID was then inserted into what readers take as the body: the post
+/// had none for them (and the body gained a line). The insertion point is
+/// now mail-parser's own end of the header section.
+#[test]
+fn a_message_id_after_a_malformed_header_line_is_read_as_a_header() {
+    let cases: &[&[u8]] = &[
+        // The finding: a line with no colon, then a line of blanks.
+        b"no colon here\r\n \r\nSubject: hi\r\n\r\nbody\r\n",
+        b"From: a@example.org\r\ngarbage\r\n\t\r\nSubject: hi\r\n\r\nbody\r\n",
+        // A line of blanks that is not folding (CR first) ends it too.
+        b"From: a@example.org\r\n\r\r\nSubject: hi\r\n\r\nbody\r\n",
+        // Ordinary posts stay as before.
+        b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n",
+        b"From: a@example.org\nSubject: hi\n\nbody\n",
+        b"Subject: folded\r\n \r\n more\r\n\r\nbody\r\n",
+    ];
+    for &post in cases {
+        let out = listrelay::intake::insert_header(post, "Message-ID", "<new.1@lists.example.org>");
+        let (_, body) = read_as_a_reader(post);
+        let (id, body_after) = read_as_a_reader(&out);
+        let shown = String::from_utf8_lossy(&out);
+        assert_eq!(
+            id.as_deref(),
+            Some("new.1@lists.example.org"),
+            "the inserted Message-ID is not a header: {shown:?}"
+        );
+        assert_eq!(body_after, body, "the body changed: {shown:?}");
+        let eol = if post.contains(&b'\r') { 2 } else { 1 };
+        let field = "Message-ID: <new.1@lists.example.org>".len();
+        assert_eq!(
+            out.len(),
+            post.len() + field + eol,
+            "one field added: {shown:?}"
+        );
+    }
+}
+
+/// `footer`: the copy appended the list's footer when the Content-Type field
+/// merely contained the text `text/plain` (its own lower-cased search), so a
+/// multipart or garbage type got a footer after its last boundary, inside a
+/// part readers do not take as text. The type is now mail-parser's reading
+/// of every Content-Type field.
+#[test]
+fn a_footer_goes_only_under_a_type_readers_take_as_plain_text() {
+    let mut list = List::new(Address::parse("dev@lists.example.org").unwrap());
+    list.settings.footer = "Unsubscribe: dev-leave@lists.example.org".into();
+    let post = |headers: &str| {
+        format!("From: a@example.org\r\n{headers}Subject: hi\r\n\r\n--b\r\nbody\r\n--b--\r\n")
+    };
+    let footed = |headers: &str| {
+        let copy = listrelay::fanout::copy::prepare_for(&list, post(headers).as_bytes(), true);
+        String::from_utf8_lossy(&copy).contains("Unsubscribe: dev-leave@")
+    };
+    for hostile in [
+        // The finding: garbage ending in text/plain.
+        "Content-Type: multipart/mixed; boundary=b; x=text/plain\r\n",
+        "Content-Type: \x01garbage text/plain\r\n",
+        "Content-Type: application/octet-stream; name=\"text/plain\"\r\n",
+        // Two readings: the first field or the last one.
+        "Content-Type: text/plain\r\nContent-Type: multipart/mixed; boundary=b\r\n",
+        "Content-Type: multipart/mixed; boundary=b\r\nContent-Type: text/plain\r\n",
+        // Plain text in an encoding a footer would break.
+        "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n",
+        "Content-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n",
+    ] {
+        assert!(!footed(hostile), "footer under {hostile:?}");
+    }
+    for plain in [
+        "",
+        "Content-Type: text/plain; charset=utf-8\r\n",
+        "Content-Type: TEXT/PLAIN\r\nContent-Transfer-Encoding: 8bit\r\n",
+    ] {
+        assert!(footed(plain), "no footer under {plain:?}");
+    }
+}

@@ -4,6 +4,7 @@
 //! envelopes.
 
 use base64::Engine;
+use mail_parser::{HeaderName, MessageParser};
 use sha2::{Digest, Sha256};
 
 use crate::address::Suffix;
@@ -109,18 +110,32 @@ fn list_headers(list: &List, shared_unsubscribe: bool) -> String {
 }
 
 /// Whether the body is plain text we can append a footer to without breaking
-/// its MIME structure or transfer encoding.
-fn plain_text(fields: &[&[u8]]) -> bool {
-    let value = |name: &str| {
-        fields
-            .iter()
-            .find(|f| field_name(f) == name)
-            .map(|f| String::from_utf8_lossy(f).to_ascii_lowercase())
+/// its MIME structure or transfer encoding, as mail-parser reads the header
+/// section (one reading: the one intake, the signer and members' clients
+/// built on it use, not a text search of our own, which a hostile
+/// `Content-Type: multipart/mixed; x="text/plain"` fooled). Every
+/// Content-Type field must parse as `text/plain` (or `text`) and every
+/// Content-Transfer-Encoding must be an identity one (`7bit`, `8bit`,
+/// `binary`), so readers that take the first field and readers that take
+/// the last agree, and a type mail-parser cannot parse gets no footer.
+/// No Content-Type at all is plain text (RFC 2045 §5.2).
+fn plain_text(raw: &[u8]) -> bool {
+    let Some(parsed) = MessageParser::new().parse_headers(raw) else {
+        // No header section at all: plain text by default.
+        return true;
     };
-    let ct_ok = value("content-type").is_none_or(|v| v.contains("text/plain"));
-    let cte_ok = value("content-transfer-encoding")
-        .is_none_or(|v| !v.contains("base64") && !v.contains("quoted-printable"));
-    ct_ok && cte_ok
+    parsed.headers().iter().all(|h| match h.name {
+        HeaderName::ContentType => h.value.as_content_type().is_some_and(|ct| {
+            ct.ctype().eq_ignore_ascii_case("text")
+                && ct.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain"))
+        }),
+        HeaderName::ContentTransferEncoding => h.value.as_text().is_some_and(|e| {
+            ["7bit", "8bit", "binary"]
+                .iter()
+                .any(|ok| e.trim().eq_ignore_ascii_case(ok))
+        }),
+        _ => true,
+    })
 }
 
 /// The copy members receive.
@@ -166,7 +181,7 @@ pub fn prepare_for(list: &List, raw: &[u8], shared_unsubscribe: bool) -> Vec<u8>
     }
     out.extend_from_slice(rest);
     let footer = list.settings.footer.as_str();
-    if !footer.is_empty() && plain_text(&fields) {
+    if !footer.is_empty() && plain_text(raw) {
         if !out.ends_with(b"\n") {
             out.extend_from_slice(b"\r\n");
         }
