@@ -67,6 +67,7 @@
 //!   and queues now.
 
 mod compose;
+pub mod schedule;
 mod summary;
 
 pub use compose::{
