@@ -37,34 +37,60 @@
 //!
 //! # The lifecycle (phase 2, built on the store)
 //!
+//! `service.rs` (drafted, joins the module tree with phase 2) drives it with
+//! the store role `DigestRecords` (store/mod.rs) it needs:
+//!
 //! * **Entry.** `Claims::seal_job`, the transaction that gives a post its
-//!   list `seq`, also writes a digest entry `(list, seq) → {post id,
-//!   received_at, size, bytes}` when the list has digests enabled and the
-//!   post's audience is the regular members (an issue is never an entry of
-//!   the next issue). The entry holds its own copy of the bytes (a sled tree
-//!   / a PostgreSQL table), since the spool file goes when the regular
-//!   fan-out finishes. A post without regular recipients (a list of digest
-//!   members only) is sealed as a job of no chunks, finished at once, so its
-//!   entry is still written in that one transaction.
-//! * **Cut.** One transaction: read the pending entries in `seq` order, pick
-//!   the next issue's with [`take`], write the issue record `{list, volume,
-//!   number, cut_at, last_seq, header, footer, state: cut}` (header and
+//!   list `seq`, also writes a digest entry when the list has
+//!   `digest_enabled` and the post's audience is `regular` (an issue is
+//!   never an entry of the next issue): `(list, seq) → {post, received_at,
+//!   size}` with the post's bytes beside it, since the spool file goes when
+//!   the regular fan-out finishes (sled: trees `digest_entries` and
+//!   `digest_bodies`, the body read from the spool before the transaction;
+//!   PostgreSQL: table `digest_entries`, `INSERT … SELECT body FROM messages`
+//!   in the seal's transaction, migration 0007). A post without regular
+//!   recipients (every member takes digests) has no chunks and is not
+//!   sealed today; `Claims::seal_digest_only` takes its `seq`, writes its
+//!   entry and marks it done in one transaction (the planner or the sweep of
+//!   done posts then finishes it), so it too is an entry exactly once.
+//! * **Cut.** `DigestRecords::cut_issue`, one transaction: the oldest
+//!   pending entries as [`take`] picks them, an issue record `{id, list,
+//!   volume, number, cut_at, posts, header, footer, state: cut}` (header and
 //!   footer copied, so a settings change cannot make a recomposed issue
-//!   differ), move the entries under the issue, bump `digest_issue`.
-//! * **Queue.** Compose both forms and `Queue::accept` each as a post whose
-//!   `MessageMeta.audience` is `digest_mime` / `digest_plain` (serde default
-//!   `regular`); the planner picks the members by that mode
-//!   (`Directory::delivery_page` with the modes filter). Once both accepts
-//!   are durable (a window hit with the same Message-ID counts as accepted:
-//!   it is the same issue), mark the issue `queued` and drop its entries'
-//!   bytes. A crash between cut and queued recomposes the same bytes: the
-//!   window makes the accept happen once.
-//! * **Schedule.** A `poll_loop` task in `serve` cuts an issue when the
-//!   period (daily, weekly, monthly) has passed since the last issue or the
-//!   pending entries reach `digest_size_threshold_kb`; never an empty issue
-//!   unless `digest_send_empty`; the volume goes up with the year (or by the
-//!   owner). `listrelay digest send LIST` (admin request `DigestSend`) cuts
-//!   and queues now.
+//!   differ), the entries marked with the issue id, and the list's
+//!   `digest_volume`/`digest_issue` set, compare-and-swapped against the
+//!   values the caller read (two cutters cannot number two issues alike).
+//!   On sled the candidates are scanned first and re-checked inside the
+//!   transaction (sled transactions cannot scan).
+//! * **Queue.** Compose both forms and `Queue::accept` them in one batch as
+//!   posts whose `MessageMeta.audience` is `digest_mime` / `digest_plain`
+//!   (`DeliveryMode`, serde default `regular`), `policy` already
+//!   `accepted`; the planner reads the members with
+//!   `Directory::audience_page(list, post.audience, …)`. Then
+//!   `mark_issue_queued` drops the entries and their bytes. A crash between
+//!   cut and queued leaves the issue `cut`: the next pass (or `digest send`,
+//!   or the server's start) composes it again, identically, and the window
+//!   answers `Redelivery` for a form already stored, so each form is one
+//!   post and its fan-out the usual claimed, batched, DKIM-signed one.
+//! * **Schedule.** A task in `serve` (the `poll_loop` pattern, every
+//!   minute) runs [`schedule::due`] for each list with digests on: the
+//!   period (daily, weekly, monthly: calendar periods) of the oldest pending
+//!   post is over, or the pending bytes reach `digest_size_threshold_kb`;
+//!   an empty issue only with `digest_send_empty`. Volume and number come
+//!   from [`schedule::next_number`] (a new year, a new volume). Metrics:
+//!   `listrelay_digest_issues_cut_total`, `…_issues_sent_total`,
+//!   `…_entries_pending`.
+//! * **Commands.** `listrelay digest send LIST` (admin request
+//!   `DigestSend { list }`, through the socket or on the store) queues an
+//!   issue left cut, then cuts and queues the pending posts; it prints
+//!   volume, issue, posts and recipients. `digest status LIST` shows the
+//!   pending posts and the last issue. Export/import carry entries (bodies
+//!   base64) and issues.
+//! * **Crash proof.** `LISTRELAY_TEST_CRASH_AT=digest-after-cut|
+//!   digest-after-accept` makes the process SIGKILL itself there (tests
+//!   only); tests/digest.rs runs `digest send` in a CLI process with it, then
+//!   starts the server and checks every post is in exactly one issue and
+//!   each digest member got each issue once.
 
 mod compose;
 pub mod schedule;
