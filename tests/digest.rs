@@ -13,7 +13,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mail_parser::{MessageParser, PartType};
+use mail_parser::{MessageParser, MimeHeaders, PartType};
 use support::lmtp::smtp_send;
 use support::ports;
 use support::postfix::Postfix;
@@ -169,14 +169,98 @@ async fn a_day_of_posts_becomes_one_issue_per_form() {
     assert!(out.contains("no posts"), "{out}");
 }
 
+/// Every post's Message-ID found in the MIME issues, and in how many
+/// issues (an issue delivered in two transactions counts once).
+fn posts_in_mime_issues(records: &[Transaction]) -> HashMap<String, usize> {
+    let mut issues: HashMap<String, Vec<String>> = HashMap::new();
+    for t in records.iter().filter(|t| is_issue(&text(t))) {
+        let m = MessageParser::default()
+            .parse(t.data.as_deref().unwrap())
+            .unwrap();
+        if m.content_type().and_then(|c| c.subtype()) != Some("digest") {
+            continue;
+        }
+        let posts = m
+            .attachments()
+            .filter_map(|p| match &p.body {
+                PartType::Message(inner) => inner.message_id().map(str::to_string),
+                _ => None,
+            })
+            .collect();
+        issues.insert(m.message_id().unwrap().to_string(), posts);
+    }
+    let mut n = HashMap::new();
+    for id in issues.into_values().flatten() {
+        *n.entry(id).or_default() += 1;
+    }
+    n
+}
+
+/// `digest send` in a CLI process of its own (the server stopped: it works
+/// on the store itself) that SIGKILLs itself at `point`.
+fn send_and_crash_at(lr: &Listrelay, point: &str) {
+    let out = std::process::Command::new(support::server::bin())
+        .arg("--config")
+        .arg(&lr.config)
+        .args(["digest", "send", LIST])
+        .env("LISTRELAY_TEST_CRASH_AT", point)
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "the CLI did not crash at {point}: {out:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "phase 2: the crash points and the recovery of cut issues"]
 async fn kill9_while_an_issue_is_built_or_sent_loses_and_repeats_nothing() {
-    // For each point (after the cut; after the MIME form is accepted; after
-    // both, before the issue is marked queued), `digest send` runs in a CLI
-    // process (no server: it works on the store itself) with
-    // LISTRELAY_TEST_CRASH_AT=point, which SIGKILLs itself there. The server
-    // then starts, finishes the issue, and a new round posts again. At the
-    // end: every post is in exactly one issue, and each digest member got
-    // each issue once.
+    let mut s = site().await;
+    let mut all_posts = 0;
+    // Round by round: posts, then an issue whose life is cut short at one
+    // point; the server's next start finishes it.
+    for (round, point) in ["digest-after-cut", "digest-after-accept", "server"]
+        .iter()
+        .enumerate()
+    {
+        for i in 0..3 {
+            let n = 10 * (round + 1) + i;
+            smtp_send(s.pf.inbound_port, "poster@example.net", &[LIST], &post(n))
+                .await
+                .unwrap();
+        }
+        all_posts += 3;
+        // Sealed (and so entered for the digest) once the regular copy left.
+        s.wait(all_posts, |m| m.contains("digest topic") && !is_issue(m))
+            .await;
+        if *point == "server" {
+            // kill -9 of the server right after it queued the issue.
+            s.lr.cli_ok(&["digest", "send", LIST]);
+            s.lr.kill9();
+        } else {
+            s.lr.stop();
+            send_and_crash_at(&s.lr, point);
+        }
+        s.lr.start();
+        s.wait(2 * (round + 1), is_issue).await;
+    }
+    // Settle: nothing more arrives.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let records = s.sink.records();
+    for ((rcpt, issue), n) in issues_by_rcpt(&records) {
+        assert_eq!(n, 1, "{rcpt} got issue {issue} {n} times");
+    }
+    let issues: std::collections::HashSet<String> = issues_by_rcpt(&records)
+        .into_keys()
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(issues.len(), 6, "three issues, two forms each: {issues:?}");
+    let posts = posts_in_mime_issues(&records);
+    assert_eq!(posts.len(), all_posts, "{posts:?}");
+    assert!(
+        posts.values().all(|&k| k == 1),
+        "a post in two issues: {posts:?}"
+    );
 }
