@@ -94,11 +94,13 @@
 
 mod compose;
 pub mod schedule;
+mod service;
 mod summary;
 
 pub use compose::{
     compose, message_id, subject, Composed, POST_SEPARATOR, STUB_MAX_BYTES, TOC_SEPARATOR,
 };
+pub use service::{Digester, Sent};
 pub use summary::Summary;
 
 use serde::{Deserialize, Serialize};
@@ -201,16 +203,7 @@ pub struct Issue<'a> {
 /// at least one, so a huge post cannot block the digest (the composer puts
 /// a stand-in for it if it does not fit). The rest wait for the next issue.
 pub fn take(sizes: impl IntoIterator<Item = u64>) -> usize {
-    let mut total = 0u64;
-    let mut n = 0;
-    for size in sizes.into_iter().take(MAX_POSTS) {
-        total = total.saturating_add(size);
-        if n > 0 && total > TAKE_BYTES {
-            break;
-        }
-        n += 1;
-    }
-    n
+    crate::store::issue_take(sizes, MAX_POSTS as u64, TAKE_BYTES)
 }
 
 #[cfg(test)]

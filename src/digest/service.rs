@@ -14,7 +14,7 @@ use super::schedule::{self, Calendar, Due};
 use super::{compose, Form, Issue, Post, DEFAULT_FOOTER, DEFAULT_HEADER, MAX_POSTS, TAKE_BYTES};
 use crate::address::Suffix;
 use crate::clock::Clock;
-use crate::model::directory::{DigestPeriod, DeliveryMode};
+use crate::model::directory::{DeliveryMode, DigestPeriod};
 use crate::model::List;
 use crate::store::{
     AcceptOutcome, DedupKey, DigestCut, DigestIssue, IssueState, MessageMeta, MessageState,
@@ -66,10 +66,14 @@ fn calendar(p: DigestPeriod) -> Calendar {
     }
 }
 
-/// The header (footer) text of a list's issues: its setting, the built-in
-/// text when unset.
-fn template(setting: &Option<String>, default: &str) -> String {
-    setting.clone().unwrap_or_else(|| default.to_string())
+/// The header (footer) template of a list's issues: its setting, the
+/// built-in text when empty, none for `none`.
+fn template(setting: &str, default: &str) -> String {
+    match setting.trim() {
+        "" => default.to_string(),
+        "none" => String::new(),
+        _ => setting.to_string(),
+    }
 }
 
 impl Digester {
@@ -116,7 +120,11 @@ impl Digester {
             );
             let Some(why) = due else { continue };
             info!(list = %list.key(), reason = ?why, "a digest issue is due");
-            if self.cut_and_queue(&list, why == Due::Period).await?.is_some() {
+            if self
+                .cut_and_queue(&list, why == Due::Period)
+                .await?
+                .is_some()
+            {
                 n += 1;
             }
         }
@@ -169,7 +177,11 @@ impl Digester {
     /// Queues every issue left cut (by a crash, or a failed accept).
     async fn finish_cut(&self, list: Option<&str>) -> Result<usize, StoreError> {
         let mut n = 0;
-        for issue in self.store.digest_issues(list, Some(IssueState::Cut)).await? {
+        for issue in self
+            .store
+            .digest_issues(list, Some(IssueState::Cut))
+            .await?
+        {
             let Some(l) = self.store.list(&issue.list).await? else {
                 continue;
             };
@@ -241,7 +253,13 @@ impl Digester {
 
 /// The queue record of one form of an issue: a post of the list for the
 /// members of that form, past the posting policy, with its own window key.
-fn new_issue_message(list: &List, form: Form, message_id: String, body: Vec<u8>, now: u64) -> NewMessage {
+fn new_issue_message(
+    list: &List,
+    form: Form,
+    message_id: String,
+    body: Vec<u8>,
+    now: u64,
+) -> NewMessage {
     let audience = match form {
         Form::Mime => DeliveryMode::DigestMime,
         Form::Plain => DeliveryMode::DigestPlain,

@@ -120,6 +120,7 @@ mod tests {
             policy: None,
             client: None,
             auth: None,
+            audience: Default::default(),
         }
     }
 
