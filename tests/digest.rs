@@ -290,3 +290,42 @@ async fn kill9_while_an_issue_is_built_or_sent_loses_and_repeats_nothing() {
         "a post in two issues: {posts:?}"
     );
 }
+
+/// A list whose members all take digests: a post has no regular recipient,
+/// yet it waits for the next issue (once), and export/import carry what
+/// waits; `digest send` on the store (no server) cuts the issue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_only_posts_wait_and_move_with_export() {
+    let sink = Sink::builder().start().await.unwrap();
+    let mut lr = Listrelay::with_smtp(sink.port(), "");
+    lr.open_list(LIST, &[MIME_1.to_string()], &[("digest_enabled", "true")]);
+    set_mode(&lr, MIME_1, "digest_mime");
+    lr.start();
+    for i in 1..=2 {
+        let r = support::lmtp::lmtp_post(lr.lmtp_port, LIST, &post(i)).await;
+        assert_eq!(r.code, 250, "{}", r.text());
+    }
+    let waiting = || lr.json(&["digest", "status", LIST])["pending"]["posts"].clone();
+    assert!(
+        support::poll_until(WAIT, || waiting() == 2),
+        "{}\n{}",
+        waiting(),
+        lr.log_text()
+    );
+    assert_eq!(sink.rcpt_count(), 0, "no regular copy");
+    lr.stop();
+    let file = lr.path().join("export.ndjson");
+    lr.cli_ok(&["export", file.to_str().unwrap()]);
+    let other = Listrelay::with_smtp(sink.port(), "");
+    other.cli_ok(&["import", file.to_str().unwrap()]);
+    let status = other.json(&["digest", "status", LIST]);
+    assert_eq!(status["pending"]["posts"], 2, "{status}");
+    let out = other.cli_ok(&["digest", "send", LIST]);
+    assert!(
+        out.contains("volume 1, issue 1: 2 posts to 1 recipients (1 MIME, 0 plain)"),
+        "{out}"
+    );
+    let status = other.json(&["digest", "status", LIST]);
+    assert_eq!(status["pending"]["posts"], 0, "{status}");
+    assert_eq!(status["last"]["state"], "queued", "{status}");
+}

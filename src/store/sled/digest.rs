@@ -119,6 +119,20 @@ fn cut_once(t: &Trees, list: &str, cut: &DigestCut) -> Result<Option<Option<Dige
     Ok(r.map_err(tx_err)?.map(Some))
 }
 
+/// Import: writes an exported entry (its body hex-encoded).
+pub(super) fn restore_entry(t: &Trees, entry: &DigestEntry, body: &str) -> Result<()> {
+    let body = hex::decode(body).map_err(|e| {
+        StoreError::Invalid(format!(
+            "digest entry {} {}: body: {e}",
+            entry.list, entry.seq
+        ))
+    })?;
+    let key = entry_key(&entry.list, entry.seq);
+    put(&t.digest_entries, &key, entry)?;
+    t.digest_bodies.insert(key, body)?;
+    Ok(())
+}
+
 impl SledStore {
     /// The post's bytes when it must be entered for its list's digest: a
     /// post for the regular members of a list with digests on.
