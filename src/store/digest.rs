@@ -4,7 +4,7 @@
 //! transaction that seals the post's job (`Claims::seal_job`, or
 //! `seal_digest_only` for a post without regular recipients), the cut is one
 //! transaction, and an issue's entries go once the issue is queued: every
-//! post is in exactly one issue. See `crate::digest` for the lifecycle.
+//! post is in exactly one issue. The lifecycle is in the `digest` module.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
