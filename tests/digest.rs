@@ -4,9 +4,6 @@
 //! structure, parsed back by mail-parser, holds every post, and the plain
 //! issue every post's text. A kill -9 while an issue is built or sent loses
 //! and repeats nothing.
-//!
-//! Phase 2 (the store and the lifecycle) makes these pass; until then they
-//! are ignored and say what they will check.
 
 mod support;
 

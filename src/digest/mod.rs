@@ -35,10 +35,10 @@
 //! that still does not fit (one huge post) is replaced by a stand-in that
 //! names it. Every step is linear in the posts' size.
 //!
-//! # The lifecycle (phase 2, built on the store)
+//! # The lifecycle (on the store)
 //!
-//! `service.rs` (drafted, joins the module tree with phase 2) drives it with
-//! the store role `DigestRecords` (store/mod.rs) it needs:
+//! [`Digester`] (`service.rs`) drives it through the store role
+//! `DigestRecords` (store/digest.rs):
 //!
 //! * **Entry.** `Claims::seal_job`, the transaction that gives a post its
 //!   list `seq`, also writes a digest entry when the list has
