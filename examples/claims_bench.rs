@@ -45,6 +45,7 @@ async fn main() {
                 policy: None,
                 client: None,
                 auth: None,
+                audience: Default::default(),
             },
             body: b"x\r\n\r\n".to_vec(),
         }])

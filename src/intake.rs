@@ -347,6 +347,7 @@ impl Intake {
                     policy: None,
                     client: (is_post && *client != ClientInfo::default()).then(|| client.clone()),
                     auth: None,
+                    audience: Default::default(),
                 },
                 body,
             });

@@ -132,6 +132,14 @@ pub async fn serve(config: Config) -> Result<()> {
     };
     let fanout_task = tokio::spawn(fanout.clone().run(stop.clone()));
     let prune_task = tokio::spawn(prune_window(store.clone(), stop.clone()));
+    let digest_task = tokio::spawn(digests(
+        crate::digest::Digester::new(
+            store.clone(),
+            Some(fanout.posts.clone()),
+            crate::clock::Clock::system(),
+        ),
+        stop.clone(),
+    ));
 
     let intake = Arc::new(
         Intake::new(store.clone(), config.intake.recipient_delimiter)
@@ -158,6 +166,7 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     let _ = tokio::time::timeout(DRAIN, fanout_task).await;
     let _ = prune_task.await;
+    let _ = digest_task.await;
     let _ = bounces.await;
     let _ = moderation_task.await;
     if let Some(t) = http_task {
@@ -190,6 +199,25 @@ async fn prune_window(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// How often the digest task looks for issues due (and issues a crash left
+/// cut); the first look is at start.
+const DIGEST_POLL: Duration = Duration::from_secs(60);
+
+/// Cuts and queues the digest issues that are due, every minute.
+async fn digests(digester: crate::digest::Digester, mut stop: watch::Receiver<bool>) {
+    loop {
+        match digester.run_due().await {
+            Ok(0) => {}
+            Ok(n) => info!(issues = n, "queued digest issues"),
+            Err(e) => warn!(error = %e, "the digest pass failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(DIGEST_POLL) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }

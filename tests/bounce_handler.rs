@@ -138,6 +138,7 @@ impl Rig {
             policy: None,
             client: None,
             auth: None,
+            audience: Default::default(),
         };
         self.store
             .accept(vec![NewMessage {

@@ -74,6 +74,7 @@ async fn store_with_post() -> (Site, Arc<dyn Store>, Job) {
             policy: None,
             client: None,
             auth: None,
+            audience: Default::default(),
         },
         body: b"Subject: hi\r\n\r\nhi\r\n".to_vec(),
     };

@@ -256,6 +256,7 @@ async fn accept_post(store: &Arc<dyn Store>, list: &str, id: &str) {
             policy: None,
             client: None,
             auth: None,
+            audience: Default::default(),
         },
         body: b"Subject: hi\r\n\r\nhi\r\n".to_vec(),
     };

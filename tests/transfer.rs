@@ -44,6 +44,7 @@ fn post(list: &str, id: &str, message_id: &str) -> NewMessage {
             policy: None,
             client: None,
             auth: None,
+            audience: Default::default(),
         },
         body: format!("Message-ID: <{message_id}>\r\nSubject: {id}\r\n\r\nhi\r\n").into_bytes(),
     }

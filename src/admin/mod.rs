@@ -8,6 +8,7 @@
 pub mod access;
 mod bans;
 mod bounces;
+mod digest;
 mod directory;
 mod held;
 pub mod protocol;
@@ -152,6 +153,8 @@ impl Admin {
             Request::BanAdd { list, pattern } => bans::add(store, &list, &pattern).await?,
             Request::BanRemove { list, pattern } => bans::remove(store, &list, &pattern).await?,
             Request::BanList { list } => bans::list(store, &list).await?,
+            Request::DigestSend { list } => digest::send(self, &list).await?,
+            Request::DigestStatus { list } => digest::status(store, &list).await?,
             Request::HeldList { list } => held::list(store, &list).await?,
             Request::HeldShow { list, message_id } => {
                 held::show(store, self.moderation()?, &list, &message_id).await?
@@ -338,6 +341,7 @@ pub fn audited(req: &Request) -> Option<(&'static str, String, Option<String>)> 
             on_list("bounce_reset", list, format!("{list}: {member}"))
         }
         Request::BanAdd { list, pattern } => on_list("ban_add", list, format!("{list}: {pattern}")),
+        Request::DigestSend { list } => on_list("digest_send", list, list.clone()),
         Request::BanRemove { list, pattern } => {
             on_list("ban_remove", list, format!("{list}: {pattern}"))
         }

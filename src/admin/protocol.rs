@@ -18,6 +18,18 @@ use crate::model::{ApiToken, AuditEntry, Domain, ListSettings, Member, Role};
 use crate::moderation::Action;
 use crate::store::{ChunkState, Job, MessageMeta};
 
+/// A list's digest state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DigestStatusView {
+    pub list: String,
+    /// `digest_enabled`.
+    pub enabled: bool,
+    /// Posts waiting for the next issue, their bytes, and when the oldest came.
+    pub pending: crate::store::DigestPending,
+    /// The last issue cut, if any.
+    pub last: Option<crate::store::DigestIssue>,
+}
+
 /// One administrative operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -80,6 +92,11 @@ pub enum Request {
     BanRemove { list: String, pattern: String },
     /// A list's bans.
     BanList { list: String },
+    /// Queues a list's digest issue now: one a crash left cut, then the
+    /// posts waiting (`digest send`).
+    DigestSend { list: String },
+    /// What waits for a list's next digest issue, and its last issue.
+    DigestStatus { list: String },
     /// Messages waiting, fan-out jobs and their chunks.
     Queue,
     /// One stored message's bytes.
@@ -197,6 +214,10 @@ pub enum Response {
     Audit(AuditPage),
     /// A list's bans, after a ban add or remove, or for `ban list`.
     Bans(BanView),
+    /// What `digest send` queued; `None` when no post was waiting.
+    DigestSent(Option<crate::digest::Sent>),
+    /// A list's digest state (`digest status`).
+    DigestStatus(DigestStatusView),
 }
 
 /// A list's bans.

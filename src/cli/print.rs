@@ -162,6 +162,8 @@ fn human(out: &mut dyn Write, response: &Response) -> io::Result<()> {
         Response::Token(t) => token(out, t),
         Response::Audit(a) => audit(out, a),
         Response::Bans(b) => bans(out, b),
+        Response::DigestSent(s) => super::digest::sent(out, s.as_ref()),
+        Response::DigestStatus(v) => super::digest::status(out, v),
     }
 }
 

@@ -45,8 +45,16 @@ impl Draft<'_> {
         let mut batch = Vec::with_capacity(PLAN_BATCH);
         let mut after: Option<String> = None;
         loop {
+            // A post goes to the regular members; a digest issue to the
+            // members of its form.
             let page = store
-                .delivery_page(&post.list, post.received_at, after.as_deref(), PLAN_PAGE)
+                .audience_page(
+                    &post.list,
+                    post.audience,
+                    post.received_at,
+                    after.as_deref(),
+                    PLAN_PAGE,
+                )
                 .await?;
             for address in page.addresses {
                 batch.extend(chunker.push(address));
@@ -264,7 +272,16 @@ impl Fanout {
         match draft.fill(post).await {
             Ok(true) => {}
             Ok(false) => {
-                info!(id = %post.id, list = %post.list, "post to a list without members");
+                // No regular recipient, but digest members may take it: it
+                // is entered for the next issue (once) before it finishes.
+                if list.settings.digest_enabled
+                    && post.audience == crate::model::DeliveryMode::Regular
+                    && self.store.seal_digest_only(&post.id).await?
+                {
+                    info!(id = %post.id, list = %post.list, "post for the digest only");
+                } else {
+                    info!(id = %post.id, list = %post.list, "post to a list without members");
+                }
                 self.store.finish_message(&post.id, self.grace_secs).await?;
                 return Ok(false);
             }

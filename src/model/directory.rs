@@ -200,7 +200,47 @@ pub struct ListSettings {
     /// Where `munge_from` puts the author: `reply_to` (replies go to the
     /// author) or `cc` (replies go to the list, the author in copy).
     pub munge_author_in: MungeAuthorIn,
+    /// Digest issues collect the posts for the members in a digest mode;
+    /// off, no post is kept for an issue and none is cut.
+    pub digest_enabled: bool,
+    /// How often an issue goes out: `daily`, `weekly` or `monthly`
+    /// (calendar periods, UTC), once a post waits.
+    pub digest_period: DigestPeriod,
+    /// An issue goes out early once its waiting posts reach this many KB
+    /// (0 = by period only).
+    pub digest_size_threshold_kb: u64,
+    /// Send an issue even when no post came in the period.
+    pub digest_send_empty: bool,
+    /// The volume of the issues: goes up with the year (the issue number
+    /// starting again at 1), or when the owner sets it.
+    pub digest_volume: u32,
+    /// The number of the last issue of the volume (0 before the first).
+    pub digest_issue: u32,
+    /// The text an issue starts with: empty = the built-in one, `none` =
+    /// none; placeholders `{list}`, `{name}`, `{volume}`, `{issue}`,
+    /// `{date}`, `{posts}`, `{request}`, `{owner}`, `{join}`, `{leave}`,
+    /// `{list_id}`, `{archive}`.
+    pub digest_header: String,
+    /// The text an issue ends with: empty = the built-in one, `none` = none;
+    /// the same placeholders.
+    pub digest_footer: String,
 }
+
+/// How often a list's digest issues go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DigestPeriod {
+    /// Once a UTC day has ended.
+    #[default]
+    Daily,
+    /// Once an ISO week (Monday to Sunday) has ended.
+    Weekly,
+    /// Once a calendar month has ended.
+    Monthly,
+}
+
+/// The longest digest header or footer (bytes): an issue stays bounded.
+pub const MAX_DIGEST_TEMPLATE_BYTES: usize = 16 * 1024;
 
 /// Where a munged copy names the author.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -243,6 +283,14 @@ impl Default for ListSettings {
             dmarc_mitigation: DmarcMitigation::None,
             dmarc_mitigate_when: DmarcMitigateWhen::Breaks,
             munge_author_in: MungeAuthorIn::ReplyTo,
+            digest_enabled: false,
+            digest_period: DigestPeriod::Daily,
+            digest_size_threshold_kb: 30,
+            digest_send_empty: false,
+            digest_volume: 1,
+            digest_issue: 0,
+            digest_header: String::new(),
+            digest_footer: String::new(),
         }
     }
 }
@@ -318,6 +366,17 @@ impl ListSettings {
             || self.base_url.starts_with("http://"))
         {
             return Err("base_url must start with https:// (or http://)".into());
+        }
+        for (key, text) in [
+            ("digest_header", &self.digest_header),
+            ("digest_footer", &self.digest_footer),
+        ] {
+            if text.len() > MAX_DIGEST_TEMPLATE_BYTES {
+                return Err(format!(
+                    "{key} is {} bytes; keep it under {MAX_DIGEST_TEMPLATE_BYTES}",
+                    text.len()
+                ));
+            }
         }
         Ok(())
     }

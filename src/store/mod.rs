@@ -4,6 +4,7 @@
 //! `postgres` is shared by several hosts. [`open`] picks one from the
 //! configuration.
 
+mod digest;
 mod jobs;
 pub mod postgres;
 pub mod rules;
@@ -23,6 +24,9 @@ use crate::model::{
 
 pub use self::postgres::PostgresStore;
 pub use self::sled::SledStore;
+pub use digest::{
+    issue_take, DigestCut, DigestEntry, DigestIssue, DigestPending, DigestRecords, IssueState,
+};
 pub use jobs::{ChunkState, Claim, Completion, DeliveryFailure, Job, RetryItem};
 pub use transfer::Record;
 
@@ -125,6 +129,15 @@ pub struct MessageMeta {
     /// again for the ARC seal. Opaque here: the store sits below `auth`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<serde_json::Value>,
+    /// Who the post goes to: `regular` members for a post; the members of
+    /// one digest form for a digest issue (which is never itself entered
+    /// for the next issue).
+    #[serde(default, skip_serializing_if = "is_regular")]
+    pub audience: DeliveryMode,
+}
+
+fn is_regular(m: &DeliveryMode) -> bool {
+    *m == DeliveryMode::Regular
 }
 
 /// What XFORWARD told about the SMTP client that sent a message to the MTA.
@@ -369,6 +382,11 @@ pub trait Claims: Send + Sync {
     /// the draft is not the planner's or the post is no longer queued (the
     /// draft is then dropped); `Invalid` for a draft without chunks.
     async fn seal_job(&self, post: &str, planner: &str) -> Result<Job>;
+    /// For a post without regular recipients on a list with digests on:
+    /// takes its `seq`, enters it for the digest and marks it done, in one
+    /// transaction (the planner then finishes it). `false` when the post is
+    /// no longer queued (entered before, held or gone): never entered twice.
+    async fn seal_digest_only(&self, post: &str) -> Result<bool>;
     /// Creates a post's job with all its chunks at once (begin, add, seal,
     /// under a planner id of its own): for small jobs, tests and tools.
     async fn create_job(&self, job: Job, chunks: Vec<Vec<String>>) -> Result<Job> {
@@ -523,7 +541,7 @@ pub trait Transfer: Send + Sync {
 /// role only can take that role's trait.
 #[async_trait]
 pub trait Store:
-    Directory + Queue + Claims + BounceRecords + ModerationRecords + Transfer + Access
+    Directory + Queue + Claims + BounceRecords + ModerationRecords + Transfer + Access + DigestRecords
 {
     /// Returns once every write made so far is on disk.
     async fn sync(&self) -> Result<()>;

@@ -88,6 +88,8 @@ pub fn restore_rank(r: &Record) -> u8 {
         Record::Held { .. } => 12,
         Record::Pending { .. } => 13,
         Record::Rate { .. } => 14,
+        Record::DigestEntry { .. } => 15,
+        Record::DigestIssue { .. } => 16,
     }
 }
 
@@ -120,6 +122,7 @@ mod tests {
             policy: None,
             client: None,
             auth: None,
+            audience: Default::default(),
         }
     }
 

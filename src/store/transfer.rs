@@ -14,8 +14,8 @@ use std::io::{BufRead, Write};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ChunkState, DeliveryFailure, Job, MessageMeta, MessageState, Result, Store, StoreError,
-    WindowEntry,
+    ChunkState, DeliveryFailure, DigestEntry, DigestIssue, Job, MessageMeta, MessageState, Result,
+    Store, StoreError, WindowEntry,
 };
 use crate::model::{BounceState, Domain, HeldPost, List, Member, Pending, PostBounces};
 
@@ -94,6 +94,16 @@ pub enum Record {
         day: u64,
         count: u32,
     },
+    /// A post waiting for (or cut into) a digest issue.
+    DigestEntry {
+        entry: DigestEntry,
+        /// The post as received, hex-encoded.
+        body: String,
+    },
+    /// A digest issue as its cut recorded it.
+    DigestIssue {
+        issue: DigestIssue,
+    },
 }
 
 /// What an export or an import counted, by kind.
@@ -113,6 +123,8 @@ pub struct Counts {
     pub held: u64,
     pub pending: u64,
     pub rates: u64,
+    pub digest_entries: u64,
+    pub digest_issues: u64,
 }
 
 impl Counts {
@@ -133,6 +145,8 @@ impl Counts {
             Record::Held { .. } => self.held += 1,
             Record::Pending { .. } => self.pending += 1,
             Record::Rate { .. } => self.rates += 1,
+            Record::DigestEntry { .. } => self.digest_entries += 1,
+            Record::DigestIssue { .. } => self.digest_issues += 1,
         }
     }
 }
@@ -254,6 +268,13 @@ pub async fn export(store: &dyn Store, out: &mut dyn Write) -> Result<Counts> {
             },
             &mut counts,
         )?;
+    }
+    for entry in store.digest_entries().await? {
+        let body = hex::encode(&entry.body);
+        emit(Record::DigestEntry { entry, body }, &mut counts)?;
+    }
+    for issue in store.digest_issues(None, None).await? {
+        emit(Record::DigestIssue { issue }, &mut counts)?;
     }
     out.flush().map_err(io)?;
     Ok(counts)

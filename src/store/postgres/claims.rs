@@ -281,6 +281,7 @@ pub async fn seal_job(c: &mut Client, post: &str, planner: &str) -> Result<Job> 
         .await
         .map_err(pg_err)?;
     let seq: i64 = col(&counter, "counters", 0)?;
+    super::digest::enter(&tx, post, seq).await?;
     let row = tx
         .query_one(
             &format!(

@@ -29,6 +29,7 @@
 mod access;
 mod bounce;
 mod claims;
+mod digest;
 mod directory;
 mod moderation;
 mod queue;
@@ -374,6 +375,10 @@ impl Claims for PostgresStore {
 
     async fn seal_job(&self, post: &str, planner: &str) -> Result<Job> {
         claims::seal_job(&mut self.client().await?, post, planner).await
+    }
+
+    async fn seal_digest_only(&self, post: &str) -> Result<bool> {
+        digest::seal_digest_only(&mut self.client().await?, post).await
     }
 
     async fn claim_chunk(&self, owner: &str, lease_ms: u64) -> Result<Option<Claim>> {

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "per-member delivery modes",
         include_str!("migrations/0006_delivery_modes.sql"),
     ),
+    (
+        7,
+        "digest entries and issues",
+        include_str!("migrations/0007_digests.sql"),
+    ),
 ];
 
 /// Key of the advisory lock held while migrating ("listrelay" in ASCII, cut).

@@ -8,7 +8,7 @@ use tokio_postgres::types::Json;
 
 use super::queue::window_of;
 use super::{bounce, claims, col, i64_of, member_parts, moderation, pg_err, state_name};
-use crate::store::{rules, Record, Result, WindowEntry};
+use crate::store::{rules, Record, Result, StoreError, WindowEntry};
 
 pub async fn window_entries(c: &Client) -> Result<Vec<(String, String, WindowEntry)>> {
     let rows = c
@@ -136,6 +136,39 @@ pub async fn restore(c: &mut Client, records: Vec<Record>) -> Result<()> {
                     day,
                     count,
                 } => moderation::restore_rate(&*tx, address, *day, *count).await,
+                Record::DigestEntry { entry, body } => {
+                    let body = hex::decode(body).map_err(|e| {
+                        StoreError::Invalid(format!(
+                            "digest entry {} {}: body: {e}",
+                            entry.list, entry.seq
+                        ))
+                    })?;
+                    tx.execute(
+                        "INSERT INTO digest_entries (list, seq, post, received_at, size, issue, body)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        &[
+                            &entry.list,
+                            &i64_of(entry.seq),
+                            &entry.post,
+                            &i64_of(entry.received_at),
+                            &i64_of(entry.size),
+                            &entry.issue,
+                            &body,
+                        ],
+                    )
+                    .await
+                }
+                Record::DigestIssue { issue } => {
+                    let state = match issue.state {
+                        crate::store::IssueState::Cut => "cut",
+                        crate::store::IssueState::Queued => "queued",
+                    };
+                    tx.execute(
+                        "INSERT INTO digest_issues (id, list, state, data) VALUES ($1, $2, $3, $4)",
+                        &[&issue.id, &issue.list, &state, &Json(issue)],
+                    )
+                    .await
+                }
             };
         result.map_err(pg_err)?;
     }

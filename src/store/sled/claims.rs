@@ -43,14 +43,27 @@ impl Claims for SledStore {
     }
 
     async fn seal_job(&self, post: &str, planner: &str) -> Result<Job> {
+        let digest = self.digest_body(post).await?;
         let (post, planner) = (post.to_string(), planner.to_string());
         let job = self
-            .blocking(move |t| fanout::seal_job(t, &post, &planner))
+            .blocking(move |t| fanout::seal_job(t, &post, &planner, digest.as_deref()))
             .await?;
         // Chunk lists written by the adds are made durable by this flush
         // too: nothing is claimed before it returns.
         self.durable().await?;
         Ok(job)
+    }
+
+    async fn seal_digest_only(&self, post: &str) -> Result<bool> {
+        let Some(body) = self.digest_body(post).await? else {
+            return Ok(false);
+        };
+        let post = post.to_string();
+        let entered = self
+            .blocking(move |t| fanout::seal_digest_only(t, &post, &body))
+            .await?;
+        self.durable().await?;
+        Ok(entered)
     }
 
     async fn claim_chunk(&self, owner: &str, lease_ms: u64) -> Result<Option<Claim>> {

@@ -25,7 +25,7 @@ pub(super) fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
-fn abort(e: impl Into<StoreError>) -> ConflictableTransactionError<StoreError> {
+pub(super) fn abort(e: impl Into<StoreError>) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e.into())
 }
 
@@ -61,7 +61,7 @@ fn queued(messages: &sled::transaction::TransactionalTree, post: &str) -> TxResu
     })
 }
 
-type TxResult<T> = std::result::Result<T, ConflictableTransactionError<StoreError>>;
+pub(super) type TxResult<T> = std::result::Result<T, ConflictableTransactionError<StoreError>>;
 
 fn not_queued(post: &str) -> StoreError {
     StoreError::Exists(format!(
@@ -166,62 +166,117 @@ pub fn add_chunks(
 /// Seals `planner`'s draft: the job, its chunk states and the list's next
 /// post counter in one transaction that checks the post is still queued.
 /// A post no longer queued drops the draft (and its lists) instead.
-pub fn seal_job(t: &Trees, post: &str, planner: &str) -> Result<Job> {
-    let trees = (&t.jobs, &t.chunks, &t.drafts, &t.counters, &t.messages);
+///
+/// With `digest` (the post's bytes, when its list has digests on and the
+/// post is for the regular members), the same transaction enters the post
+/// for the list's next digest issue under its `seq`: exactly once, since a
+/// post is sealed once.
+pub fn seal_job(t: &Trees, post: &str, planner: &str, digest: Option<&[u8]>) -> Result<Job> {
+    let trees = (
+        &t.jobs,
+        &t.chunks,
+        &t.drafts,
+        &t.counters,
+        &t.messages,
+        &t.digest_entries,
+        &t.digest_bodies,
+    );
     let sealed = trees
-        .transaction(|(jobs, chunk_tree, drafts, counters, messages)| {
-            let Some(v) = drafts.get(post)? else {
-                return Err(abort(not_the_planners(post)));
-            };
-            let draft: Draft = serde_json::from_slice(&v).map_err(abort)?;
-            if draft.planner != planner || jobs.get(post)?.is_some() {
-                return Err(abort(not_the_planners(post)));
-            }
-            if !queued(messages, post)? {
-                drafts.remove(post.as_bytes())?;
-                return Ok(Err(not_queued(post)));
-            }
-            if draft.sizes.is_empty() {
-                return Err(abort(StoreError::Invalid(format!(
+        .transaction(
+            |(jobs, chunk_tree, drafts, counters, messages, entries, bodies)| {
+                let Some(v) = drafts.get(post)? else {
+                    return Err(abort(not_the_planners(post)));
+                };
+                let draft: Draft = serde_json::from_slice(&v).map_err(abort)?;
+                if draft.planner != planner || jobs.get(post)?.is_some() {
+                    return Err(abort(not_the_planners(post)));
+                }
+                if !queued(messages, post)? {
+                    drafts.remove(post.as_bytes())?;
+                    return Ok(Err(not_queued(post)));
+                }
+                if draft.sizes.is_empty() {
+                    return Err(abort(StoreError::Invalid(format!(
                     "job {post} has no chunks: a post without recipients is finished, not planned"
                 ))));
-            }
-            let seq = match counters.get(&draft.job.list)? {
-                Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0) + 1,
-                None => 0,
-            };
-            counters.insert(draft.job.list.as_bytes(), &seq.to_be_bytes())?;
-            let mut job = draft.job.clone();
-            job.seq = seq;
-            job.chunks = draft.sizes.len() as u32;
-            job.recipients = draft.sizes.iter().map(|&n| u64::from(n)).sum();
-            jobs.insert(post.as_bytes(), serde_json::to_vec(&job).map_err(abort)?)?;
-            for (i, &members) in draft.sizes.iter().enumerate() {
-                let state = ChunkState {
-                    job: post.to_string(),
-                    index: i as u32,
-                    members,
-                    generation: 0,
-                    owner: None,
-                    lease_expires_ms: 0,
-                    not_before_ms: 0,
-                    cursor: 0,
-                    retry: Vec::new(),
-                    delivered: 0,
-                    refused: 0,
-                    mta_failures: 0,
+                }
+                let seq = match counters.get(&draft.job.list)? {
+                    Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0) + 1,
+                    None => 0,
                 };
-                let v = serde_json::to_vec(&state).map_err(abort)?;
-                chunk_tree.insert(chunk_key(post, i as u32), v)?;
-            }
-            drafts.remove(post.as_bytes())?;
-            Ok(Ok(job))
-        })
+                counters.insert(draft.job.list.as_bytes(), &seq.to_be_bytes())?;
+                if let Some(body) = digest {
+                    let meta: MessageMeta = match messages.get(post)? {
+                        Some(v) => serde_json::from_slice(&v).map_err(abort)?,
+                        None => return Err(abort(not_queued(post))),
+                    };
+                    super::digest::enter(entries, bodies, &meta, seq, body)?;
+                }
+                let mut job = draft.job.clone();
+                job.seq = seq;
+                job.chunks = draft.sizes.len() as u32;
+                job.recipients = draft.sizes.iter().map(|&n| u64::from(n)).sum();
+                jobs.insert(post.as_bytes(), serde_json::to_vec(&job).map_err(abort)?)?;
+                for (i, &members) in draft.sizes.iter().enumerate() {
+                    let state = ChunkState {
+                        job: post.to_string(),
+                        index: i as u32,
+                        members,
+                        generation: 0,
+                        owner: None,
+                        lease_expires_ms: 0,
+                        not_before_ms: 0,
+                        cursor: 0,
+                        retry: Vec::new(),
+                        delivered: 0,
+                        refused: 0,
+                        mta_failures: 0,
+                    };
+                    let v = serde_json::to_vec(&state).map_err(abort)?;
+                    chunk_tree.insert(chunk_key(post, i as u32), v)?;
+                }
+                drafts.remove(post.as_bytes())?;
+                Ok(Ok(job))
+            },
+        )
         .map_err(tx_err)?;
     if sealed.is_err() {
         remove_chunk_members(t, post)?;
     }
     sealed
+}
+
+/// Enters a post without regular recipients for the digest: its `seq`, its
+/// entry and its state done, in one transaction that checks it is still
+/// queued and has no job; `false` otherwise (never entered twice).
+pub fn seal_digest_only(t: &Trees, post: &str, body: &[u8]) -> Result<bool> {
+    let trees = (
+        &t.jobs,
+        &t.counters,
+        &t.messages,
+        &t.digest_entries,
+        &t.digest_bodies,
+    );
+    trees
+        .transaction(|(jobs, counters, messages, entries, bodies)| {
+            if jobs.get(post)?.is_some() || !queued(messages, post)? {
+                return Ok(false);
+            }
+            let Some(v) = messages.get(post)? else {
+                return Ok(false);
+            };
+            let mut meta: MessageMeta = serde_json::from_slice(&v).map_err(abort)?;
+            let seq = match counters.get(&meta.list)? {
+                Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0) + 1,
+                None => 0,
+            };
+            counters.insert(meta.list.as_bytes(), &seq.to_be_bytes())?;
+            super::digest::enter(entries, bodies, &meta, seq, body)?;
+            meta.state = MessageState::Done;
+            messages.insert(post.as_bytes(), serde_json::to_vec(&meta).map_err(abort)?)?;
+            Ok(true)
+        })
+        .map_err(tx_err)
 }
 
 /// Discards every draft with its member lists: in an embedded store they

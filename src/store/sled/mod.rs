@@ -16,6 +16,7 @@ mod access;
 mod bounce;
 mod claims;
 mod committer;
+mod digest;
 mod directory;
 mod fanout;
 mod flusher;
@@ -79,6 +80,12 @@ struct Trees {
     tokens: sled::Tree,
     /// The audit log by time-ordered entry id (access.rs).
     audit: sled::Tree,
+    /// Posts entered for a digest (list, seq → `DigestEntry`, digest.rs).
+    digest_entries: sled::Tree,
+    /// Their bytes, same keys: the spool file goes with the regular fan-out.
+    digest_bodies: sled::Tree,
+    /// Digest issues by id.
+    digest_issues: sled::Tree,
 }
 
 impl Trees {
@@ -100,6 +107,9 @@ impl Trees {
             purges: db.open_tree("list_purges")?,
             tokens: db.open_tree("tokens")?,
             audit: db.open_tree("audit")?,
+            digest_entries: db.open_tree("digest_entries")?,
+            digest_bodies: db.open_tree("digest_bodies")?,
+            digest_issues: db.open_tree("digest_issues")?,
             db,
         })
     }

@@ -108,6 +108,8 @@ pub(super) fn restore(trees: &Trees, spool: &Spool, records: Vec<Record>) -> Res
                 day,
                 count,
             } => moderation::restore_rate(trees, &address, day, count)?,
+            Record::DigestEntry { entry, body } => digest::restore_entry(trees, &entry, &body)?,
+            Record::DigestIssue { issue } => put(&trees.digest_issues, &issue.id, &issue)?,
         }
     }
     if !files.is_empty() {

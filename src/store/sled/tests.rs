@@ -39,6 +39,7 @@ pub(super) fn post(list: &str, id: &str, message_id: &str, body: &str) -> NewMes
             policy: None,
             client: None,
             auth: None,
+            audience: Default::default(),
         },
         body: body.as_bytes().to_vec(),
     }
