@@ -65,7 +65,14 @@ async fn site() -> Site {
         .iter()
         .map(|m| m.to_string())
         .collect();
-    lr.open_list(LIST, &members, &[("digest_enabled", "true")]);
+    // A subject prefix and a footer decorate the posts, not the issues,
+    // which have their own subject and footer.
+    let settings = [
+        ("digest_enabled", "true"),
+        ("subject_prefix", "[dev] "),
+        ("footer", "THE LIST FOOTER"),
+    ];
+    lr.open_list(LIST, &members, &settings);
     set_mode(&lr, NOMAIL, "nomail");
     set_mode(&lr, MIME_1, "digest_mime");
     set_mode(&lr, MIME_2, "digest_mime");
@@ -150,6 +157,9 @@ async fn a_day_of_posts_becomes_one_issue_per_form() {
     let copies = s.wait(5, |m| m.contains("digest topic")).await;
     for t in &copies {
         assert_eq!(t.rcpts, [REGULAR], "{t:?}");
+        let m = text(t);
+        assert!(m.contains("Subject: [dev] digest topic"), "{m}");
+        assert!(m.contains("THE LIST FOOTER"), "{m}");
     }
     let out = s.lr.cli_ok(&["digest", "send", LIST]);
     assert!(out.contains("volume 1, issue 1: 5 posts"), "{out}");
@@ -162,6 +172,7 @@ async fn a_day_of_posts_becomes_one_issue_per_form() {
         let raw = t.data.as_deref().unwrap();
         let m = MessageParser::default().parse(raw).unwrap();
         assert_eq!(m.subject(), Some("dev Digest, Vol 1, Issue 1"));
+        assert!(!text(t).contains("THE LIST FOOTER"), "no list footer");
         assert!(
             m.header("List-Id").is_some(),
             "the issue carries the List-* headers"

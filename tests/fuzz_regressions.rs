@@ -187,7 +187,8 @@ fn a_footer_goes_only_under_a_type_readers_take_as_plain_text() {
         format!("From: a@example.org\r\n{headers}Subject: hi\r\n\r\n--b\r\nbody\r\n--b--\r\n")
     };
     let footed = |headers: &str| {
-        let copy = listrelay::fanout::copy::prepare_for(&list, post(headers).as_bytes(), true);
+        let copy =
+            listrelay::fanout::copy::prepare_for(&list, post(headers).as_bytes(), true, true);
         String::from_utf8_lossy(&copy).contains("Unsubscribe: dev-leave@")
     };
     for hostile in [

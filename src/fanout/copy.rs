@@ -140,16 +140,22 @@ fn plain_text(raw: &[u8]) -> bool {
 
 /// The copy members receive.
 pub fn prepare(list: &List, raw: &[u8]) -> Vec<u8> {
-    prepare_for(list, raw, true)
+    prepare_for(list, raw, true, true)
 }
 
 /// The copy, with the shared mailto `List-Unsubscribe` or (for lists with
 /// one-click links, whose envelopes each get [`unsubscribe_header`]) without.
-pub fn prepare_for(list: &List, raw: &[u8], shared_unsubscribe: bool) -> Vec<u8> {
+/// `decorate`: add the list's subject prefix and footer; false for a digest
+/// issue, which has its own subject and footer (digest/compose.rs).
+pub fn prepare_for(list: &List, raw: &[u8], shared_unsubscribe: bool, decorate: bool) -> Vec<u8> {
     let (fields, rest) = split_headers(raw);
     let mut out = Vec::with_capacity(raw.len() + 512);
     out.extend_from_slice(list_headers(list, shared_unsubscribe).as_bytes());
-    let prefix = list.settings.subject_prefix.as_str();
+    let prefix = if decorate {
+        list.settings.subject_prefix.as_str()
+    } else {
+        ""
+    };
     for f in &fields {
         let name = field_name(f);
         if LIST_HEADERS.contains(&name.as_str()) {
@@ -180,7 +186,11 @@ pub fn prepare_for(list: &List, raw: &[u8], shared_unsubscribe: bool) -> Vec<u8>
         );
     }
     out.extend_from_slice(rest);
-    let footer = list.settings.footer.as_str();
+    let footer = if decorate {
+        list.settings.footer.as_str()
+    } else {
+        ""
+    };
     if !footer.is_empty() && plain_text(raw) {
         if !out.ends_with(b"\n") {
             out.extend_from_slice(b"\r\n");
@@ -458,6 +468,7 @@ mod tests {
             &list(),
             b"List-Unsubscribe: <x>\r\nSubject: s\r\n\r\nb",
             false,
+            true,
         ))
         .unwrap();
         assert!(!out.contains("List-Unsubscribe"), "{out}");

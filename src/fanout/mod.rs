@@ -323,7 +323,13 @@ impl Fanout {
         }
         let raw = self.store.message_body(&job.post_id).await?;
         let shared_unsubscribe = self.one_click_base(list).is_none();
-        let copy = Arc::new(copy::prepare_for(list, &raw, shared_unsubscribe));
+        // A digest issue carries its own subject and footer.
+        let issue = self
+            .store
+            .message(&job.post_id)
+            .await?
+            .is_some_and(|m| m.audience != crate::model::DeliveryMode::Regular);
+        let copy = Arc::new(copy::prepare_for(list, &raw, shared_unsubscribe, !issue));
         if let Ok(mut m) = self.copies.lock() {
             // Few posts are in flight at once; an unbounded map would only grow
             // if jobs never finished, so keep it small.
