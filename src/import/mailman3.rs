@@ -740,7 +740,7 @@ fn members(src: &Source, c: &Value, list_id: &str, l: &mut ListImport) -> Result
         );
     }
     for status in ["by_user", "by_bounces", "by_moderator", "unknown"] {
-        let mut q = vec![
+        let q = vec![
             ("list_id", list_id.to_string()),
             ("role", "member".to_string()),
             ("delivery_status", status.to_string()),
