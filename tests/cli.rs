@@ -199,6 +199,102 @@ Message-ID: <queued@example.com>\r\nSubject: hello\r\n\r\nbody\r\n";
     lr.stop();
 }
 
+/// Delivery modes and bans from the command line: a mode is shown apart
+/// from delivery disabled, bad values name what is known, a ban is
+/// checked, idempotent, listed and removed, and each change is audited.
+#[test]
+fn delivery_modes_and_bans() {
+    let lr = Listrelay::with_smtp(9, "");
+    lr.cli_ok(&["list", "create", LIST]);
+    lr.cli_ok(&["member", "add", LIST, "a@x.org", "b@x.org", "c@x.org"]);
+    lr.cli_ok(&[
+        "member",
+        "set",
+        LIST,
+        "a@x.org",
+        "delivery_mode",
+        "digest_mime",
+    ]);
+    lr.cli_ok(&["member", "set", LIST, "b@x.org", "delivery_mode", "nomail"]);
+    lr.cli_ok(&[
+        "member",
+        "set",
+        LIST,
+        "b@x.org",
+        "delivery_enabled",
+        "false",
+    ]);
+    let bad = lr.cli(&["member", "set", LIST, "c@x.org", "delivery_mode", "weekly"]);
+    assert!(
+        !bad.status.success() && stderr(&bad).contains("digest_plain"),
+        "names the modes: {}",
+        stderr(&bad)
+    );
+    let mut lines: Vec<String> = lr
+        .cli_ok(&["member", "list", LIST])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "a@x.org\t(digest_mime)",
+            "b@x.org\t(nomail)\t(delivery disabled)",
+            "c@x.org"
+        ]
+    );
+    let json = lr.json(&["member", "list", LIST]);
+    let b = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["address"] == "b@x.org")
+        .unwrap();
+    assert_eq!(
+        (&b["delivery_mode"], &b["delivery_enabled"]),
+        (&serde_json::json!("nomail"), &serde_json::json!(false))
+    );
+
+    // Bans: an address (stored lowercased) and a pattern.
+    let added = lr.json(&["ban", "add", LIST, "Spammer@Bad.example"]);
+    assert_eq!(added["changed"], true);
+    lr.cli_ok(&["ban", "add", LIST, r"^.*@spam\.example$"]);
+    let again = lr.json(&["ban", "add", LIST, "spammer@bad.example"]);
+    assert_eq!(again["changed"], false, "banning again changes nothing");
+    assert_eq!(
+        lr.cli_ok(&["ban", "list", LIST]),
+        "spammer@bad.example\n^.*@spam\\.example$\n"
+    );
+    for (bad, says) in [
+        ("not an address", "pattern beginning with ^"),
+        ("^(unclosed", "not a regular expression"),
+        (&*format!("^{}", "a".repeat(1100)), "at most 1024"),
+    ] {
+        let out = lr.cli(&["ban", "add", LIST, bad]);
+        assert!(
+            !out.status.success() && stderr(&out).contains(says),
+            "{bad:.20}: {}",
+            stderr(&out)
+        );
+    }
+    lr.cli_ok(&["ban", "remove", LIST, "SPAMMER@bad.example"]);
+    let gone = lr.cli(&["ban", "remove", LIST, "spammer@bad.example"]);
+    assert!(
+        !gone.status.success() && stderr(&gone).contains("ban list"),
+        "{}",
+        stderr(&gone)
+    );
+    assert_eq!(
+        lr.json(&["ban", "list", LIST])["bans"],
+        serde_json::json!([r"^.*@spam\.example$"])
+    );
+    let audit = lr.cli_ok(&["audit", "--list", LIST]);
+    for want in ["ban_add", "ban_remove", "delivery_mode=digest_mime"] {
+        assert!(audit.contains(want), "{want} missing from\n{audit}");
+    }
+}
+
 /// `member list` and `export` stream their items through the admin socket; the
 /// JSON form is one array, the human form one line per member.
 #[test]

@@ -1,16 +1,17 @@
-//! Hand-off refusals through the real Postfix (issue 11 part 3). The
-//! re-injection smtpd gets a `check_recipient_access` table, as an operator
-//! would give it, that answers 550 for some members and 450 for others.
+//! Hand-off refusals through the real Postfix and the real Exim (issue 11
+//! part 3). The re-injection port gets an access table, as an operator would
+//! give it (Postfix: `check_recipient_access`; Exim: an RCPT ACL on an
+//! lsearch file), that answers 550 for some members and 450 for others.
 //! What a user checks:
 //! * the 550s are scored as docs/bounces.md says (`listrelay bounce show`:
 //!   a hard `user_unknown`, score 1) and get no copy;
 //! * the 450s are not scored, are retried, and get their copy once the
-//!   table changes (`postmap` + `postfix reload`);
+//!   table changes (Postfix: `postmap` + `postfix reload`; Exim: the file);
 //! * nobody gets two copies.
 //!
 //! One list hands its members over in batched transactions (verp_percent 0),
 //! the other one envelope per member (verp_percent 100), so both paths meet
-//! the refusals. Needs root and postfix (scripts/install-test-deps).
+//! the refusals. Needs root, postfix and exim (scripts/install-test-deps).
 
 mod support;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 use listrelay::address::list_local_parts;
 use listrelay::integration::{DomainParams, LmtpTarget};
 use serde_json::Value;
+use support::exim::Exim;
 use support::lmtp::smtp_send;
 use support::postfix::{Options, Postfix};
 use support::server::Listrelay;
@@ -75,22 +77,93 @@ fn bounce_record(lr: &Listrelay, list: &str, member: &str) -> Option<Value> {
         .and_then(|a| a.first().cloned())
 }
 
-/// How often Postfix's log shows the re-injection smtpd refusing `rcpt`
-/// with `code`.
-fn refusals(pf: &Postfix, rcpt: &str, code: &str) -> usize {
-    pf.log()
-        .lines()
-        .filter(|l| {
-            l.contains("listrelay-reinject")
-                && l.contains("NOQUEUE: reject: RCPT")
-                && l.contains(&format!("{code} "))
-                && l.contains(&format!("<{rcpt}>"))
-        })
-        .count()
+/// The MTA in front of listrelay, with a re-injection access table.
+enum Handoff {
+    Postfix(Postfix),
+    Exim(Exim),
+}
+
+impl Handoff {
+    fn start(exim: bool, cfg: MtaConfig) -> Handoff {
+        if exim {
+            Handoff::Exim(Exim::start(&cfg).unwrap_or_else(|e| panic!("exim: {e}")))
+        } else {
+            let opts = Options {
+                reinject_access: true,
+                ..Options::default()
+            };
+            Handoff::Postfix(
+                Postfix::start_opts(&cfg, &opts).unwrap_or_else(|e| panic!("postfix: {e}")),
+            )
+        }
+    }
+
+    fn inbound_port(&self) -> u16 {
+        match self {
+            Handoff::Postfix(pf) => pf.inbound_port,
+            Handoff::Exim(ex) => ex.inbound_port,
+        }
+    }
+
+    fn reinject_port(&self) -> u16 {
+        match self {
+            Handoff::Postfix(pf) => pf.reinject_port,
+            Handoff::Exim(ex) => ex.reinject_port,
+        }
+    }
+
+    /// The operator's table change, applied the MTA's way.
+    fn set_access(&self, table: &[(&str, &str)]) {
+        match self {
+            Handoff::Postfix(pf) => pf.set_reinject_access(table),
+            Handoff::Exim(ex) => ex.set_reinject_access(table),
+        }
+        .unwrap()
+    }
+
+    fn log(&self) -> String {
+        match self {
+            Handoff::Postfix(pf) => pf.log(),
+            Handoff::Exim(ex) => ex.log(),
+        }
+    }
+
+    /// How often the MTA's log shows the re-injection port refusing `rcpt`
+    /// with `code`.
+    fn refusals(&self, rcpt: &str, code: &str) -> usize {
+        let log = self.log();
+        let lines = log.lines();
+        match self {
+            Handoff::Postfix(_) => lines
+                .filter(|l| {
+                    l.contains("listrelay-reinject")
+                        && l.contains("NOQUEUE: reject: RCPT")
+                        && l.contains(&format!("{code} "))
+                        && l.contains(&format!("<{rcpt}>"))
+                })
+                .count(),
+            // Exim logs a 4xx as "temporarily rejected", a 5xx as "rejected".
+            Handoff::Exim(_) => lines
+                .filter(|l| {
+                    let refused = format!("rejected RCPT <{rcpt}>");
+                    l.contains(&refused) && (l.contains("temporarily") == code.starts_with('4'))
+                })
+                .count(),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postfix_handoff_refusals_are_scored_and_deferrals_retried() {
+    handoff_refusals_are_scored_and_deferrals_retried(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exim_handoff_refusals_are_scored_and_deferrals_retried() {
+    handoff_refusals_are_scored_and_deferrals_retried(true).await
+}
+
+async fn handoff_refusals_are_scored_and_deferrals_retried(exim: bool) {
     let sink = Sink::start().await.unwrap();
     let lmtp_port = ports::free_port();
     let cfg = MtaConfig {
@@ -101,27 +174,18 @@ async fn postfix_handoff_refusals_are_scored_and_deferrals_retried() {
         lmtp: LmtpTarget::Tcp(format!("127.0.0.1:{lmtp_port}")),
         sink_port: sink.port(),
     };
-    let pf = tokio::task::spawn_blocking(move || {
-        Postfix::start_opts(
-            &cfg,
-            &Options {
-                reinject_access: true,
-                ..Options::default()
-            },
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap_or_else(|e| panic!("postfix: {e}"));
+    let pf = tokio::task::spawn_blocking(move || Handoff::start(exim, cfg))
+        .await
+        .unwrap();
     let table = [
         (DEV_MEMBERS.gone, REFUSE),
         (ANN_MEMBERS.gone, REFUSE),
         (DEV_MEMBERS.later, DEFER),
         (ANN_MEMBERS.later, DEFER),
     ];
-    pf.set_reinject_access(&table).unwrap();
+    pf.set_access(&table);
 
-    let mut lr = Listrelay::new(lmtp_port, pf.reinject_port, CONFIG);
+    let mut lr = Listrelay::new(lmtp_port, pf.reinject_port(), CONFIG);
     for (list, m, verp) in [(DEV, &DEV_MEMBERS, "0"), (ANN, &ANN_MEMBERS, "100")] {
         let members: Vec<String> =
             m.ok.iter()
@@ -131,17 +195,13 @@ async fn postfix_handoff_refusals_are_scored_and_deferrals_retried() {
         lr.open_list(list, &members, &[("verp_percent", verp)]);
     }
     lr.start();
-    let logs = |pf: &Postfix, lr: &Listrelay| {
-        format!(
-            "--- listrelay:\n{}\n--- postfix:\n{}",
-            lr.log_text(),
-            pf.log()
-        )
+    let logs = |pf: &Handoff, lr: &Listrelay| {
+        format!("--- listrelay:\n{}\n--- mta:\n{}", lr.log_text(), pf.log())
     };
 
     for (id, list) in [("to-dev", DEV), ("to-ann", ANN)] {
         smtp_send(
-            pf.inbound_port,
+            pf.inbound_port(),
             "poster@example.com",
             &[list],
             &post(id, list),
@@ -178,7 +238,7 @@ async fn postfix_handoff_refusals_are_scored_and_deferrals_retried() {
     // The 450s are retried: Postfix refuses each of them more than once,
     // and they are neither delivered nor scored meanwhile.
     let later = [DEV_MEMBERS.later, ANN_MEMBERS.later];
-    let retried = poll_until(WAIT, || later.iter().all(|m| refusals(&pf, m, "450") >= 2));
+    let retried = poll_until(WAIT, || later.iter().all(|m| pf.refusals(m, "450") >= 2));
     assert!(retried, "deferred members not retried\n{}", logs(&pf, &lr));
     let c = copies(&sink.records());
     for m in later {
@@ -187,8 +247,8 @@ async fn postfix_handoff_refusals_are_scored_and_deferrals_retried() {
     assert!(bounce_record(&lr, DEV, DEV_MEMBERS.later).is_none());
     assert!(bounce_record(&lr, ANN, ANN_MEMBERS.later).is_none());
 
-    // The operator lifts the deferral: postmap + postfix reload.
-    pf.set_reinject_access(&table[..2]).unwrap();
+    // The operator lifts the deferral.
+    pf.set_access(&table[..2]);
     let delivered_later = sink
         .wait_until(Duration::from_secs(90), |s| {
             let c = copies(&s.records());

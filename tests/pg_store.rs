@@ -1,13 +1,14 @@
 //! The PostgreSQL store on its own (whatever `LISTRELAY_TEST_STORE` says;
 //! skipped with a message when no server answers locally): what a database
-//! that is not quite the expected one, concurrent writers and large lists do.
+//! that is not quite the expected one, concurrent writers and large lists do;
+//! and the delivery audiences, checked against the embedded store's answers.
 
 mod support;
 
 use std::sync::Arc;
 
 use listrelay::address::{Address, Suffix};
-use listrelay::model::{BounceState, Domain, List, Member};
+use listrelay::model::{BounceState, DeliveryMode, Domain, List, Member};
 use listrelay::store::{
     Completion, Directory, Job, MessageMeta, MessageState, NewMessage, PostgresStore, Store,
     StoreError,
@@ -69,10 +70,12 @@ async fn a_column_of_an_unexpected_type_is_an_error_naming_it_not_a_panic() {
         .add_members("dev@lists.example.org", &[member("a@example.com")])
         .await
         .unwrap();
-    // A hand-edited or half-migrated schema.
+    // A hand-edited or half-migrated schema (the members' generated
+    // columns read `data` as JSON, so they go first).
     sql(
         &db,
         "ALTER TABLE domains ALTER COLUMN data TYPE text;
+         ALTER TABLE members DROP COLUMN delivery_mode;
          ALTER TABLE members ALTER COLUMN data TYPE text;",
     )
     .await;
@@ -450,6 +453,183 @@ async fn a_roster_is_walked_page_by_page_in_key_order() {
     assert!(!to
         .iter()
         .any(|a| a == "off@example.com" || a == "late@example.com"));
+}
+
+/// The audiences of a list with a member in every mode, some disabled by
+/// bounces, one joined late, walked in pages of `limit`.
+async fn audiences(store: &dyn Store, limit: usize) -> Vec<(DeliveryMode, Vec<String>)> {
+    let l = "modes@lists.example.org";
+    store.create_list(&list(l)).await.unwrap();
+    let mut members = Vec::new();
+    for (i, mode) in DeliveryMode::ALL.into_iter().enumerate() {
+        for d in ["a.example", "b.example"] {
+            let mut on = member(&format!("{}{i}@{d}", mode.name()));
+            on.delivery_mode = mode;
+            let mut off = member(&format!("{}{i}-off@{d}", mode.name()));
+            off.delivery_mode = mode;
+            off.delivery_enabled = false;
+            let mut late = member(&format!("{}{i}-late@{d}", mode.name()));
+            late.delivery_mode = mode;
+            late.added_at = 2_000;
+            on.added_at = 1_000;
+            off.added_at = 1_000;
+            members.extend([on, off, late]);
+        }
+    }
+    store.add_members(l, &members).await.unwrap();
+    let mut out = Vec::new();
+    for mode in DeliveryMode::ALL {
+        let (mut got, mut after) = (Vec::new(), None::<String>);
+        loop {
+            let page = store
+                .audience_page(l, mode, 1_500, after.as_deref(), limit)
+                .await
+                .unwrap();
+            assert!(page.addresses.len() <= limit);
+            got.extend(page.addresses);
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        out.push((mode, got));
+    }
+    // A post's audience is the regular one, whatever the page size.
+    assert_eq!(
+        store.delivery_addresses(l, 1_500).await.unwrap(),
+        out[0].1,
+        "delivery_addresses is the regular audience"
+    );
+    out
+}
+
+#[tokio::test]
+async fn each_audience_is_its_modes_enabled_members_on_both_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = listrelay::store::SledStore::open(dir.path()).unwrap();
+    let want: Vec<(DeliveryMode, Vec<String>)> = DeliveryMode::ALL
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let n = m.name();
+            (
+                m,
+                vec![format!("{n}{i}@a.example"), format!("{n}{i}@b.example")],
+            )
+        })
+        .collect();
+    for limit in [1, 2, 5, 1000] {
+        assert_eq!(
+            audiences(&sled, limit).await,
+            want,
+            "sled, pages of {limit}"
+        );
+        sled.delete_list("modes@lists.example.org").await.unwrap();
+    }
+    let Some((_db, store)) = open("audiences").await else {
+        return;
+    };
+    for limit in [1, 2, 5, 1000] {
+        assert_eq!(
+            audiences(store.as_ref(), limit).await,
+            want,
+            "PostgreSQL, pages of {limit}"
+        );
+        store.delete_list("modes@lists.example.org").await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_members_mode_is_set_alone_and_a_bounce_flag_beside_it_stays() {
+    let Some((_db, store)) = open("set delivery mode").await else {
+        return;
+    };
+    let l = "dev@lists.example.org";
+    store.create_list(&list(l)).await.unwrap();
+    store
+        .add_members(l, &[member("Bob@x.example")])
+        .await
+        .unwrap();
+    assert!(store.set_delivery(l, "bob@x.example", false).await.unwrap());
+    let m = store
+        .set_delivery_mode(l, "bob@x.example", DeliveryMode::DigestPlain)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.delivery_mode, DeliveryMode::DigestPlain);
+    assert!(!m.delivery_enabled, "the bounce flag is left as it was");
+    assert_eq!(m.address.to_string(), "Bob@x.example");
+    assert_eq!(store.member(l, "bob@x.example").await.unwrap(), Some(m));
+    assert!(store
+        .set_delivery_mode(l, "nobody@x.example", DeliveryMode::Nomail)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_database_migrated_from_version_5_keeps_its_members_regular() {
+    if !pg::required("migrated from 5") {
+        return;
+    }
+    let db = TestDb::create();
+    // A database as listrelay left it at schema version 5, with a member
+    // record written before modes existed.
+    let mut schema = String::from(
+        "CREATE TABLE listrelay_migrations (version integer PRIMARY KEY, name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now());",
+    );
+    for (version, name, sql) in listrelay::store::postgres::schema::MIGRATIONS {
+        if *version <= 5 {
+            schema.push_str(sql);
+            schema.push_str(&format!(
+                "\nINSERT INTO listrelay_migrations (version, name) VALUES ({version}, '{name}');\n"
+            ));
+        }
+    }
+    sql(&db, &schema).await;
+    let l = list("dev@lists.example.org");
+    sql(
+        &db,
+        &format!(
+            "INSERT INTO lists (key, domain, data) VALUES ('{}', 'lists.example.org', '{}');
+             INSERT INTO members (list, domain, local, data) VALUES
+               ('{}', 'x.example', 'old', '{{\"address\": \"old@x.example\", \"added_at\": 1,
+                 \"delivery_enabled\": true, \"moderated\": false}}');",
+            l.key(),
+            serde_json::to_string(&l).unwrap(),
+            l.key()
+        ),
+    )
+    .await;
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&db.url).await.unwrap());
+    let m = store
+        .member(&l.key(), "old@x.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.delivery_mode, DeliveryMode::Regular);
+    assert_eq!(
+        store.delivery_addresses(&l.key(), 10).await.unwrap(),
+        vec!["old@x.example".to_string()]
+    );
+    // Its new mode moves it to the digest audience (the index's rows).
+    store
+        .set_delivery_mode(&l.key(), "old@x.example", DeliveryMode::DigestMime)
+        .await
+        .unwrap();
+    assert!(store
+        .delivery_addresses(&l.key(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .audience_addresses(&l.key(), DeliveryMode::DigestMime, 10)
+            .await
+            .unwrap(),
+        vec!["old@x.example".to_string()]
+    );
 }
 
 /// Issue 9, "a million members" (`--ignored`, release build):

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use listrelay::address::{Address, Suffix};
 use listrelay::bounce::{BounceState, PostBounces};
-use listrelay::model::{List, Member};
+use listrelay::model::{DeliveryMode, List, Member};
 use listrelay::moderation::held::message_hash;
 use listrelay::moderation::HeldPost;
 use listrelay::store::rules;
@@ -51,7 +51,8 @@ fn post(list: &str, id: &str, message_id: &str) -> NewMessage {
 
 /// A sled site with every kind of record.
 async fn populate(store: &dyn Store) {
-    let list = List::new(Address::parse(LIST).unwrap());
+    let mut list = List::new(Address::parse(LIST).unwrap());
+    list.bans = vec!["spammer@bad.example".into(), r"^.*@spam\.example$".into()];
     let other = List::new(Address::parse("ops@lists.example.org").unwrap());
     store.create_list(&list).await.unwrap();
     store.create_list(&other).await.unwrap();
@@ -68,6 +69,21 @@ async fn populate(store: &dyn Store) {
         .set_delivery(&list.key(), "c@two.example", false)
         .await
         .unwrap());
+    // Delivery modes: the member's choice, apart from bounce-disabled
+    // delivery (c is both nomail and disabled).
+    for (member, mode) in [
+        ("b@two.example", DeliveryMode::DigestMime),
+        ("c@two.example", DeliveryMode::Nomail),
+    ] {
+        let m = store
+            .set_delivery_mode(&list.key(), member, mode)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.delivery_mode, mode);
+    }
+    let c = store.member(&list.key(), "c@two.example").await.unwrap();
+    assert!(!c.unwrap().delivery_enabled, "the mode left delivery alone");
 
     // A queued post with its job, one held post, one post marked accepted.
     let (queued, held, accepted) = (new_id(), new_id(), new_id());
@@ -229,6 +245,13 @@ async fn sled_to_postgres_and_back_loses_nothing() {
         .any(|l| l.contains("\"kind\":\"message\"") && l.contains("\"state\":\"held\"")));
     assert!(first
         .iter()
+        .any(|l| l.contains("\"kind\":\"list\"") && l.contains("spam\\\\.example")));
+    assert!(first
+        .iter()
+        .any(|l| l.contains("\"kind\":\"member\"")
+            && l.contains("\"delivery_mode\":\"digest_mime\"")));
+    assert!(first
+        .iter()
         .any(|l| l.contains("\"kind\":\"message\"") && l.contains("\"policy\":\"accepted\"")));
 
     // Into PostgreSQL, and out again: the same records.
@@ -249,6 +272,19 @@ async fn sled_to_postgres_and_back_loses_nothing() {
         .collect();
     assert_eq!(unplanned, vec!["accepted@example.com".to_string()]);
     assert_eq!(pg.held_posts(Some(LIST)).await.unwrap().len(), 1);
+    // Modes and bans came across: a post goes to the regular member only,
+    // a MIME digest to b, and the list keeps its bans.
+    assert_eq!(
+        pg.delivery_addresses(LIST, u64::MAX).await.unwrap(),
+        vec!["a@one.example".to_string()]
+    );
+    assert_eq!(
+        pg.audience_addresses(LIST, DeliveryMode::DigestMime, u64::MAX)
+            .await
+            .unwrap(),
+        vec!["b@two.example".to_string()]
+    );
+    assert_eq!(pg.list(LIST).await.unwrap().unwrap().bans.len(), 2);
     assert!(pg.take_pending("tokenhash1").await.unwrap().is_some());
     assert!(pg.take_pending("tokenhash1").await.unwrap().is_none());
     assert!(pg.rate_take("poster@example.com", 20_000, 3).await.unwrap());

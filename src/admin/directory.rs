@@ -4,7 +4,7 @@ use super::protocol::{AddReport, Deleted, InvalidAddress, ListInfo, RemoveReport
 use super::{existing_list, parse_address, AdminError, Item, ItemSink, Response};
 use crate::address::{self, Address};
 use crate::clock::now;
-use crate::model::{Domain, List, Member};
+use crate::model::{DeliveryMode, Domain, List, Member};
 use crate::store::{Store, StoreError};
 
 pub(super) async fn domain_create(
@@ -206,6 +206,10 @@ pub(super) async fn member_list(
     Ok(Response::End(StreamEnd { items: sent }))
 }
 
+/// The member settings `member set` knows, for errors.
+const MEMBER_KEYS: &str = "moderated, delivery_enabled (true or false), \
+                           delivery_mode (regular, nomail, digest_mime, digest_plain)";
+
 pub(super) async fn member_set(
     store: &dyn Store,
     list: &str,
@@ -215,6 +219,17 @@ pub(super) async fn member_set(
 ) -> Result<Response, AdminError> {
     let l = existing_list(store, list).await?;
     let a = parse_address("member address", address)?;
+    if key == "delivery_mode" {
+        let mode: DeliveryMode = value
+            .parse()
+            .map_err(|e: crate::model::SettingError| AdminError::Invalid(e.to_string()))?;
+        // The mode alone, so a bounce handler's change meanwhile stays.
+        let m = store
+            .set_delivery_mode(&l.key(), &a.key(), mode)
+            .await?
+            .ok_or_else(|| AdminError::Invalid(format!("{a} is not a member of {}", l.address)))?;
+        return Ok(Response::Member(m));
+    }
     let mut m = store
         .member(&l.key(), &a.key())
         .await?
@@ -227,7 +242,7 @@ pub(super) async fn member_set(
         "delivery_enabled" => m.delivery_enabled = flag,
         _ => {
             return Err(AdminError::Invalid(format!(
-                "unknown member setting {key:?} (known: moderated, delivery_enabled)"
+                "unknown member setting {key:?} (known: {MEMBER_KEYS})"
             )))
         }
     }

@@ -6,6 +6,7 @@
 //! that nothing on the way holds all of them. [`protocol`] defines the types.
 
 pub mod access;
+mod bans;
 mod bounces;
 mod directory;
 mod held;
@@ -148,6 +149,9 @@ impl Admin {
                 key,
                 value,
             } => directory::member_set(store, &list, &address, &key, &value).await?,
+            Request::BanAdd { list, pattern } => bans::add(store, &list, &pattern).await?,
+            Request::BanRemove { list, pattern } => bans::remove(store, &list, &pattern).await?,
+            Request::BanList { list } => bans::list(store, &list).await?,
             Request::HeldList { list } => held::list(store, &list).await?,
             Request::HeldShow { list, message_id } => {
                 held::show(store, self.moderation()?, &list, &message_id).await?
@@ -332,6 +336,10 @@ pub fn audited(req: &Request) -> Option<(&'static str, String, Option<String>)> 
         ),
         Request::BounceReset { list, member } => {
             on_list("bounce_reset", list, format!("{list}: {member}"))
+        }
+        Request::BanAdd { list, pattern } => on_list("ban_add", list, format!("{list}: {pattern}")),
+        Request::BanRemove { list, pattern } => {
+            on_list("ban_remove", list, format!("{list}: {pattern}"))
         }
         Request::HeldAct {
             list,

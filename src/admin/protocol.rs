@@ -64,13 +64,22 @@ pub enum Request {
     },
     /// A list's members, streamed as [`Item::Member`]s, then [`Response::End`].
     MemberList { list: String },
-    /// Sets a member's flag (`moderated`, `delivery_enabled`).
+    /// Sets a member's flag (`moderated`, `delivery_enabled`: true or
+    /// false) or `delivery_mode` (`regular`, `nomail`, `digest_mime`,
+    /// `digest_plain`).
     MemberSet {
         list: String,
         address: String,
         key: String,
         value: String,
     },
+    /// Bans an address or a `^` pattern from posting to and joining a
+    /// list; banning it again changes nothing (an import may re-run).
+    BanAdd { list: String, pattern: String },
+    /// Lifts a ban, named as `ban list` shows it.
+    BanRemove { list: String, pattern: String },
+    /// A list's bans.
+    BanList { list: String },
     /// Messages waiting, fan-out jobs and their chunks.
     Queue,
     /// One stored message's bytes.
@@ -186,6 +195,20 @@ pub enum Response {
     Token(TokenInfo),
     /// A page of the audit log.
     Audit(AuditPage),
+    /// A list's bans, after a ban add or remove, or for `ban list`.
+    Bans(BanView),
+}
+
+/// A list's bans.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BanView {
+    /// The list's posting address.
+    pub list: String,
+    /// Its bans as stored: lowercased addresses and `^` patterns.
+    pub bans: Vec<String>,
+    /// Whether the request changed them (false for a ban already there:
+    /// importers re-run).
+    pub changed: bool,
 }
 
 /// One element of a streamed answer.
@@ -468,6 +491,7 @@ mod tests {
             added_at: 7,
             delivery_enabled: false,
             moderated: true,
+            delivery_mode: crate::model::DeliveryMode::DigestMime,
         }
     }
 
@@ -510,7 +534,8 @@ mod tests {
         let list_json = json!({"address": "dev@x.org", "list_id": "dev.x.org", "members": 2,
                                "created_at": 9, "settings": settings});
         let member_json = json!({"address": "Bob@example.org", "added_at": 7,
-                                 "delivery_enabled": false, "moderated": true});
+                                 "delivery_enabled": false, "moderated": true,
+                                 "delivery_mode": "digest_mime"});
         let bounce = BounceRecord {
             member: "bob@example.org".into(),
             scope: "list:dev@x.org".into(),
@@ -645,6 +670,18 @@ mod tests {
                     json!({"message_id": "p@x.org", "action": "reject", "done": true}),
                 ),
             ),
+            (
+                Response::Bans(BanView {
+                    list: "dev@x.org".into(),
+                    bans: vec!["a@x.org".into(), "^.*@spam\\.example$".into()],
+                    changed: true,
+                }),
+                body(
+                    "bans",
+                    json!({"list": "dev@x.org", "bans": ["a@x.org", "^.*@spam\\.example$"],
+                           "changed": true}),
+                ),
+            ),
         ]
     }
 
@@ -663,7 +700,8 @@ mod tests {
             (
                 Frame::Item(Item::Member(member())),
                 json!({"item": {"member": {"address": "Bob@example.org", "added_at": 7,
-                                            "delivery_enabled": false, "moderated": true}}}),
+                                            "delivery_enabled": false, "moderated": true,
+                                            "delivery_mode": "digest_mime"}}}),
             ),
             (
                 Frame::Done(Box::new(Response::End(StreamEnd { items: 1 }))),
@@ -707,6 +745,36 @@ mod tests {
                 json!({"op": "list_list", "domain": null}),
             ),
             (Request::Queue, json!({"op": "queue"})),
+            (
+                Request::BanAdd {
+                    list: "dev@x.org".into(),
+                    pattern: "^.*@spam\\.example$".into(),
+                },
+                json!({"op": "ban_add", "list": "dev@x.org", "pattern": "^.*@spam\\.example$"}),
+            ),
+            (
+                Request::BanRemove {
+                    list: "dev@x.org".into(),
+                    pattern: "a@x.org".into(),
+                },
+                json!({"op": "ban_remove", "list": "dev@x.org", "pattern": "a@x.org"}),
+            ),
+            (
+                Request::BanList {
+                    list: "dev@x.org".into(),
+                },
+                json!({"op": "ban_list", "list": "dev@x.org"}),
+            ),
+            (
+                Request::MemberSet {
+                    list: "dev@x.org".into(),
+                    address: "a@x.org".into(),
+                    key: "delivery_mode".into(),
+                    value: "digest_mime".into(),
+                },
+                json!({"op": "member_set", "list": "dev@x.org", "address": "a@x.org",
+                       "key": "delivery_mode", "value": "digest_mime"}),
+            ),
         ];
         for (request, wire) in requests {
             assert_eq!(serde_json::to_value(&request).unwrap(), wire);

@@ -71,6 +71,10 @@ pub enum Command {
     /// Manage list members.
     #[command(subcommand)]
     Member(MemberCmd),
+    /// A list's bans: addresses and `^` patterns that may neither post
+    /// nor subscribe.
+    #[command(subcommand)]
+    Ban(BanCmd),
     /// Show queued messages, jobs, chunks and leases.
     Queue {
         /// Print one stored message exactly as it was received (or with the
@@ -352,7 +356,9 @@ pub enum MemberCmd {
     /// Add members from a file (or - for stdin), one address per line; exits
     /// with status 3 if any line is refused.
     Import(ImportArgs),
-    /// Set a member's flag: `moderated` or `delivery_enabled`, true or false.
+    /// Set a member's flag: `moderated` or `delivery_enabled` (true or
+    /// false; `delivery_enabled` is the bounce handler's switch), or
+    /// `delivery_mode`: regular, nomail, digest_mime or digest_plain.
     Set {
         list: String,
         address: String,
@@ -368,6 +374,18 @@ pub struct ImportArgs {
     pub list: String,
     /// File to read; `-` or nothing for standard input.
     pub file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BanCmd {
+    /// Ban an address (bob@example.org) or a pattern beginning with ^, a
+    /// regular expression matched case-blind from the start of the address
+    /// (quote it: '^.*@spam\.example$'). Banning again changes nothing.
+    Add { list: String, pattern: String },
+    /// Lift a ban, named as `ban list` shows it.
+    Remove { list: String, pattern: String },
+    /// Show a list's bans, one per line.
+    List { list: String },
 }
 
 #[derive(Subcommand, Debug)]

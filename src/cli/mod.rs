@@ -23,8 +23,8 @@ use crate::config::{Config, Overrides, SocketAddress, StoreKind};
 use crate::store::PostgresStore;
 
 pub use args::{
-    BounceCmd, CheckCmd, CheckMtaArgs, Cli, Command, DkimCmd, DomainCmd, HeldCmd, ImportArgs,
-    ListCmd, MemberCmd, TokenCmd,
+    BanCmd, BounceCmd, CheckCmd, CheckMtaArgs, Cli, Command, DkimCmd, DomainCmd, HeldCmd,
+    ImportArgs, ListCmd, MemberCmd, TokenCmd,
 };
 use client::Client;
 use print::{Format, Printer};
@@ -215,6 +215,11 @@ fn request(cmd: Command) -> Result<Request> {
                 value,
             },
             MemberCmd::Import(_) | MemberCmd::Export { .. } => bail!("handled elsewhere"),
+        },
+        Command::Ban(c) => match c {
+            BanCmd::Add { list, pattern } => Request::BanAdd { list, pattern },
+            BanCmd::Remove { list, pattern } => Request::BanRemove { list, pattern },
+            BanCmd::List { list } => Request::BanList { list },
         },
         Command::Queue { body: Some(id) } => Request::MessageBody { id },
         Command::Queue { body: None } => Request::Queue,

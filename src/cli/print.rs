@@ -4,12 +4,12 @@
 use std::io::{self, Write};
 
 use crate::admin::protocol::{
-    AuditPage, BounceRecord, BounceResetReport, HeldActReport, HeldInfo, ListInfo, QueueView,
-    TokenCreated, TokenInfo,
+    AuditPage, BanView, BounceRecord, BounceResetReport, HeldActReport, HeldInfo, ListInfo,
+    QueueView, TokenCreated, TokenInfo,
 };
 use crate::admin::{Item, Response};
 use crate::check::mta::{Report, Status as HopStatus};
-use crate::model::{Domain, Member};
+use crate::model::{DeliveryMode, Domain, Member};
 use crate::notice::rfc5322_date;
 
 /// How answers are written.
@@ -161,6 +161,7 @@ fn human(out: &mut dyn Write, response: &Response) -> io::Result<()> {
         }
         Response::Token(t) => token(out, t),
         Response::Audit(a) => audit(out, a),
+        Response::Bans(b) => bans(out, b),
     }
 }
 
@@ -174,14 +175,32 @@ fn domain(out: &mut dyn Write, d: &Domain) -> io::Result<()> {
     writeln!(out, "{}{opaque}", d.name)
 }
 
+/// A member: the address, then its delivery mode when not `regular` (the
+/// member's choice) and apart from it delivery disabled (by bounces or an
+/// operator).
 fn member(out: &mut dyn Write, m: &Member) -> io::Result<()> {
+    let mode = match m.delivery_mode {
+        DeliveryMode::Regular => String::new(),
+        other => format!("\t({other})"),
+    };
     let off = if m.delivery_enabled {
         ""
     } else {
         "\t(delivery disabled)"
     };
     let moderated = if m.moderated { "\t(moderated)" } else { "" };
-    writeln!(out, "{}{off}{moderated}", m.address)
+    writeln!(out, "{}{mode}{off}{moderated}", m.address)
+}
+
+/// A list's bans, one per line; what a change did on stderr.
+fn bans(out: &mut dyn Write, b: &BanView) -> io::Result<()> {
+    for ban in &b.bans {
+        writeln!(out, "{ban}")?;
+    }
+    if b.bans.is_empty() {
+        warn(&format!("{} has no bans", b.list));
+    }
+    Ok(())
 }
 
 /// `list show`: the list, then its settings as `list set` names them.

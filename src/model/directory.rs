@@ -331,6 +331,12 @@ pub struct List {
     pub settings: ListSettings,
     #[serde(default)]
     pub created_at: u64,
+    /// Addresses and `^` patterns refused as senders and subscribers (see
+    /// [`crate::model::ban`]), in their stored form. Kept with the list
+    /// because the policy reads the list on every post anyway, and export,
+    /// import and list deletion then carry them with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bans: Vec<String>,
 }
 
 impl List {
@@ -339,6 +345,7 @@ impl List {
             address,
             settings: ListSettings::default(),
             created_at: crate::clock::now(),
+            bans: Vec::new(),
         }
     }
 
@@ -379,18 +386,103 @@ impl List {
     }
 }
 
+/// How a member receives the list: the member's own choice, set by mail
+/// (`set digest mime`), the CLI, the admin protocol or the REST API. It is
+/// apart from [`Member::delivery_enabled`], which the bounce handler turns
+/// off: a `nomail` member whose address works again stays `nomail`, and a
+/// bouncing digest member gets no digest either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    /// Every post, as it comes.
+    #[default]
+    Regular,
+    /// Nothing (the member stays subscribed and may post).
+    Nomail,
+    /// Digests as `multipart/digest` (RFC 2046), each post a `message/rfc822`.
+    DigestMime,
+    /// Digests as plain text (RFC 1153).
+    DigestPlain,
+}
+
+impl DeliveryMode {
+    /// Every mode, in the order help and errors name them.
+    pub const ALL: [DeliveryMode; 4] = [
+        DeliveryMode::Regular,
+        DeliveryMode::Nomail,
+        DeliveryMode::DigestMime,
+        DeliveryMode::DigestPlain,
+    ];
+
+    /// The mode's name as stored and typed (`digest_mime`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryMode::Regular => "regular",
+            DeliveryMode::Nomail => "nomail",
+            DeliveryMode::DigestMime => "digest_mime",
+            DeliveryMode::DigestPlain => "digest_plain",
+        }
+    }
+
+    /// Whether the member gets digests (of either form) instead of posts.
+    pub fn is_digest(self) -> bool {
+        matches!(self, DeliveryMode::DigestMime | DeliveryMode::DigestPlain)
+    }
+
+    /// The mode as a person reads it in a confirmation ("digests, MIME").
+    pub fn describe(self) -> &'static str {
+        match self {
+            DeliveryMode::Regular => "every post as it comes (regular)",
+            DeliveryMode::Nomail => "no mail (you stay subscribed)",
+            DeliveryMode::DigestMime => "digests, MIME (each post attached)",
+            DeliveryMode::DigestPlain => "digests, plain text",
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DeliveryMode {
+    type Err = SettingError;
+
+    /// Takes the stored names, case-blind, with `-` for `_` (`digest-mime`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase().replace('-', "_");
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| SettingError::BadValue {
+                key: "delivery_mode".into(),
+                reason: format!(
+                    "{s:?} is not a delivery mode (known: regular, nomail, digest_mime, digest_plain)"
+                ),
+            })
+    }
+}
+
 /// A subscriber of a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub address: Address,
     #[serde(default)]
     pub added_at: u64,
-    /// Delivery can be disabled (by bounces or by the member) without unsubscribing.
+    /// Delivery disabled by bounces (the bounce handler, `bounce reset`, or
+    /// an operator) without unsubscribing; the member's own choice of no
+    /// mail is [`Member::delivery_mode`] `nomail`, kept apart so that
+    /// re-enabling a bouncing address never overrides it.
     #[serde(default = "yes")]
     pub delivery_enabled: bool,
     /// The member's posts are held for the moderators.
     #[serde(default)]
     pub moderated: bool,
+    /// What the member receives: posts, digests or nothing. Records written
+    /// before modes existed read as `regular`.
+    #[serde(default)]
+    pub delivery_mode: DeliveryMode,
 }
 
 fn yes() -> bool {
@@ -404,7 +496,14 @@ impl Member {
             added_at: crate::clock::now(),
             delivery_enabled: true,
             moderated: false,
+            delivery_mode: DeliveryMode::Regular,
         }
+    }
+
+    /// Whether the member receives what goes to `audience` now: the mode
+    /// matches and bounces have not disabled delivery.
+    pub fn receives(&self, audience: DeliveryMode) -> bool {
+        self.delivery_enabled && self.delivery_mode == audience
     }
 }
 
@@ -454,6 +553,36 @@ mod tests {
             ListSettings::default().dmarc_mitigate_when,
             DmarcMitigateWhen::Breaks
         );
+    }
+
+    #[test]
+    fn delivery_modes_parse_and_old_records_are_regular() {
+        let table: &[(&str, Option<DeliveryMode>)] = &[
+            ("regular", Some(DeliveryMode::Regular)),
+            ("nomail", Some(DeliveryMode::Nomail)),
+            ("digest_mime", Some(DeliveryMode::DigestMime)),
+            ("Digest-Plain", Some(DeliveryMode::DigestPlain)),
+            (" DIGEST_MIME ", Some(DeliveryMode::DigestMime)),
+            ("digest", None),
+            ("", None),
+            ("no mail", None),
+        ];
+        for (text, want) in table {
+            assert_eq!(text.parse::<DeliveryMode>().ok(), *want, "{text:?}");
+        }
+        for m in DeliveryMode::ALL {
+            assert_eq!(m.name().parse::<DeliveryMode>().unwrap(), m);
+            assert_eq!(serde_json::to_value(m).unwrap(), m.name());
+        }
+        let old: Member =
+            serde_json::from_str(r#"{"address":"a@x.org","delivery_enabled":false}"#).unwrap();
+        assert_eq!(old.delivery_mode, DeliveryMode::Regular);
+        assert!(!old.receives(DeliveryMode::Regular), "bounce-disabled");
+        let mut m = Member::new(Address::parse("a@x.org").unwrap());
+        assert!(m.receives(DeliveryMode::Regular));
+        m.delivery_mode = DeliveryMode::Nomail;
+        assert!(!m.receives(DeliveryMode::Regular) && m.delivery_enabled);
+        assert!(DeliveryMode::DigestPlain.is_digest() && !DeliveryMode::Nomail.is_digest());
     }
 
     #[test]

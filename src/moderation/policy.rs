@@ -5,8 +5,9 @@
 use mail_parser::MessageParser;
 
 use crate::address::Address;
+use crate::model::ban::Bans;
 use crate::model::directory::AuthFailAction;
-use crate::model::{ListSettings, Member, NonmemberAction};
+use crate::model::{List, ListSettings, Member, NonmemberAction};
 
 /// What the policy reads from a post.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -122,12 +123,42 @@ pub fn decide(
     }
 }
 
+/// The policy for a post with the list's bans: a post whose From or
+/// envelope sender a ban covers is refused (`banned`) before any other
+/// rule, emergency moderation included, since no moderator should have to
+/// look at it; otherwise [`decide`].
+pub fn decide_post(
+    list: &List,
+    sender: &Sender,
+    member: Option<&Member>,
+    size: u64,
+    forged: bool,
+) -> Decision {
+    if banned(list, sender) {
+        return Decision::Reject("banned");
+    }
+    decide(&list.settings, member, size, forged)
+}
+
+/// Whether a ban of the list covers the sender's From or envelope address.
+pub fn banned(list: &List, sender: &Sender) -> bool {
+    if list.bans.is_empty() {
+        return false;
+    }
+    let bans = Bans::new(&list.bans);
+    [&sender.from, &sender.envelope]
+        .into_iter()
+        .flatten()
+        .any(|a| bans.covers(a))
+}
+
 /// The explanation of a reason, for notices.
 pub fn explain(reason: &str) -> &'static str {
     match reason {
         "emergency" => "the list is in emergency moderation: every post is held",
         "size" => "the message is larger than the list allows",
         "moderated" => "posts from your address are moderated",
+        "banned" => "your address may not post to the list",
         "nonmember" => "only members may post to the list without approval",
         "dmarc" => {
             "the From address's domain publishes a DMARC policy (p=quarantine or p=reject) \
@@ -242,6 +273,35 @@ mod tests {
         }
         s.auth_fail_action = AuthFailAction::Accept;
         assert_eq!(decide(&s, None, 1, true), Decision::Hold("nonmember"));
+    }
+
+    #[test]
+    fn a_banned_sender_is_refused_before_any_other_rule() {
+        let mut list = List::new(Address::parse("dev@x.org").unwrap());
+        list.bans = vec!["bob@x.org".into(), r"^.*@spam\.example$".into()];
+        list.settings.emergency = true;
+        let post = |from: &str, envelope: &str| {
+            sender(envelope, format!("From: {from}\r\n\r\nb").as_bytes())
+        };
+        let table = [
+            ("bob@x.org", "bob@x.org", true),
+            ("Bob@X.org", "other@y.org", true),
+            ("carol@y.org", "bob@x.org", true),
+            ("carol@y.org", "bounce@mail.spam.example", false),
+            ("carol@y.org", "bounce@spam.example", true),
+            ("carol@y.org", "carol@y.org", false),
+        ];
+        for (from, envelope, refused) in table {
+            let d = decide_post(&list, &post(from, envelope), Some(&member(false)), 1, false);
+            let want = if refused {
+                Decision::Reject("banned")
+            } else {
+                Decision::Hold("emergency")
+            };
+            assert_eq!(d, want, "{from} / {envelope}");
+        }
+        list.bans.clear();
+        assert!(!banned(&list, &post("bob@x.org", "bob@x.org")));
     }
 
     #[test]

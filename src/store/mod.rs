@@ -17,8 +17,8 @@ use thiserror::Error;
 
 use crate::address::Suffix;
 use crate::model::{
-    ApiToken, AuditEntry, AuditQuery, BounceState, Domain, HeldPost, List, Member, Pending,
-    PostBounces,
+    ApiToken, AuditEntry, AuditQuery, BounceState, DeliveryMode, Domain, HeldPost, List, Member,
+    Pending, PostBounces,
 };
 
 pub use self::postgres::PostgresStore;
@@ -239,27 +239,47 @@ pub trait Directory: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Member>>;
-    /// One page of the addresses a post received at `received_at` goes to
-    /// (members with delivery enabled who had joined by then): the next
-    /// `limit` members after the member key `after` (from the start when
-    /// `None`) in the order fan-out plans in, grouped by domain (list,
-    /// domain, local part), filtered. A range read: the planner walks a list
-    /// of any size with the memory of a page.
+    /// One page of the addresses of `audience`: the members whose
+    /// [`DeliveryMode`] is `audience`, with delivery enabled (not disabled
+    /// by bounces), who had joined by `received_at`; the next `limit`
+    /// members after the member key `after` (from the start when `None`) in
+    /// the order fan-out plans in, grouped by domain (list, domain, local
+    /// part). A post's audience is `regular`; a digest issue's is its form
+    /// (`digest_mime` or `digest_plain`). A range read: the planner walks a
+    /// list of any size with the memory of a page.
+    async fn audience_page(
+        &self,
+        list: &str,
+        audience: DeliveryMode,
+        received_at: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<DeliveryPage>;
+    /// One page of the addresses a post received at `received_at` goes to:
+    /// [`Directory::audience_page`] of the `regular` members.
     async fn delivery_page(
         &self,
         list: &str,
         received_at: u64,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<DeliveryPage>;
-    /// Every address a post received at `received_at` goes to, in planning
-    /// order: the pages of [`Directory::delivery_page`] collected (tests and
-    /// small lists; the planner walks the pages).
-    async fn delivery_addresses(&self, list: &str, received_at: u64) -> Result<Vec<String>> {
+    ) -> Result<DeliveryPage> {
+        self.audience_page(list, DeliveryMode::Regular, received_at, after, limit)
+            .await
+    }
+    /// Every address of `audience` at `received_at`, in planning order: the
+    /// pages of [`Directory::audience_page`] collected (tests and small
+    /// lists; the planner walks the pages).
+    async fn audience_addresses(
+        &self,
+        list: &str,
+        audience: DeliveryMode,
+        received_at: u64,
+    ) -> Result<Vec<String>> {
         let (mut out, mut after) = (Vec::new(), None::<String>);
         loop {
             let page = self
-                .delivery_page(list, received_at, after.as_deref(), 10_000)
+                .audience_page(list, audience, received_at, after.as_deref(), 10_000)
                 .await?;
             out.extend(page.addresses);
             match page.next {
@@ -268,11 +288,28 @@ pub trait Directory: Send + Sync {
             }
         }
     }
+    /// Every address a post received at `received_at` goes to (the
+    /// `regular` audience), in planning order.
+    async fn delivery_addresses(&self, list: &str, received_at: u64) -> Result<Vec<String>> {
+        self.audience_addresses(list, DeliveryMode::Regular, received_at)
+            .await
+    }
     async fn member_count(&self, list: &str) -> Result<u64>;
     /// One member of a list (by lowercased address).
     async fn member(&self, list: &str, member_key: &str) -> Result<Option<Member>>;
-    /// Turns a member's delivery on or off; `false` if not a member.
+    /// Turns a member's delivery on or off (the bounce handler's switch);
+    /// `false` if not a member.
     async fn set_delivery(&self, list: &str, member_key: &str, enabled: bool) -> Result<bool>;
+    /// Sets a member's delivery mode (the member's own choice), changing
+    /// nothing else of the record in the same atomic step, so it never
+    /// undoes a bounce handler's `set_delivery` made meanwhile; `None` if
+    /// not a member, else the member as written.
+    async fn set_delivery_mode(
+        &self,
+        list: &str,
+        member_key: &str,
+        mode: DeliveryMode,
+    ) -> Result<Option<Member>>;
     /// Replaces a member's record (e.g. its `moderated` flag); `false` if not a member.
     async fn update_member(&self, list: &str, member: &Member) -> Result<bool>;
 }

@@ -3,6 +3,8 @@
 //! [`MAX_LINES`] non-empty lines, so a reply quoting a long message cannot
 //! run commands from it.
 
+use crate::model::DeliveryMode;
+
 /// Most non-empty lines read from a body.
 pub const MAX_LINES: usize = 20;
 
@@ -13,6 +15,9 @@ pub enum Command {
     /// `unsubscribe [ADDRESS]` / `leave`
     Unsubscribe(Option<String>),
     Help,
+    /// `set regular`, `set nomail`, `set digest mime`, `set digest plain`:
+    /// the sender's own delivery mode, after a confirmation.
+    SetDelivery(DeliveryMode),
     /// `approve|reject|discard <MESSAGE-ID> SIG`
     Moderate {
         action: crate::moderation::Action,
@@ -39,6 +44,17 @@ pub fn parse_line(line: &str) -> Option<Command> {
         "subscribe" | "join" => Command::Subscribe(arg),
         "unsubscribe" | "leave" => Command::Unsubscribe(arg),
         "help" => Command::Help,
+        // `set digest mime` → `digest_mime`; `set digest_mime` works too.
+        "set" => match arg
+            .into_iter()
+            .chain(words.map(str::to_string))
+            .collect::<Vec<_>>()
+            .join("_")
+            .parse()
+        {
+            Ok(mode) => Command::SetDelivery(mode),
+            Err(_) => Command::Unknown(line.to_string()),
+        },
         v => match (crate::moderation::Action::parse(v), arg, words.next()) {
             (Some(action), Some(mid), Some(sig)) => Command::Moderate {
                 action,
@@ -124,6 +140,32 @@ mod tests {
                 Some(Command::Unknown("reject <abc@x.org>".into())),
             ),
             ("hello there", Some(Command::Unknown("hello there".into()))),
+            (
+                "set digest mime",
+                Some(Command::SetDelivery(DeliveryMode::DigestMime)),
+            ),
+            (
+                "SET Digest Plain",
+                Some(Command::SetDelivery(DeliveryMode::DigestPlain)),
+            ),
+            (
+                "set nomail",
+                Some(Command::SetDelivery(DeliveryMode::Nomail)),
+            ),
+            (
+                "Re: set regular",
+                Some(Command::SetDelivery(DeliveryMode::Regular)),
+            ),
+            (
+                "set digest_mime",
+                Some(Command::SetDelivery(DeliveryMode::DigestMime)),
+            ),
+            ("set digest", Some(Command::Unknown("set digest".into()))),
+            ("set", Some(Command::Unknown("set".into()))),
+            (
+                "set nomail please",
+                Some(Command::Unknown("set nomail please".into())),
+            ),
         ];
         for (line, want) in table {
             assert_eq!(&parse_line(line), want, "{line:?}");

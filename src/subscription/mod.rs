@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::address::{Address, Suffix};
-use crate::model::{List, Member};
+use crate::model::ban::Bans;
+use crate::model::{DeliveryMode, List, Member};
 pub use crate::model::{Pending, PendingAction};
 use crate::moderation::policy::Sender;
 use crate::moderation::Service;
@@ -121,20 +122,51 @@ impl Service {
         }
     }
 
-    /// Starts a join: a confirmation to `address`.
+    /// Starts a join or a leave: a confirmation to `address`.
     pub async fn begin(
         &self,
         list: &List,
         address: &Address,
         action: PendingAction,
     ) -> Result<String> {
+        self.begin_with(list, address, action, None).await
+    }
+
+    /// Starts a confirmation of `action` for `address`; `mode` is the new
+    /// delivery mode of a `SetDelivery`. A banned address asking to join
+    /// gets the answer anyone gets and nothing else: no mail, no record.
+    async fn begin_with(
+        &self,
+        list: &List,
+        address: &Address,
+        action: PendingAction,
+        mode: Option<DeliveryMode>,
+    ) -> Result<String> {
         let key = address.key();
+        let sent = format!("confirmation sent to {address}");
+        if action == PendingAction::Join && Bans::new(&list.bans).covers(address) {
+            info!(list = %list.address, address = %key, "subscription request from a banned address ignored");
+            metrics::counter!("listrelay_subscription_banned_total").increment(1);
+            return Ok(sent);
+        }
         let member = self.store.member(&list.key(), &key).await?;
-        match (action, member.is_some()) {
-            (PendingAction::Join, true) => return Ok("already a member".into()),
-            (PendingAction::Leave, false) => return Ok("not a member".into()),
+        match (action, &member) {
+            (PendingAction::Join, Some(_)) => return Ok("already a member".into()),
+            (PendingAction::Leave | PendingAction::SetDelivery, None) => {
+                return Ok("not a member".into())
+            }
+            (PendingAction::SetDelivery, Some(m)) if Some(m.delivery_mode) == mode => {
+                return Ok(format!("delivery is {} already", m.delivery_mode));
+            }
             _ => {}
         }
+        let (template, detail) = match (action, mode) {
+            (PendingAction::Join, _) => ("confirm-join", String::new()),
+            (PendingAction::Leave, _) => ("confirm-leave", String::new()),
+            (PendingAction::SetDelivery, Some(m)) => ("confirm-set-delivery", m.name().to_string()),
+            // Login links are started by their own door.
+            (other, _) => return Ok(format!("refused: a {other:?} is not started here")),
+        };
         if !self.may_mail(&key).await {
             return Ok("rate limited".into());
         }
@@ -148,31 +180,47 @@ impl Service {
             token_hash: hash.clone(),
             created_at: now,
             expires_at: now + self.config.confirm_token_ttl_secs,
-            detail: String::new(),
+            detail,
         };
         self.store.put_pending(&hash, &pending).await?;
         let confirm = self.tagged(list, Suffix::Confirm, &token);
         let hours = (self.config.confirm_token_ttl_secs / 3600).to_string();
-        let template = match action {
-            PendingAction::Join => "confirm-join",
-            PendingAction::Leave => "confirm-leave",
-            // Login links and delivery changes are started by their own doors.
-            other => return Ok(format!("refused: a {other:?} is not started here")),
-        };
         let extras = Extras {
             from: Some(list.suffix_address(Suffix::Request)),
             reply_to: Some(confirm.clone()),
             attachment: None,
         };
+        let described = mode.map(DeliveryMode::describe).unwrap_or_default();
         self.tell(
             list,
             &address.to_string(),
             template,
-            &[("confirm", &confirm), ("hours", &hours)],
+            &[
+                ("confirm", &confirm),
+                ("hours", &hours),
+                ("mode", described),
+            ],
             extras,
         )
         .await;
-        Ok(format!("confirmation sent to {address}"))
+        Ok(sent)
+    }
+
+    /// `set MODE` to `LIST-request`: a confirmation to the sender's own
+    /// address (never another's: the command takes none), as for leave.
+    pub async fn set_delivery_by_mail(
+        &self,
+        list: &List,
+        sender: &Sender,
+        mode: DeliveryMode,
+    ) -> Result<String> {
+        match sender.reply_address() {
+            Some(a) => {
+                self.begin_with(list, &a.clone(), PendingAction::SetDelivery, Some(mode))
+                    .await
+            }
+            None => Ok("ignored: automatic message".into()),
+        }
     }
 
     /// A message to `LIST-join`.
@@ -254,6 +302,11 @@ impl Service {
             return Ok("refused: bad address".into());
         };
         match p.action {
+            PendingAction::Join if Bans::new(&list.bans).covers(&address) => {
+                info!(list = %list.address, address = %address, "confirmation of a banned address ignored");
+                metrics::counter!("listrelay_subscription_banned_total").increment(1);
+                Ok("refused: banned".into())
+            }
             PendingAction::Join => {
                 let added = self
                     .store
@@ -285,12 +338,34 @@ impl Service {
                 self.leave_now(list, &address.key(), "confirmed by email")
                     .await
             }
-            PendingAction::Login | PendingAction::SetDelivery => {
+            PendingAction::SetDelivery => self.set_delivery_now(list, &address, &p.detail).await,
+            PendingAction::Login => {
                 warn!(list = %list.address, action = ?p.action, "token is not a mail confirmation; refused");
                 metrics::counter!("listrelay_subscription_refused_total").increment(1);
                 Ok("refused: not a confirmation token".into())
             }
         }
+    }
+
+    /// Applies a confirmed change of delivery mode (`mode` as stored in
+    /// the pending record).
+    async fn set_delivery_now(&self, list: &List, address: &Address, mode: &str) -> Result<String> {
+        let Ok(mode) = mode.parse::<DeliveryMode>() else {
+            warn!(list = %list.address, %mode, "confirmation of an unknown delivery mode; refused");
+            return Ok("refused: unknown delivery mode".into());
+        };
+        let set = self
+            .store
+            .set_delivery_mode(&list.key(), &address.key(), mode)
+            .await?;
+        self.store.sync().await?;
+        if set.is_none() {
+            return Ok("not a member".into());
+        }
+        info!(list = %list.address, member = %address, %mode, "delivery mode set by confirmation");
+        metrics::counter!("listrelay_delivery_mode_changes_total", "mode" => mode.name())
+            .increment(1);
+        Ok(format!("delivery set to {mode}"))
     }
 
     /// A message to `LIST-request`: its commands, in order.
@@ -327,6 +402,9 @@ impl Service {
                     Some(a) if arg.is_none() => self.leave_now(list, &a.key(), "by email").await?,
                     _ => "refused: give no address when leaving without confirmation".into(),
                 },
+                Command::SetDelivery(mode) => {
+                    self.set_delivery_by_mail(list, sender, *mode).await?
+                }
                 Command::Help => {
                     help = true;
                     "help".into()

@@ -23,6 +23,9 @@ pub struct Exim {
     /// mainlog; paniclog and rejectlog are beside it.
     pub log_file: PathBuf,
     pub panic_log: PathBuf,
+    /// `address: CODE text` lines the re-injection port's RCPT ACL refuses
+    /// (empty at start; [`Exim::set_reinject_access`] fills it).
+    reinject_access: PathBuf,
     pid_file: PathBuf,
     pid: Option<i32>,
 }
@@ -142,7 +145,25 @@ impl Exim {
             .replace("{KEY}", &key.display().to_string())
             .replace("{IN}", &inbound_port.to_string());
         conf += &get("main.conf.snippet");
-        conf += "\nbegin acl\n\nacl_check_rcpt:\n  accept  hosts = :\n";
+        // Hand-off refusals a test chooses (`set_reinject_access`), on the
+        // re-injection port only, before the snippet accepts the relay:
+        // `address: CODE text`, a 5xx denied, a 4xx deferred. lsearch
+        // rereads the file for every new SMTP connection.
+        let access = base.join("reinject_access");
+        std::fs::write(&access, "").map_err(|e| e.to_string())?;
+        let lookup = format!(
+            "${{lookup{{$local_part@$domain}}lsearch{{{}}}}}",
+            access.display()
+        );
+        conf += "\nbegin acl\n\nacl_check_rcpt:\n";
+        for (verb, class) in [("deny", '5'), ("defer", '4')] {
+            conf += &format!(
+                "  {verb}  condition = ${{if eq{{$received_port}}{{{reinject_port}}}}}\n          \
+                 condition = ${{if match{{{lookup}}}{{\\N^{class}\\N}}}}\n          \
+                 message = {lookup}\n"
+            );
+        }
+        conf += "  accept  hosts = :\n";
         conf += &get("acl.conf.snippet");
         conf += "  # --- test-only: nothing else relays\n  deny    message = relay not permitted\n";
         conf += "\nbegin routers\n\n";
@@ -166,6 +187,7 @@ impl Exim {
             spool_dir: base.join("spool"),
             log_file: base.join("log/mainlog"),
             panic_log: base.join("log/paniclog"),
+            reinject_access: access,
             pid_file: base.join("exim.pid"),
             pid: None,
             dir,
@@ -227,6 +249,18 @@ impl Exim {
         if let Some(pid) = self.pid.take() {
             terminate(pid, || pid_gone(pid));
         }
+    }
+
+    /// Makes the re-injection port refuse these recipients with these
+    /// replies (`550 5.1.1 …` denies, `450 …` defers) from the next SMTP
+    /// connection on; an empty slice lifts every refusal.
+    pub fn set_reinject_access(&self, entries: &[(&str, &str)]) -> Result<(), String> {
+        let text: String = entries
+            .iter()
+            .map(|(addr, reply)| format!("{addr}: {reply}\n"))
+            .collect();
+        std::fs::write(&self.reinject_access, text)
+            .map_err(|e| format!("{}: {e}", self.reinject_access.display()))
     }
 
     /// `exim -qff`: one queue run, frozen messages included.

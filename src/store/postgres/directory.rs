@@ -9,7 +9,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 
 use super::{col, i64_of, json, member_parts, pg_err};
-use crate::model::{Domain, List, Member};
+use crate::model::{DeliveryMode, Domain, List, Member};
 use crate::store::{rules, DeliveryPage, Result, StoreError};
 
 pub async fn create_domain(c: &Client, domain: &Domain) -> Result<()> {
@@ -248,35 +248,50 @@ pub async fn members_page(
     rows.iter().map(|r| json(r, "members", 0)).collect()
 }
 
-/// A page of delivery addresses by a range scan of the primary key (list,
-/// domain, local): grouped by domain, as the embedded store orders them.
-/// One row more than the page is read to know whether the list goes on.
-/// The row comparison spans the whole key, so it bounds the index scan;
-/// on (domain, local) alone PostgreSQL scans the list from its start for
-/// every page (quadratic: 97 s to plan 1,000,000 members).
-pub async fn delivery_page(
+/// A page of an audience's addresses. The `regular` audience (every
+/// post's) is a range scan of the primary key (list, domain, local):
+/// grouped by domain, as the embedded store orders them, the other members
+/// filtered out. Another mode's (a digest issue's) is a range scan of
+/// `members_audience` (migration 0006), which holds only the members of a
+/// mode other than `regular`, in the same order. One row more than the
+/// page is read to know whether the list goes on. The row comparison spans
+/// the whole index key, so it bounds the index scan; on (domain, local)
+/// alone PostgreSQL scans the list from its start for every page
+/// (quadratic: 97 s to plan 1,000,000 members).
+pub async fn audience_page(
     c: &Client,
     list: &str,
+    audience: DeliveryMode,
     received_at: u64,
     after: Option<&str>,
     limit: usize,
 ) -> Result<DeliveryPage> {
     // Only the address leaves the database, NULL for a member filtered
     // out; the filters read the record with the defaults `Member`
-    // deserializes with.
-    const SELECT: &str = "SELECT domain, local,
+    // deserializes with. The mode is a literal (one of the enum's names),
+    // so the planner can match the partial index's predicate.
+    let mode = audience.name();
+    let select = format!(
+        "SELECT domain, local,
                 CASE WHEN coalesce((data->>'delivery_enabled')::boolean, true)
                           AND coalesce((data->>'added_at')::bigint, 0) <= $2
+                          AND delivery_mode = '{mode}'
                      THEN data->>'address' END
-           FROM members WHERE list = $1";
+           FROM members WHERE list = $1"
+    );
     let limit = limit.max(1);
     let (domain, local) = after.map(member_parts).unwrap_or_default();
     let cmp = if after.is_some() { ">" } else { ">=" };
+    let range = if audience == DeliveryMode::Regular {
+        format!("AND (list, domain, local) {cmp} ($1, $3, $4)")
+    } else {
+        format!(
+            "AND delivery_mode = '{mode}' AND delivery_mode <> 'regular'
+             AND (list, delivery_mode, domain, local) {cmp} ($1, '{mode}', $3, $4)"
+        )
+    };
     let stmt = c
-        .prepare_cached(&format!(
-            "{SELECT} AND (list, domain, local) {cmp} ($1, $3, $4)
-              ORDER BY domain, local LIMIT $5"
-        ))
+        .prepare_cached(&format!("{select} {range} ORDER BY domain, local LIMIT $5"))
         .await
         .map_err(pg_err)?;
     let rows = c
@@ -307,6 +322,25 @@ pub async fn delivery_page(
         ));
     }
     Ok(page)
+}
+
+/// Sets a member's mode in its record, nothing else, in one statement.
+pub async fn set_delivery_mode(
+    c: &Client,
+    list: &str,
+    key: &str,
+    mode: DeliveryMode,
+) -> Result<Option<Member>> {
+    let (domain, local) = member_parts(key);
+    let row = c
+        .query_opt(
+            "UPDATE members SET data = jsonb_set(data, '{delivery_mode}', to_jsonb($4::text))
+             WHERE list = $1 AND domain = $2 AND local = $3 RETURNING data",
+            &[&list, &domain, &local, &mode.name()],
+        )
+        .await
+        .map_err(pg_err)?;
+    row.map(|r| json(&r, "members", 0)).transpose()
 }
 
 pub async fn member_count(c: &Client, list: &str) -> Result<u64> {

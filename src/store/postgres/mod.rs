@@ -48,8 +48,8 @@ use super::{
     Record, Result, Store, StoreError, Transfer, WindowEntry,
 };
 use crate::model::{
-    ApiToken, AuditEntry, AuditQuery, BounceState, Domain, HeldPost, List, Member, Pending,
-    PostBounces,
+    ApiToken, AuditEntry, AuditQuery, BounceState, DeliveryMode, Domain, HeldPost, List, Member,
+    Pending, PostBounces,
 };
 
 /// Connections each process keeps at most.
@@ -279,14 +279,16 @@ impl Directory for PostgresStore {
         directory::members_page(&self.client().await?, list, after, limit).await
     }
 
-    async fn delivery_page(
+    async fn audience_page(
         &self,
         list: &str,
+        audience: DeliveryMode,
         received_at: u64,
         after: Option<&str>,
         limit: usize,
     ) -> Result<DeliveryPage> {
-        directory::delivery_page(&self.client().await?, list, received_at, after, limit).await
+        let c = self.client().await?;
+        directory::audience_page(&c, list, audience, received_at, after, limit).await
     }
 
     async fn member_count(&self, list: &str) -> Result<u64> {
@@ -299,6 +301,15 @@ impl Directory for PostgresStore {
 
     async fn set_delivery(&self, list: &str, member_key: &str, enabled: bool) -> Result<bool> {
         bounce::set_delivery(&self.client().await?, list, member_key, enabled).await
+    }
+
+    async fn set_delivery_mode(
+        &self,
+        list: &str,
+        member_key: &str,
+        mode: DeliveryMode,
+    ) -> Result<Option<Member>> {
+        directory::set_delivery_mode(&self.client().await?, list, member_key, mode).await
     }
 
     async fn update_member(&self, list: &str, member: &Member) -> Result<bool> {

@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "API tokens and the audit log",
         include_str!("migrations/0005_access.sql"),
     ),
+    (
+        6,
+        "per-member delivery modes",
+        include_str!("migrations/0006_delivery_modes.sql"),
+    ),
 ];
 
 /// Key of the advisory lock held while migrating ("listrelay" in ASCII, cut).

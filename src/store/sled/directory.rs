@@ -35,6 +35,31 @@ pub(super) fn add_members(t: &Trees, list: &str, members: &[Member]) -> Result<V
     Ok(new)
 }
 
+/// Sets one member's mode by sled's atomic read-modify-write of the record,
+/// so a bounce handler's `set_delivery` between the read and the write is
+/// never undone. A record that does not decode is left as it is.
+fn set_delivery_mode(t: &Trees, key: &[u8], mode: DeliveryMode) -> Result<Option<Member>> {
+    let failed = std::cell::RefCell::new(None);
+    let new = t.members.update_and_fetch(key, |old| {
+        let old = old?;
+        match serde_json::from_slice::<Member>(old) {
+            Ok(mut m) => {
+                m.delivery_mode = mode;
+                serde_json::to_vec(&m).ok().or_else(|| Some(old.to_vec()))
+            }
+            Err(e) => {
+                *failed.borrow_mut() = Some(e);
+                Some(old.to_vec())
+            }
+        }
+    })?;
+    if let Some(e) = failed.into_inner() {
+        return Err(e.into());
+    }
+    new.map(|v| serde_json::from_slice(&v).map_err(Into::into))
+        .transpose()
+}
+
 /// Members removed per batch when a deleted list's members are purged.
 pub(super) const PURGE_BATCH: usize = 10_000;
 
@@ -255,9 +280,10 @@ impl Directory for SledStore {
         .await
     }
 
-    async fn delivery_page(
+    async fn audience_page(
         &self,
         list: &str,
+        audience: DeliveryMode,
         received_at: u64,
         after: Option<&str>,
         limit: usize,
@@ -271,6 +297,8 @@ impl Directory for SledStore {
             added_at: u64,
             #[serde(default = "enabled")]
             delivery_enabled: bool,
+            #[serde(default)]
+            delivery_mode: DeliveryMode,
         }
         fn enabled() -> bool {
             true
@@ -298,7 +326,7 @@ impl Directory for SledStore {
                     break;
                 }
                 let m: View = serde_json::from_slice(&v)?;
-                if m.delivery_enabled && m.added_at <= received_at {
+                if m.delivery_enabled && m.delivery_mode == audience && m.added_at <= received_at {
                     page.addresses.push(m.address.into_owned());
                 }
                 read += 1;
@@ -321,6 +349,17 @@ impl Directory for SledStore {
 
     async fn set_delivery(&self, list: &str, member_key: &str, enabled: bool) -> Result<bool> {
         bounce::set_delivery(&self.trees, &self::member_key(list, member_key), enabled)
+    }
+
+    async fn set_delivery_mode(
+        &self,
+        list: &str,
+        member_key: &str,
+        mode: DeliveryMode,
+    ) -> Result<Option<Member>> {
+        let key = self::member_key(list, member_key);
+        self.blocking(move |t| set_delivery_mode(t, &key, mode))
+            .await
     }
 
     async fn update_member(&self, list: &str, member: &Member) -> Result<bool> {

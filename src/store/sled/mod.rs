@@ -43,7 +43,7 @@ use super::{
     Record, Result, Store, StoreError, Transfer, WindowEntry,
 };
 use crate::clock::now;
-use crate::model::{Domain, List, Member, Pending, PostBounces};
+use crate::model::{DeliveryMode, Domain, List, Member, Pending, PostBounces};
 use committer::{committer, Commit};
 use directory::finish_list_purges;
 use flusher::flusher;
