@@ -269,6 +269,23 @@ async fn mailman3_lists_come_across_and_take_posts() {
         );
     }
 
+    let bans: BTreeSet<String> = lr.json(&["ban", "list", DEV])["bans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        bans,
+        [
+            "spammer@bad.example",
+            "^.*@spam\\.example$",
+            "site-banned@bad.example"
+        ]
+        .map(String::from)
+        .into()
+    );
+
     // Everything now: ann comes across; dev changes nothing.
     let all = import(&lr, &mm, &[]);
     let a = list_report(&all, ANN);
@@ -305,6 +322,7 @@ async fn mailman3_lists_come_across_and_take_posts() {
         assert!(l["settings"].as_array().unwrap().is_empty(), "{l:#}");
         assert_eq!(l["members_added"], 0);
         assert!(l["members_changed"].as_array().unwrap().is_empty(), "{l:#}");
+        assert!(l["bans_added"].as_array().unwrap().is_empty(), "{l:#}");
     }
     let text = lr.cli_ok(&[
         "import-from",

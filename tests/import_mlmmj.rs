@@ -51,6 +51,7 @@ fn unchanged(r: &Value) -> bool {
             && l["settings"].as_array().unwrap().is_empty()
             && l["members_added"] == 0
             && l["members_changed"].as_array().unwrap().is_empty()
+            && l["bans_added"].as_array().unwrap().is_empty()
     })
 }
 
@@ -170,6 +171,13 @@ async fn mlmmj_lists_come_across_and_take_posts() {
     assert_eq!(mode("alice@example.net"), "regular");
     assert_eq!(mode("dora@example.net"), "digest_mime");
     assert_eq!(mode("nora@example.net"), "nomail");
+
+    let bans = lr.json(&["ban", "list", DEV]);
+    assert_eq!(
+        bans["bans"],
+        serde_json::json!(["spammer@bad.example"]),
+        "{bans}"
+    );
 
     // A second run changes nothing and says so.
     let again = import(&lr, &[&dev, &ann], false);

@@ -13,6 +13,7 @@ use super::{ListImport, MemberImport, Plan, Setting, Unmapped};
 use crate::address::Address;
 use crate::admin::protocol::{InvalidAddress, ListInfo};
 use crate::admin::{Item, Request, Response};
+use crate::model::ban::Ban;
 use crate::model::{ListSettings, Member};
 
 /// Members sent per `MemberAdd`: as `member import` does.
@@ -223,7 +224,69 @@ async fn apply_list(
         None => HashMap::new(),
     };
     members_changes(door, l, members, dry_run, progress, &mut r).await?;
+    let bans = match current {
+        Some(_) => current_bans(door, &l.address).await?,
+        None => Vec::new(),
+    };
+    bans_changes(door, l, bans, dry_run, &mut r).await?;
     Ok(r)
+}
+
+/// The list's bans as stored.
+async fn current_bans(door: &mut dyn Door, list: &str) -> Result<Vec<String>> {
+    match door
+        .call(
+            Request::BanList {
+                list: list.to_string(),
+            },
+            &mut no_items,
+        )
+        .await?
+    {
+        Response::Bans(b) => Ok(b.bans),
+        other => bail!("unexpected answer to a ban list: {other:?}"),
+    }
+}
+
+/// Each ban in its stored form (listrelay's own parser), added when the
+/// list lacks it; one listrelay cannot run is reported, not fatal.
+async fn bans_changes(
+    door: &mut dyn Door,
+    l: &ListImport,
+    mut have: Vec<String>,
+    dry_run: bool,
+    r: &mut ListReport,
+) -> Result<()> {
+    for pattern in &l.bans {
+        let stored = match Ban::parse(pattern) {
+            Ok(b) => b.text().to_string(),
+            Err(e) => {
+                r.refused.push(SettingChange {
+                    key: "ban".into(),
+                    from: String::new(),
+                    to: format!("{pattern:?} refused: {e}"),
+                    source: "bans".into(),
+                });
+                continue;
+            }
+        };
+        if have.contains(&stored) {
+            continue;
+        }
+        if !dry_run {
+            door.call(
+                Request::BanAdd {
+                    list: l.address.clone(),
+                    pattern: pattern.clone(),
+                },
+                &mut no_items,
+            )
+            .await?;
+        }
+        have.push(stored.clone());
+        r.bans_added.push(stored);
+    }
+    Ok(())
 }
 
 /// Each setting compared through listrelay's own parser: the value is set
@@ -328,8 +391,8 @@ fn flag_changes(want: &MemberImport, have: &Member) -> Vec<(&'static str, String
 }
 
 /// A member's delivery mode as listrelay holds it.
-fn member_mode(_m: &Member) -> &'static str {
-    "regular"
+fn member_mode(m: &Member) -> &'static str {
+    m.delivery_mode.name()
 }
 
 async fn members_changes(
