@@ -475,3 +475,116 @@ async fn members_changes(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The comparison against a real [`crate::admin::Admin`] on a temp
+    //! embedded store: what a run changes, that a second one changes
+    //! nothing, and that a dry run leaves the store as it was.
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::admin::Admin;
+    use crate::import::Mode;
+    use crate::store::{Directory, SledStore};
+
+    struct AdminDoor(Admin);
+
+    #[async_trait::async_trait]
+    impl Door for AdminDoor {
+        async fn call(
+            &mut self,
+            req: Request,
+            on_item: &mut (dyn FnMut(Item) -> std::io::Result<()> + Send),
+        ) -> Result<Response> {
+            let mut items = Vec::new();
+            let r = self.0.execute(req, &mut items).await?;
+            items.into_iter().try_for_each(|i| on_item(i))?;
+            Ok(r)
+        }
+
+        fn no_store(&self, _: &anyhow::Error) -> bool {
+            false
+        }
+    }
+
+    struct Quiet;
+    impl Progress for Quiet {
+        fn advance(&mut self, _: &str, _: u64, _: u64) {}
+    }
+
+    fn plan() -> Plan {
+        let mut l = ListImport {
+            address: "dev@lists.example.org".into(),
+            origin: "test".into(),
+            ..ListImport::default()
+        };
+        l.set("subject_prefix", "[dev] ", "prefix");
+        l.set("max_message_size", "not a number", "maxmailsize");
+        l.set_addresses("owners", vec!["o@example.org".into()], "owner");
+        l.members = vec![
+            MemberImport::regular("a@example.net"),
+            MemberImport {
+                mode: Mode::DigestPlain,
+                moderated: true,
+                ..MemberImport::regular("d@example.net")
+            },
+            MemberImport::regular("A@EXAMPLE.NET"),
+            MemberImport::regular("not an address"),
+        ];
+        l.bans = vec!["spam@bad.example".into(), "^(?=x)".into()];
+        Plan {
+            source: "test".into(),
+            domains: vec!["other.example.org".into()],
+            lists: vec![l],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_changes_what_differs_and_a_second_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let mut door = AdminDoor(Admin {
+            store: store.clone(),
+            delimiter: '+',
+            bounce_scope: Default::default(),
+            moderation: None,
+        });
+        let plan = plan();
+
+        let dry = apply(&mut door, &plan, true, &mut Quiet).await.unwrap();
+        assert!(dry.changed());
+        let Response::Lists(lists) = door
+            .call(Request::ListList { domain: None }, &mut no_items)
+            .await
+            .unwrap()
+        else {
+            panic!("lists")
+        };
+        assert!(lists.is_empty(), "a dry run changes nothing");
+
+        let first = apply(&mut door, &plan, false, &mut Quiet).await.unwrap();
+        let l = &first.lists[0];
+        assert_eq!(first.domains_created, ["other.example.org"]);
+        assert!(l.created);
+        assert_eq!(l.members_added, 2, "one per address, case-blind");
+        assert_eq!(l.invalid.len(), 1);
+        assert_eq!(l.bans_added, ["spam@bad.example"]);
+        let refused: Vec<&str> = l.refused.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(refused, ["max_message_size", "ban"]);
+        let d = store
+            .member("dev@lists.example.org", "d@example.net")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (d.delivery_mode.name(), d.moderated),
+            ("digest_plain", true)
+        );
+
+        let second = apply(&mut door, &plan, false, &mut Quiet).await.unwrap();
+        assert!(!second.changed(), "{second:?}");
+        assert_eq!(second.lists[0].members_unchanged, 2);
+    }
+}
