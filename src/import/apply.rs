@@ -500,7 +500,7 @@ mod tests {
         ) -> Result<Response> {
             let mut items = Vec::new();
             let r = self.0.execute(req, &mut items).await?;
-            items.into_iter().try_for_each(|i| on_item(i))?;
+            items.into_iter().try_for_each(&mut *on_item)?;
             Ok(r)
         }
 
