@@ -167,10 +167,10 @@ async fn connection(
 }
 
 /// A result page (one sentence) in the pages' frame, with their headers.
-fn html(status: StatusCode, title: &str, message: &str) -> Response {
+fn html(base: &str, status: StatusCode, title: &str, message: &str) -> Response {
     let page = crate::web::pages::Notice {
         c: crate::web::pages::Chrome {
-            base: String::new(),
+            base: base.to_string(),
             user: None,
             csrf: String::new(),
             flash: String::new(),
@@ -185,8 +185,9 @@ fn html(status: StatusCode, title: &str, message: &str) -> Response {
     r
 }
 
-fn forged() -> Response {
+fn forged(base: &str) -> Response {
     html(
+        base,
         StatusCode::FORBIDDEN,
         "Invalid link",
         "This unsubscribe link is not valid.",
@@ -207,25 +208,36 @@ struct Landing {
 async fn page(
     State(s): State<Arc<Service>>,
     Path(token): Path<String>,
-    uri: axum::http::Uri,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
 ) -> Response {
+    let (path, base) = paths(&uri);
     let Some((list, member)) = oneclick::decode(&s.secret, &token) else {
-        return forged();
+        return forged(&base);
     };
     let landing = Landing {
         c: crate::web::pages::Chrome {
-            base: String::new(),
+            base,
             user: None,
             csrf: String::new(),
             flash: String::new(),
         },
         list,
         member,
-        action: uri.path().to_string(),
+        action: path,
     };
     let mut r = crate::web::pages::render(&landing);
     secure_headers(&mut r);
     r
+}
+
+/// The path the browser used (prefix included: a proxy may pass it on)
+/// and the base path before `unsubscribe/`, where the stylesheet is.
+fn paths(uri: &axum::http::Uri) -> (String, String) {
+    let path = uri.path().to_string();
+    let base = path
+        .rfind("unsubscribe/")
+        .map_or("/".to_string(), |i| path[..i].to_string());
+    (path, base)
 }
 
 /// The pages' security headers, on the one-click answers too.
@@ -262,15 +274,19 @@ fn one_click_body(body: &[u8]) -> bool {
 async fn unsubscribe(
     State(s): State<Arc<Service>>,
     Path(token): Path<String>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
     body: Bytes,
 ) -> Response {
+    let (_, base) = paths(&uri);
+    let base = base.as_str();
     let Some((list_key, member)) = oneclick::decode(&s.secret, &token) else {
         warn!("one-click unsubscribe with a forged or damaged token; refused");
         metrics::counter!("listrelay_oneclick_refused_total").increment(1);
-        return forged();
+        return forged(base);
     };
     if !one_click_body(&body) {
         return html(
+            base,
             StatusCode::BAD_REQUEST,
             "Bad request",
             "Expected List-Unsubscribe=One-Click.",
@@ -278,10 +294,10 @@ async fn unsubscribe(
     }
     let list = match s.store.list(&list_key).await {
         Ok(Some(l)) => l,
-        Ok(None) => return html(StatusCode::NOT_FOUND, "No such list", ""),
+        Ok(None) => return html(base, StatusCode::NOT_FOUND, "No such list", ""),
         Err(e) => {
             warn!(error = %e, "one-click unsubscribe: store error");
-            return html(StatusCode::SERVICE_UNAVAILABLE, "Try again later", "");
+            return html(base, StatusCode::SERVICE_UNAVAILABLE, "Try again later", "");
         }
     };
     match s.leave_now(&list, &member, "one-click").await {
@@ -289,6 +305,7 @@ async fn unsubscribe(
             metrics::counter!("listrelay_oneclick_unsubscribed_total").increment(1);
             info!(list = %list.address, %member, result = %r, "one-click unsubscribe");
             html(
+                base,
                 StatusCode::OK,
                 "Unsubscribed",
                 &format!("{member} will get no more mail from {}.", list.address),
@@ -296,7 +313,7 @@ async fn unsubscribe(
         }
         Err(e) => {
             warn!(error = %e, "one-click unsubscribe: store error");
-            html(StatusCode::SERVICE_UNAVAILABLE, "Try again later", "")
+            html(base, StatusCode::SERVICE_UNAVAILABLE, "Try again later", "")
         }
     }
 }

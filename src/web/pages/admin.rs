@@ -460,7 +460,7 @@ async fn settings_save(
             });
             continue;
         };
-        let submitted = submitted.trim().to_string();
+        let submitted = submitted.to_string();
         let mut error = String::new();
         if submitted != current {
             let req = Request::ListSet {

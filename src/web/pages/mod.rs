@@ -51,6 +51,17 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'none'; \
 /// options link, login link), on top of the per-address mail limit.
 const FORMS_PER_PEER_PER_DAY: u32 = 100;
 
+tokio::task_local! {
+    /// The path of the request's pages (`/` or `/lists/`), for pages drawn
+    /// without the state at hand (the refusals).
+    static BASE: String;
+}
+
+/// The base path of the request being answered (`/` outside one).
+fn current_base() -> String {
+    BASE.try_with(Clone::clone).unwrap_or_else(|_| "/".into())
+}
+
 /// What the pages share.
 pub struct Pages {
     /// The API's state: the administration, limits and base path.
@@ -272,7 +283,7 @@ impl IntoResponse for PageError {
                 let title = status.canonical_reason().unwrap_or("Error").to_string();
                 let page = Notice {
                     c: Chrome {
-                        base: String::new(),
+                        base: current_base(),
                         user: None,
                         csrf: String::new(),
                         flash: String::new(),
@@ -405,7 +416,7 @@ async fn visit(State(pages): State<Arc<Pages>>, mut req: Request, next: Next) ->
         peer,
     };
     req.extensions_mut().insert(v);
-    let mut r = next.run(req).await;
+    let mut r = BASE.scope(pages.base().to_string(), next.run(req)).await;
     let h = r.headers_mut();
     if fresh && !h.contains_key(header::SET_COOKIE) {
         h.insert(header::SET_COOKIE, pages.cookie(&session));
