@@ -147,11 +147,17 @@ fn streamed(req: &Request) -> bool {
     path.ends_with("/members/export") || path.ends_with("/members/import")
 }
 
-/// Bounded concurrency and the request timeout. A streamed export keeps
-/// its permit until its body is finished or dropped, so N exports hold N
-/// permits for as long as they stream (they cannot pile up).
+/// Bounded concurrency and the request timeout (see [`gate`]).
 pub(crate) async fn limited(State(web): State<Arc<Web>>, req: Request, next: Next) -> Response {
-    let Ok(permit) = web.permits.clone().try_acquire_owned() else {
+    gate(&web.permits, web.limits.timeout, req, next).await
+}
+
+/// At most as many requests at once as `permits` has, each answered within
+/// `timeout`. A streamed export keeps its permit until its body is finished
+/// or dropped, so N exports hold N permits for as long as they stream (they
+/// cannot pile up behind the answers' heads).
+async fn gate(permits: &Arc<Semaphore>, timeout: Duration, req: Request, next: Next) -> Response {
+    let Ok(permit) = permits.clone().try_acquire_owned() else {
         metrics::counter!("listrelay_api_busy_total").increment(1);
         return Problem::unavailable(
             "busy",
@@ -168,7 +174,7 @@ pub(crate) async fn limited(State(web): State<Arc<Web>>, req: Request, next: Nex
         });
         return Response::from_parts(parts, axum::body::Body::from_stream(body));
     }
-    let r = tokio::time::timeout(web.limits.timeout, next.run(req)).await;
+    let r = tokio::time::timeout(timeout, next.run(req)).await;
     drop(permit);
     match r {
         Ok(r) => r,
@@ -177,9 +183,8 @@ pub(crate) async fn limited(State(web): State<Arc<Web>>, req: Request, next: Nex
             Problem::unavailable(
                 "timeout",
                 format!(
-                    "the request took longer than {:?} (http.request_timeout_secs); \
-                     it may still complete: check before retrying",
-                    web.limits.timeout
+                    "the request took longer than {timeout:?} (http.request_timeout_secs); \
+                     it may still complete: check before retrying"
                 ),
             )
             .into_response()
@@ -233,4 +238,50 @@ pub async fn execute(
         .execute_as(&ctx.caller, req, &mut Vec::new())
         .await?;
     Ok(auth::visible(&ctx.token, response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    /// A streamed export holds its permit until its body is dropped: a
+    /// client that stops reading cannot free it for the next export.
+    #[tokio::test]
+    async fn a_streamed_export_holds_its_permit_while_it_streams() {
+        let permits = Arc::new(Semaphore::new(1));
+        let p = permits.clone();
+        let app = Router::new()
+            .route(
+                "/members/export",
+                axum::routing::get(|| async {
+                    // A body that never ends, as a client that stopped reading sees it.
+                    Body::from_stream(futures_util::stream::pending::<
+                        Result<Vec<u8>, std::io::Error>,
+                    >())
+                }),
+            )
+            .route("/other", axum::routing::get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| {
+                    let p = p.clone();
+                    async move { gate(&p, Duration::from_secs(5), req, next).await }
+                },
+            ));
+        let get = |path: &str| axum::http::Request::get(path).body(Body::empty()).unwrap();
+        let export = app.clone().oneshot(get("/members/export")).await.unwrap();
+        assert_eq!(export.status(), 200);
+        let busy = app.clone().oneshot(get("/other")).await.unwrap();
+        assert_eq!(busy.status(), 503, "the export still holds the permit");
+        drop(export);
+        assert_eq!(permits.available_permits(), 1);
+        let ok = app.clone().oneshot(get("/other")).await.unwrap();
+        assert_eq!(ok.status(), 200);
+        assert_eq!(
+            permits.available_permits(),
+            1,
+            "a plain request gives it back"
+        );
+    }
 }
