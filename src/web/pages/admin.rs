@@ -547,16 +547,18 @@ async fn members_page(
     let Response::MemberPage(page) = on.run(p, req).await? else {
         return Err(PageError::unavailable("unexpected answer"));
     };
+    // Bounce scores are read straight from the store: one record per
+    // member shown (a request each would also sync the store each time).
+    let store = p.service.store.as_ref();
+    let scope = crate::bounce::handler::list_scope(store, p.web.admin.bounce_scope, &on.list)
+        .await
+        .map_err(PageError::unavailable)?;
     let mut rows = Vec::with_capacity(page.members.len());
     for m in page.members {
-        let req = Request::BounceShow {
-            list: on.list.key(),
-            member: Some(m.address.key()),
-        };
-        let record = match on.run(p, req).await? {
-            Response::BounceRecords(mut r) => r.pop(),
-            _ => None,
-        };
+        let record = store
+            .bounce_state(&scope, &m.address.key())
+            .await
+            .map_err(PageError::unavailable)?;
         rows.push(MemberRow {
             address: m.address.to_string(),
             delivery: m.delivery_enabled,
