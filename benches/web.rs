@@ -209,17 +209,20 @@ async fn main() {
     s.write_all(req.as_bytes()).await.unwrap();
     let (mut lines, mut bytes) = (0usize, 0usize);
     let mut buf = vec![0u8; 64 * 1024];
+    // Each member is one JSON object with one "address" field; a field
+    // may straddle two reads, so the last bytes of each are kept.
+    const FIELD: &[u8] = b"\"address\":";
+    let mut carry: Vec<u8> = Vec::new();
     loop {
         let k = s.read(&mut buf).await.unwrap();
         if k == 0 {
             break;
         }
         bytes += k;
-        // Each member is one JSON object with one "address" field.
-        lines += buf[..k]
-            .windows(10)
-            .filter(|w| w == b"\"address\":")
-            .count();
+        carry.extend_from_slice(&buf[..k]);
+        lines += carry.windows(FIELD.len()).filter(|w| *w == FIELD).count();
+        let keep = carry.len().min(FIELD.len() - 1);
+        carry.drain(..carry.len() - keep);
     }
     let export = t0.elapsed().as_secs_f64();
     let (rss_after, peak_after) = (rss_mib(pid), peak_rss_mib(pid));
