@@ -200,9 +200,8 @@ fn forged(base: &str) -> Response {
 struct Landing {
     c: crate::web::pages::Chrome,
     list: String,
+    /// The member, lowercased; the form posts back to the link itself.
     member: String,
-    /// The link itself: the form posts back to it.
-    action: String,
 }
 
 async fn page(
@@ -210,7 +209,7 @@ async fn page(
     Path(token): Path<String>,
     axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
 ) -> Response {
-    let (path, base) = paths(&uri);
+    let (_, base) = paths(&uri);
     let Some((list, member)) = oneclick::decode(&s.secret, &token) else {
         return forged(&base);
     };
@@ -223,7 +222,6 @@ async fn page(
         },
         list,
         member,
-        action: path,
     };
     let mut r = crate::web::pages::render(&landing);
     secure_headers(&mut r);
