@@ -978,3 +978,124 @@ async fn moderation_by_mail_is_audited() {
         "{log:?}"
     );
 }
+
+/// A held post rejected over the API with `{"reason": …}`: the sender's
+/// rejection notice quotes the reason; an empty body still works, and a
+/// body that is not the reason object is refused as bad JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_reason_reaches_the_sender() {
+    let sink = Sink::builder().keep_data(true).start().await.unwrap();
+    let port = support::ports::free_port();
+    let mut lr = Listrelay::with_smtp(
+        sink.port(),
+        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    lr.start();
+    lr.cli_ok(&["list", "create", A]);
+    let http = Http { port };
+    let moderator = token(&lr, &["--role", "moderator", "--list", A]);
+    let held_path = format!("/api/v1/lists/{A}/held");
+    for mid in ["r-1@example.net", "r-2@example.net"] {
+        let post = format!(
+            "From: stranger@example.net\r\nTo: {A}\r\nSubject: off topic\r\nMessage-ID: <{mid}>\r\n\r\nbody\r\n"
+        );
+        let reply = support::lmtp::lmtp_post(lr.lmtp_port, A, post.as_bytes()).await;
+        assert!(reply.is_positive(), "{}", reply.text());
+    }
+    let end = Instant::now() + Duration::from_secs(20);
+    while http
+        .get(&held_path, &moderator)
+        .await
+        .ok(200)
+        .as_array()
+        .unwrap()
+        .len()
+        < 2
+    {
+        assert!(Instant::now() < end, "not held: {}", lr.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    http.json(
+        "POST",
+        &format!("{held_path}/r-1@example.net/reject"),
+        &moderator,
+        json!({"reason": "please write to the ops list instead"}),
+    )
+    .await
+    .ok(200);
+    http.json(
+        "POST",
+        &format!("{held_path}/r-2@example.net/reject"),
+        &moderator,
+        json!({"why": "unknown field"}),
+    )
+    .await
+    .problem(400);
+    let acted = http
+        .send(
+            "POST",
+            &format!("{held_path}/r-2@example.net/discard"),
+            Some(&moderator),
+            None,
+        )
+        .await
+        .ok(200);
+    assert_eq!(acted["done"], true);
+    let notice = sink
+        .wait_records(1, Duration::from_secs(20), |t| {
+            t.rcpts.iter().any(|r| r == "stranger@example.net")
+                && t.data.as_ref().is_some_and(|d| {
+                    String::from_utf8_lossy(d).contains("please write to the ops list instead")
+                })
+        })
+        .await;
+    assert!(
+        notice.is_ok(),
+        "no rejection notice with the reason\n{}",
+        lr.log_text()
+    );
+}
+
+/// A slowloris client (a byte of its request head every 2 s) is dropped
+/// once the head has taken `http::HEADER_READ_TIMEOUT` (10 s), while the
+/// listener keeps answering everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_head_is_dropped() {
+    let (_lr, http, _sink) = site("/").await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", http.port))
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    s.write_all(b"GET /api/v1/openapi.json HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let mut closed = None;
+    let mut buf = [0u8; 1024];
+    for i in 0..15 {
+        if s.write_all(format!("X-Slow-{i}: y\r").as_bytes())
+            .await
+            .is_err()
+        {
+            closed = Some(t0.elapsed());
+            break;
+        }
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            Ok(Ok(_)) | Ok(Err(_)) => {
+                // 0 bytes (closed), an error, or a 408 before closing.
+                closed = Some(t0.elapsed());
+                break;
+            }
+            Err(_) => {}
+        }
+        if i == 2 {
+            // Meanwhile the listener answers others.
+            let r = http.send("GET", "/api/v1/openapi.json", None, None).await;
+            assert_eq!(r.status, 200);
+        }
+    }
+    let closed = closed.expect("the slow client was never dropped");
+    assert!(
+        closed >= Duration::from_secs(9) && closed < Duration::from_secs(14),
+        "dropped after {closed:?}"
+    );
+}

@@ -510,21 +510,34 @@ async fn held_show(
     run(&web, &ctx, Request::HeldShow { list, message_id }).await
 }
 
+/// The optional body of a held-post action: `{"reason": "…"}`, quoted to
+/// the sender of a rejected post.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ActBody {
+    reason: Option<String>,
+}
+
 async fn held_act(
     State(web): State<Arc<Web>>,
     Extension(ctx): Extension<Ctx>,
     Path((list, message_id, action)): Path<(String, String, String)>,
+    b: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let Some(action) = Action::parse(&action) else {
         return Err(Problem::not_found(format!(
             "{action:?} is not an action: approve, reject or discard"
         )));
     };
+    let act: ActBody = match &b {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => ActBody::default(),
+        _ => body(&web, b)?,
+    };
     let req = Request::HeldAct {
         list,
         message_id,
         action,
-        reason: None,
+        reason: act.reason.filter(|r| !r.trim().is_empty()),
     };
     run(&web, &ctx, req).await
 }

@@ -1,4 +1,4 @@
-//! The web door: the REST API at `/api/v1` (the pages join it next round).
+//! The web door: the REST API at `/api/v1` and the pages (`pages/`).
 //! Every route maps to the same typed [`admin::Request`] the CLI and the
 //! admin socket send, executed by the same [`Admin::execute_as`], which
 //! writes the audit log; this module adds what HTTP needs and nothing else:
@@ -7,7 +7,9 @@
 //! * `problem.rs`: every refusal as RFC 9457 `application/problem+json`;
 //! * `api.rs`: the routes, one handler per request kind;
 //! * `members.rs`: the NDJSON member export and import, streamed both ways;
-//! * `openapi.rs`: the OpenAPI 3.1 document at `/api/v1/openapi.json`.
+//! * `openapi.rs`: the OpenAPI 3.1 document at `/api/v1/openapi.json`;
+//! * `session.rs`: the pages' signed session cookie, CSRF token and links;
+//! * `pages/`: the pages for subscribers, moderators and owners.
 //!
 //! Limits: a request body larger than `http.max_body_bytes` gets 413, a
 //! request not answered within `http.request_timeout_secs` gets 503, and
@@ -17,7 +19,9 @@ pub mod api;
 pub mod auth;
 mod members;
 pub mod openapi;
+pub mod pages;
 pub mod problem;
+pub mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +31,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::admin::{self, Admin};
@@ -44,6 +49,10 @@ pub struct Limits {
     pub timeout: Duration,
     /// Requests at once (`http.max_concurrent_requests`).
     pub concurrency: usize,
+    /// The public URL of the listener (`http.base_url`), read with the
+    /// limits from `[http]`: the pages put it in the links they mail and
+    /// mark cookies `Secure` when it is https. Never the request's Host.
+    pub base_url: String,
 }
 
 impl Limits {
@@ -53,6 +62,7 @@ impl Limits {
             max_import_bytes: c.max_import_bytes,
             timeout: Duration::from_secs(c.request_timeout_secs),
             concurrency: c.max_concurrent_requests,
+            base_url: c.base_url.clone(),
         }
     }
 }
@@ -137,9 +147,17 @@ fn streamed(req: &Request) -> bool {
     path.ends_with("/members/export") || path.ends_with("/members/import")
 }
 
-/// Bounded concurrency and the request timeout.
-async fn limited(State(web): State<Arc<Web>>, req: Request, next: Next) -> Response {
-    let Ok(_permit) = web.permits.clone().try_acquire_owned() else {
+/// Bounded concurrency and the request timeout (see [`gate`]).
+pub(crate) async fn limited(State(web): State<Arc<Web>>, req: Request, next: Next) -> Response {
+    gate(&web.permits, web.limits.timeout, req, next).await
+}
+
+/// At most as many requests at once as `permits` has, each answered within
+/// `timeout`. A streamed export keeps its permit until its body is finished
+/// or dropped, so N exports hold N permits for as long as they stream (they
+/// cannot pile up behind the answers' heads).
+async fn gate(permits: &Arc<Semaphore>, timeout: Duration, req: Request, next: Next) -> Response {
+    let Ok(permit) = permits.clone().try_acquire_owned() else {
         metrics::counter!("listrelay_api_busy_total").increment(1);
         return Problem::unavailable(
             "busy",
@@ -149,18 +167,24 @@ async fn limited(State(web): State<Arc<Web>>, req: Request, next: Next) -> Respo
     };
     metrics::counter!("listrelay_api_requests_total").increment(1);
     if streamed(&req) {
-        return next.run(req).await;
+        let (parts, body) = next.run(req).await.into_parts();
+        let body = body.into_data_stream().map(move |chunk| {
+            let _held = &permit;
+            chunk
+        });
+        return Response::from_parts(parts, axum::body::Body::from_stream(body));
     }
-    match tokio::time::timeout(web.limits.timeout, next.run(req)).await {
+    let r = tokio::time::timeout(timeout, next.run(req)).await;
+    drop(permit);
+    match r {
         Ok(r) => r,
         Err(_) => {
             metrics::counter!("listrelay_api_timeouts_total").increment(1);
             Problem::unavailable(
                 "timeout",
                 format!(
-                    "the request took longer than {:?} (http.request_timeout_secs); \
-                     it may still complete: check before retrying",
-                    web.limits.timeout
+                    "the request took longer than {timeout:?} (http.request_timeout_secs); \
+                     it may still complete: check before retrying"
                 ),
             )
             .into_response()
@@ -214,4 +238,50 @@ pub async fn execute(
         .execute_as(&ctx.caller, req, &mut Vec::new())
         .await?;
     Ok(auth::visible(&ctx.token, response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    /// A streamed export holds its permit until its body is dropped: a
+    /// client that stops reading cannot free it for the next export.
+    #[tokio::test]
+    async fn a_streamed_export_holds_its_permit_while_it_streams() {
+        let permits = Arc::new(Semaphore::new(1));
+        let p = permits.clone();
+        let app = Router::new()
+            .route(
+                "/members/export",
+                axum::routing::get(|| async {
+                    // A body that never ends, as a client that stopped reading sees it.
+                    Body::from_stream(futures_util::stream::pending::<
+                        Result<Vec<u8>, std::io::Error>,
+                    >())
+                }),
+            )
+            .route("/other", axum::routing::get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| {
+                    let p = p.clone();
+                    async move { gate(&p, Duration::from_secs(5), req, next).await }
+                },
+            ));
+        let get = |path: &str| axum::http::Request::get(path).body(Body::empty()).unwrap();
+        let export = app.clone().oneshot(get("/members/export")).await.unwrap();
+        assert_eq!(export.status(), 200);
+        let busy = app.clone().oneshot(get("/other")).await.unwrap();
+        assert_eq!(busy.status(), 503, "the export still holds the permit");
+        drop(export);
+        assert_eq!(permits.available_permits(), 1);
+        let ok = app.clone().oneshot(get("/other")).await.unwrap();
+        assert_eq!(ok.status(), 200);
+        assert_eq!(
+            permits.available_permits(),
+            1,
+            "a plain request gives it back"
+        );
+    }
 }

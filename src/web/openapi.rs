@@ -54,6 +54,13 @@ fn addresses_body() -> Value {
     )
 }
 
+fn reason_body() -> Value {
+    object(
+        json!({"reason": {"type": "string", "description": "why, for a rejection: quoted to the sender"}}),
+        &[],
+    )
+}
+
 fn ops() -> Vec<Op> {
     let op = |method, path, id, summary, role| Op {
         method,
@@ -229,13 +236,17 @@ fn ops() -> Vec<Op> {
             "One held post with its message (as text: never render it as HTML)",
             MODERATOR,
         ),
-        op(
-            "post",
-            "/lists/{list}/held/{message_id}/{action}",
-            "heldAct",
-            "Approve, reject or discard a held post (action: approve, reject, discard)",
-            MODERATOR,
-        ),
+        Op {
+            body: Some(reason_body),
+            ..op(
+                "post",
+                "/lists/{list}/held/{message_id}/{action}",
+                "heldAct",
+                "Approve, reject or discard a held post (action: approve, reject, discard; \
+                 optional body {\"reason\": …} quoted to the sender of a rejected post)",
+                MODERATOR,
+            )
+        },
         Op {
             query: &[("member", "only this member's record")],
             ..op(
@@ -360,7 +371,9 @@ fn operation(op: &Op) -> Value {
         } else {
             JSON
         };
-        v["requestBody"] = json!({"required": true, "content": {media: {"schema": schema()}}});
+        // A held-post action's body (the reason) may be left out.
+        let required = op.id != "heldAct";
+        v["requestBody"] = json!({"required": required, "content": {media: {"schema": schema()}}});
     }
     v
 }
