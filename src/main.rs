@@ -9,14 +9,14 @@ fn main() -> std::process::ExitCode {
 /// glibc gives each thread that allocates concurrently its own malloc arena
 /// (up to 8 per core) and an arena keeps the peak it once held. The store's
 /// work runs on tokio's blocking threads, so a member import of 100,000 left
-/// the server at 389 MiB of which the heap peak was 114 MiB; with two arenas
-/// the same import peaks at about a third of that (bench/README.md, issue 9).
-/// Two, not one: the LMTP sessions and the fan-out still allocate side by side.
+/// the server at 389 MiB for a heap peak of 114 MiB. With one arena the same
+/// import peaks at 122 MiB, with two at 179 MiB, and neither changed the
+/// fan-out rate measured beside it (bench/README.md, issue 9).
 fn cap_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called before any
     // other thread exists.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }

@@ -1099,3 +1099,71 @@ async fn a_slow_request_head_is_dropped() {
         "dropped after {closed:?}"
     );
 }
+
+/// Bans and digests over the API: an owner of the list may, a moderator
+/// may not; a second ban of the same pattern changes nothing (200), and a
+/// lifted ban that was not there is a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bans_and_digests_for_the_lists_owner() {
+    let (lr, http, _sink) = site("/").await;
+    let owner = token(&lr, &["--role", "owner", "--list", A]);
+    let moderator = token(&lr, &["--role", "moderator", "--list", A]);
+    let bans = format!("/api/v1/lists/{A}/bans");
+    let spam = json!({"pattern": "^.*@spam\\.example$"});
+    http.json("POST", &bans, &moderator, spam.clone())
+        .await
+        .problem(403);
+    http.json("POST", &bans, &owner, spam.clone()).await.ok(201);
+    http.json("POST", &bans, &owner, spam).await.ok(200);
+    let listed = http.get(&bans, &owner).await.ok(200);
+    assert_eq!(listed["bans"], json!(["^.*@spam\\.example$"]), "{listed}");
+    http.json("POST", &bans, &owner, json!({"pattern": "^(unclosed"}))
+        .await
+        .problem(400);
+    // The CLI sees what the API did.
+    let cli = lr.cli_ok(&["ban", "list", A]);
+    assert!(cli.contains("^.*@spam\\.example$"), "{cli}");
+    let encoded = "%5E.*%40spam%5C.example%24";
+    let gone = format!("{bans}/{encoded}");
+    http.send("DELETE", &gone, Some(&owner), None).await.ok(200);
+    http.send("DELETE", &gone, Some(&owner), None)
+        .await
+        .problem(404);
+    // B is not the owner's list.
+    http.get(&format!("/api/v1/lists/{B}/bans"), &owner)
+        .await
+        .problem(403);
+
+    // Digests: status and send, the owner's; nothing waits on a new list.
+    let status = http
+        .get(&format!("/api/v1/lists/{A}/digest"), &owner)
+        .await
+        .ok(200);
+    assert!(status.is_object(), "{status}");
+    http.json(
+        "POST",
+        &format!("/api/v1/lists/{A}/digest/send"),
+        &moderator,
+        json!({}),
+    )
+    .await
+    .problem(403);
+    let send = format!("/api/v1/lists/{A}/digest/send");
+    let off = http
+        .json("POST", &send, &owner, json!({}))
+        .await
+        .problem(400);
+    assert!(
+        off["detail"].as_str().unwrap().contains("digest_enabled"),
+        "{off}"
+    );
+    http.json(
+        "PUT",
+        &format!("/api/v1/lists/{A}/settings/digest_enabled"),
+        &owner,
+        json!({"value": true}),
+    )
+    .await
+    .ok(200);
+    http.json("POST", &send, &owner, json!({})).await.ok(200);
+}

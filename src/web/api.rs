@@ -101,6 +101,22 @@ pub fn table() -> Vec<(&'static str, &'static [Method], Handler)> {
             &[Method::POST],
             post(bounce_reset),
         ),
+        (
+            "/lists/{list}/bans",
+            &[Method::GET, Method::POST],
+            get(ban_list).post(ban_add),
+        ),
+        (
+            "/lists/{list}/bans/{pattern}",
+            &[Method::DELETE],
+            delete(ban_remove),
+        ),
+        ("/lists/{list}/digest", &[Method::GET], get(digest_status)),
+        (
+            "/lists/{list}/digest/send",
+            &[Method::POST],
+            post(digest_send),
+        ),
         ("/queue", &[Method::GET], get(queue)),
         ("/queue/{id}/body", &[Method::GET], get(message_body)),
         (
@@ -570,6 +586,82 @@ async fn bounce_reset(
     Path((list, member)): Path<(String, String)>,
 ) -> Answer {
     run(&web, &ctx, Request::BounceReset { list, member }).await
+}
+
+// Bans.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pattern {
+    pattern: String,
+}
+
+async fn ban_list(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(list): Path<String>,
+) -> Answer {
+    run(&web, &ctx, Request::BanList { list }).await
+}
+
+/// 201 when the ban is new, 200 when it was there already (re-runs of an
+/// import change nothing).
+async fn ban_add(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(list): Path<String>,
+    b: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let p: Pattern = body(&web, b)?;
+    let r = execute(
+        &web,
+        &ctx,
+        Request::BanAdd {
+            list,
+            pattern: p.pattern,
+        },
+    )
+    .await?;
+    let status = match &r {
+        Response::Bans(b) if b.changed => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    Ok(reply(status, &r))
+}
+
+async fn ban_remove(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    Path((list, pattern)): Path<(String, String)>,
+) -> Answer {
+    let req = Request::BanRemove {
+        list,
+        pattern: pattern.clone(),
+    };
+    match execute(&web, &ctx, req).await? {
+        Response::Bans(b) if !b.changed => Err(Problem::not_found(format!(
+            "{pattern:?} is not on this list's ban list (GET …/bans lists them)"
+        ))),
+        r => Ok(reply(StatusCode::OK, &r)),
+    }
+}
+
+// Digests.
+
+async fn digest_status(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(list): Path<String>,
+) -> Answer {
+    run(&web, &ctx, Request::DigestStatus { list }).await
+}
+
+async fn digest_send(
+    State(web): State<Arc<Web>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(list): Path<String>,
+) -> Answer {
+    run(&web, &ctx, Request::DigestSend { list }).await
 }
 
 // The queue.

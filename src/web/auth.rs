@@ -90,7 +90,12 @@ fn need(req: &Request) -> Need<'_> {
         | Request::MemberSet { list, .. }
         | Request::MemberPage { list, .. }
         | Request::BounceShow { list, .. }
-        | Request::BounceReset { list, .. } => Need::Owner(list),
+        | Request::BounceReset { list, .. }
+        | Request::BanAdd { list, .. }
+        | Request::BanRemove { list, .. }
+        | Request::BanList { list }
+        | Request::DigestSend { list }
+        | Request::DigestStatus { list } => Need::Owner(list),
         Request::AuditList {
             list: Some(list), ..
         } => Need::Owner(list),

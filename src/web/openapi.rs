@@ -266,6 +266,45 @@ fn ops() -> Vec<Op> {
         ),
         op(
             "get",
+            "/lists/{list}/bans",
+            "banList",
+            "The list's ban list: exact addresses and ^ patterns",
+            OWNER,
+        ),
+        Op {
+            body: Some(|| object(json!({"pattern": {"type": "string"}}), &["pattern"])),
+            ok: 201,
+            ..op(
+                "post",
+                "/lists/{list}/bans",
+                "banAdd",
+                "Ban an address or a ^ pattern (201 when new, 200 when there already)",
+                OWNER,
+            )
+        },
+        op(
+            "delete",
+            "/lists/{list}/bans/{pattern}",
+            "banRemove",
+            "Lift a ban (the pattern URL-encoded)",
+            OWNER,
+        ),
+        op(
+            "get",
+            "/lists/{list}/digest",
+            "digestStatus",
+            "The pending digest issue: posts waiting, next volume and number",
+            OWNER,
+        ),
+        op(
+            "post",
+            "/lists/{list}/digest/send",
+            "digestSend",
+            "Cut and send the pending digest issue now",
+            OWNER,
+        ),
+        op(
+            "get",
             "/queue",
             "queue",
             "Messages waiting, jobs and chunks",

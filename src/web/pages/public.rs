@@ -230,7 +230,9 @@ async fn options_page(p: &Pages, v: &Visit, token: String, flash: String) -> Ans
         list: l.address.to_string(),
         address,
         token,
-        delivery: member.map(|m| m.delivery_enabled),
+        // The member's own choice (nomail or not), not the bounce handler's
+        // switch: resuming here must not undo what bounces decided.
+        delivery: member.map(|m| m.delivery_mode != crate::model::DeliveryMode::Nomail),
     }))
 }
 
@@ -256,8 +258,13 @@ async fn options_act(
         "delivery_on" | "delivery_off" => Request::MemberSet {
             list: l.key(),
             address: address.clone(),
-            key: "delivery_enabled".into(),
-            value: (f.get("do") == "delivery_on").to_string(),
+            key: "delivery_mode".into(),
+            value: if f.get("do") == "delivery_on" {
+                "regular"
+            } else {
+                "nomail"
+            }
+            .into(),
         },
         "leave" => Request::MemberRemove {
             list: l.key(),
