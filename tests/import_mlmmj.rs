@@ -195,7 +195,9 @@ async fn mlmmj_lists_come_across_and_take_posts() {
     );
     assert!(d["settings"].as_array().unwrap().is_empty());
 
-    // A member's post reaches the regular members, not the digest or no-mail ones.
+    // A member's post reaches the regular members, not the digest or no-mail
+    // ones; the digest member gets it in the next issue.
+    lr.cli_ok(&["list", "set", DEV, "digest_enabled", "true"]);
     lr.start();
     let post = format!(
         "From: alice@example.net\r\nTo: {DEV}\r\nSubject: hello\r\n\
@@ -223,6 +225,28 @@ async fn mlmmj_lists_come_across_and_take_posts() {
         ]
         .map(String::from)
         .into()
+    );
+    let sent = lr.cli_ok(&["digest", "send", DEV]);
+    assert!(sent.contains("1 post"), "{sent}");
+    sink.wait_rcpts(5, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|n| panic!("{n} copies of 5 arrived\n{}", lr.log_text()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records = sink.records();
+    let issue: Vec<&Vec<String>> = records
+        .iter()
+        .map(|t| &t.rcpts)
+        .filter(|r| r.iter().any(|a| a.eq_ignore_ascii_case("dora@example.net")))
+        .collect();
+    assert_eq!(
+        issue.len(),
+        1,
+        "one issue to the digest member: {records:?}"
+    );
+    assert_eq!(
+        issue[0].len(),
+        1,
+        "the issue goes to the digest member only"
     );
 }
 
