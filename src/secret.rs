@@ -101,6 +101,10 @@ pub enum Purpose {
     Unsubscribe,
     /// A probe of `listrelay check mta`: fields domain, probe id.
     Probe,
+    /// The web pages' session cookies, CSRF tokens, login and options links:
+    /// a label field (`web-session`, `web-csrf`, `web-login`, `web-options`)
+    /// first, then the value's fields.
+    Web,
 }
 
 impl Purpose {
@@ -112,6 +116,7 @@ impl Purpose {
             Purpose::Confirm => "confirm",
             Purpose::Unsubscribe => "unsubscribe",
             Purpose::Probe => "probe",
+            Purpose::Web => "web",
         }
     }
 
@@ -120,7 +125,7 @@ impl Purpose {
     pub fn sig_bytes(self) -> usize {
         match self {
             Purpose::Verp | Purpose::Moderate | Purpose::Confirm | Purpose::Probe => 8,
-            Purpose::Unsubscribe => 16,
+            Purpose::Unsubscribe | Purpose::Web => 16,
         }
     }
 }

@@ -5,10 +5,9 @@
 //! on every host of a PostgreSQL site and survives a restart.
 //!
 //! Each value signs a label first (`web-session`, `web-csrf`, `web-login`,
-//! `web-options`) and then its fields, under the 128-bit purpose the signer
-//! keeps for URLs. The signer frames every field with its length, so these
-//! inputs (three or more fields, starting with a label that holds no `@`)
-//! can never frame like a one-click link's (two fields: list and member).
+//! `web-options`) and then its fields, under the pages' own purpose
+//! (`Purpose::Web`, 128-bit signatures), so no signature made for another
+//! use (a one-click link, a VERP tag) can pass here.
 //!
 //! * **Session cookie** `lr_session`: `ADDRESS64.EXPIRES.NONCE.SIG`. The
 //!   address is empty for a visitor who has not logged in (the anonymous
@@ -27,9 +26,10 @@ use rand::RngCore;
 
 use crate::secret::{self, base32, Purpose, Secret};
 
-/// The purpose whose signatures are long enough for a cookie or a URL
-/// (128 bits); see the module doc for how the labels keep uses apart.
-const PURPOSE: Purpose = Purpose::Unsubscribe;
+/// The pages' own purpose (128-bit signatures, long enough for a cookie or
+/// a URL): nothing signed for another use can pass here; the labels keep
+/// the pages' uses apart (see the module doc).
+const PURPOSE: Purpose = Purpose::Web;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "lr_session";
