@@ -346,7 +346,9 @@ async fn mailman3_lists_come_across_and_take_posts() {
         "{text}"
     );
 
-    // A post reaches the regular members with delivery on, and no one else.
+    // A post reaches the regular members with delivery on, and no one else;
+    // the next digest issue reaches the digest members, each once.
+    lr.cli_ok(&["list", "set", DEV, "digest_enabled", "true"]);
     lr.start();
     let post = format!(
         "From: reg1@example.net\r\nTo: {DEV}\r\nSubject: hello\r\n\
@@ -369,5 +371,27 @@ async fn mailman3_lists_come_across_and_take_posts() {
         ["held@example.net", "reg1@example.net", "reg2@example.net"]
             .map(String::from)
             .into()
+    );
+    let sent = lr.cli_ok(&["digest", "send", DEV]);
+    assert!(sent.contains("1 post"), "{sent}");
+    sink.wait_rcpts(6, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|n| panic!("{n} copies of 6 arrived\n{}", lr.log_text()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut issue_rcpts: Vec<String> = sink
+        .records()
+        .iter()
+        .flat_map(|t| t.rcpts.clone())
+        .filter(|r| !rcpts.contains(r))
+        .collect();
+    issue_rcpts.sort();
+    // Mailman's summary digests come across as plain digests.
+    assert_eq!(
+        issue_rcpts,
+        [
+            "mime@example.net",
+            "plain@example.net",
+            "summary@example.net"
+        ]
     );
 }
