@@ -92,6 +92,24 @@ pub struct DigestCut {
     pub allow_empty: bool,
 }
 
+impl DigestCut {
+    /// The issue this cut makes of the list's `n` oldest waiting posts
+    /// (both backends record it the same way).
+    pub fn issue(&self, list: &str, n: usize) -> DigestIssue {
+        DigestIssue {
+            id: crate::store::new_id(),
+            list: list.to_string(),
+            volume: self.volume,
+            number: self.number,
+            cut_at: self.cut_at,
+            posts: n as u64,
+            header: self.header.clone(),
+            footer: self.footer.clone(),
+            state: IssueState::Cut,
+        }
+    }
+}
+
 /// How many of the waiting entries (sizes, oldest first) an issue takes:
 /// while within `max_posts` and `max_bytes`, and at least one. The one rule
 /// for both stores (and `digest::take`).

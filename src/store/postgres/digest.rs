@@ -117,17 +117,7 @@ async fn cut(c: &mut Client, list: &str, cut: &DigestCut) -> Result<Option<Diges
     if n == 0 && !cut.allow_empty {
         return Ok(None);
     }
-    let issue = DigestIssue {
-        id: crate::store::new_id(),
-        list: list.to_string(),
-        volume: cut.volume,
-        number: cut.number,
-        cut_at: cut.cut_at,
-        posts: n as u64,
-        header: cut.header.clone(),
-        footer: cut.footer.clone(),
-        state: IssueState::Cut,
-    };
+    let issue = cut.issue(list, n);
     tx.execute(
         "UPDATE digest_entries SET issue = $3 WHERE list = $1 AND seq = ANY($2)",
         &[&list, &&seqs[..n], &issue.id],

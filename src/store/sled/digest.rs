@@ -73,17 +73,7 @@ fn cut_once(t: &Trees, list: &str, cut: &DigestCut) -> Result<Option<Option<Dige
         return Ok(Some(None));
     }
     let picked = &waiting[..n];
-    let issue = DigestIssue {
-        id: crate::store::new_id(),
-        list: list.to_string(),
-        volume: cut.volume,
-        number: cut.number,
-        cut_at: cut.cut_at,
-        posts: n as u64,
-        header: cut.header.clone(),
-        footer: cut.footer.clone(),
-        state: IssueState::Cut,
-    };
+    let issue = cut.issue(list, n);
     let r =
         (&t.lists, &t.digest_entries, &t.digest_issues).transaction(|(lists, entries, issues)| {
             let Some(v) = lists.get(list)? else {
