@@ -533,3 +533,84 @@ async fn through_postfix_and_hostile_headers() {
     assert!(checked.contains("dmarc=pass"), "{checked}");
     drop(pf);
 }
+
+/// A post whose sender checks wait on DNS (its domain's queries go
+/// unanswered) holds only itself: a post that arrives behind it is checked,
+/// planned and delivered meanwhile. The planner used to check one post at a
+/// time, so every post behind waited out the slow one's resolver timeout
+/// (5 s per dropped query by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_check_waiting_on_dns_holds_only_its_own_post() {
+    let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let zone = dns::Zone::default().silent("slow.example", black_hole.local_addr().unwrap().port());
+    let dns = match dns::DnsServer::start(&zone) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    let sink = Sink::builder().keep_data(true).start().await.unwrap();
+    let lmtp_port = ports::free_port();
+    // One attempt of 20 s: far longer than the fast post needs.
+    let mut lr = Listrelay::new(
+        lmtp_port,
+        sink.port(),
+        &format!(
+            "[moderation]\npoll_interval_ms = 100\n[dns]\nresolvers = [\"{}\"]\ntimeout_secs = 20\nattempts = 1\n",
+            dns.addr()
+        ),
+    );
+    let list = format!("chat@{DOMAIN}");
+    lr.open_list(
+        &list,
+        &[MEMBER.to_string()],
+        &[("nonmember_action", "accept")],
+    );
+    lr.start();
+
+    let send = |domain: &'static str, subject: &'static str| {
+        let list = list.clone();
+        async move {
+            let msg = post(domain, &list, subject, false);
+            let from = format!("alice@{domain}");
+            let r = lmtp_xforward(
+                lmtp_port,
+                "192.0.2.99",
+                &format!("mta.{domain}"),
+                &from,
+                &list,
+                &msg,
+            )
+            .await;
+            assert_eq!(r.code, 250, "{}", r.text());
+        }
+    };
+    send("slow.example", "slow post").await;
+    // Its checks are under way once dnsmasq has forwarded a query of it.
+    let end = std::time::Instant::now() + WAIT;
+    while !dns.log().contains("slow.example") {
+        assert!(
+            std::time::Instant::now() < end,
+            "no DNS query for the slow post:\n{}",
+            lr.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send("fast.example", "fast post").await;
+    sink.wait_records(1, WAIT, |t| text(t).contains("fast post"))
+        .await
+        .unwrap_or_else(|r| panic!("the fast post was not delivered: {r:?}\n{}", lr.log_text()));
+    let log = lr.log_text();
+    assert!(
+        !log.contains("DNS did not answer"),
+        "the fast post was delivered only after the slow post's DNS timeout:\n{log}"
+    );
+    assert!(
+        sink.records()
+            .iter()
+            .all(|t| !text(t).contains("slow post")),
+        "the slow post went out without its checks"
+    );
+    drop(black_hole);
+}

@@ -20,12 +20,27 @@ use crate::secret::Secret;
 use crate::smtp;
 use crate::store::{Job, MessageMeta, Store, StoreError};
 
+/// Posting policy checks (sender checks, DNS) running at once; see
+/// [`Fanout::planner`].
+const CHECKS_IN_FLIGHT: usize = 16;
+
 /// Members read per page while planning.
 const PLAN_PAGE: usize = 10_000;
 
 /// Chunks written to a draft job per store call: with the page, what
 /// planning holds in memory (10 chunks of 1,000 members by default).
 const PLAN_BATCH: usize = 10;
+
+/// The posting policy checks running in the planner, by task.
+#[derive(Default)]
+struct Checks {
+    tasks: tokio::task::JoinSet<(MessageMeta, Result<bool, StoreError>)>,
+    /// The post each task checks: never two checks of one post at once.
+    ids: HashMap<tokio::task::Id, String>,
+    /// Whether the last listing left posts unchecked for want of a free
+    /// slot: a check ending then lists again.
+    saturated: bool,
+}
 
 /// A post's job while it is planned: begun in the store with the first
 /// batch of chunks, so a post without recipients writes nothing.
@@ -200,43 +215,99 @@ impl Fanout {
         Duration::from_millis(self.config.poll_interval_ms)
     }
 
+    /// Plans posts as they come. Each post's posting policy (sender checks
+    /// that wait on DNS) runs in its own task, [`CHECKS_IN_FLIGHT`] at most,
+    /// and the post is planned when its own check ends: a dropped DNS query
+    /// costs the resolver's whole timeout (5 s by default), and one slow
+    /// answer must hold neither the posts behind it nor the planner.
     async fn planner(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut checks = Checks::default();
+        let mut list = true;
         loop {
-            match self.plan_all().await {
-                Ok(0) => {}
-                Ok(n) => {
-                    info!(jobs = n, "planned fan-out jobs");
-                    self.work.notify_waiters();
+            if list {
+                match self.plan_ready(&mut checks).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(jobs = n, "planned fan-out jobs"),
+                    Err(e) => warn!(error = %e, "planning failed; retrying"),
                 }
-                Err(e) => warn!(error = %e, "planning failed; retrying"),
             }
-            tokio::select! {
-                _ = self.posts.notified() => {}
-                _ = tokio::time::sleep(self.poll()) => {}
+            let done = tokio::select! {
+                _ = self.posts.notified() => None,
+                Some(done) = checks.tasks.join_next_with_id(), if !checks.tasks.is_empty() => Some(done),
+                _ = tokio::time::sleep(self.poll()) => None,
                 _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let Some(done) = done else {
+                list = true;
+                continue;
+            };
+            let post = match done {
+                Ok((id, (post, verdict))) => {
+                    checks.ids.remove(&id);
+                    self.checked(&post, verdict).then_some(post)
+                }
+                Err(e) => {
+                    let post = checks.ids.remove(&e.id());
+                    warn!(id = ?post, error = %e,
+                          "a posting policy check ended abnormally; the post is checked again");
+                    None
+                }
+            };
+            if let Some(post) = post {
+                match self.plan(&post).await {
+                    Ok(true) => info!(jobs = 1, "planned fan-out jobs"),
+                    Ok(false) => {}
+                    Err(e) => warn!(id = %post.id, error = %e, "planning failed; retrying"),
+                }
             }
+            // Posts left waiting for a free check start now.
+            list = checks.saturated;
         }
     }
 
-    async fn plan_all(&self) -> Result<usize, StoreError> {
-        let mut n = 0;
+    /// Plans the unplanned posts that need no check (approved, or no
+    /// policy installed) and starts the checks of the others, skipping
+    /// those being checked. Returns the jobs created.
+    async fn plan_ready(&self, checks: &mut Checks) -> Result<usize, StoreError> {
         let gate = self.hooks.get().and_then(|h| h.gate.clone());
+        let mut planned = 0;
+        checks.saturated = false;
         for post in self.store.unplanned_posts().await? {
-            if let (None, Some(gate)) = (post.policy, &gate) {
-                match gate.check(&post).await {
-                    Ok(true) => {}
-                    Ok(false) => continue,
-                    Err(e) => {
-                        warn!(id = %post.id, error = %e, "the posting policy failed; retrying");
+            match (&gate, post.policy) {
+                (Some(gate), None) => {
+                    if checks.ids.values().any(|id| *id == post.id) {
                         continue;
+                    }
+                    if checks.tasks.len() >= CHECKS_IN_FLIGHT {
+                        checks.saturated = true;
+                        continue;
+                    }
+                    let (gate, id) = (gate.clone(), post.id.clone());
+                    let task = checks.tasks.spawn(async move {
+                        let verdict = gate.check(&post).await;
+                        (post, verdict)
+                    });
+                    checks.ids.insert(task.id(), id);
+                }
+                _ => {
+                    if self.plan(&post).await? {
+                        planned += 1;
                     }
                 }
             }
-            if self.plan(&post).await? {
-                n += 1;
+        }
+        Ok(planned)
+    }
+
+    /// Whether a checked post is to be planned now.
+    fn checked(&self, post: &MessageMeta, verdict: Result<bool, StoreError>) -> bool {
+        match verdict {
+            Ok(plan) => plan,
+            Err(e) => {
+                warn!(id = %post.id, error = %e, "the posting policy failed; retrying");
+                false
             }
         }
-        Ok(n)
     }
 
     /// Creates the job of one post over the members it had when it arrived,
@@ -293,6 +364,8 @@ impl Fanout {
                 info!(id = %job.post_id, list = %job.list, recipients = job.recipients,
                       chunks = job.chunks, verp_percent = job.verp_percent, seq = job.seq, "job created");
                 metrics::counter!("listrelay_fanout_jobs_created_total").increment(1);
+                // The workers start on it now, not when the whole pass ends.
+                self.work.notify_waiters();
                 Ok(true)
             }
             Err(StoreError::Exists(_)) => Ok(false),

@@ -2,9 +2,9 @@
 //! (`dnsmasq-base`, scripts/install-test-deps) on a free loopback port,
 //! answering only from the records a test gives it.
 //!
-//! * [`Zone`]: the TXT and A records to serve. The TLDs of every name are
-//!   served `--local`, so a name without records gets NXDOMAIN (a permanent
-//!   "no record"), never a forward to the Internet.
+//! * [`Zone`]: the TXT and A records to serve. Every name is served
+//!   `--local`, so a name without records gets NXDOMAIN (a permanent "no
+//!   record"), never a forward to the Internet.
 //! * [`DnsServer::start`]: starts dnsmasq in the foreground; killed by PID on
 //!   drop.
 //! * [`DnsServer::pause`] / [`DnsServer::resume`]: SIGSTOP / SIGCONT, so a
@@ -39,6 +39,10 @@ pub struct Zone {
     pub txt: Vec<(String, String)>,
     /// `(name, IPv4 address)`.
     pub a: Vec<(String, String)>,
+    /// `(domain, port)`: queries under the domain are forwarded to
+    /// 127.0.0.1:port, where a test holds a UDP socket that never answers,
+    /// so they time out (a DNS server dropping one domain's queries).
+    pub silent: Vec<(String, u16)>,
 }
 
 impl Zone {
@@ -54,19 +58,11 @@ impl Zone {
         self
     }
 
-    /// The last label of every name: served locally (NXDOMAIN when absent).
-    fn tlds(&self) -> Vec<String> {
-        let mut t: Vec<String> = self
-            .txt
-            .iter()
-            .map(|(n, _)| n)
-            .chain(self.a.iter().map(|(n, _)| n))
-            .filter_map(|n| n.trim_end_matches('.').rsplit('.').next())
-            .map(|s| s.to_ascii_lowercase())
-            .collect();
-        t.sort();
-        t.dedup();
-        t
+    /// Leaves the queries under `domain` unanswered: dnsmasq forwards them
+    /// to `port`, a UDP socket on 127.0.0.1 the caller holds and never reads.
+    pub fn silent(mut self, domain: &str, port: u16) -> Self {
+        self.silent.push((domain.to_string(), port));
+        self
     }
 }
 
@@ -102,9 +98,12 @@ impl DnsServer {
         let log = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
         // Records go in a config file: dnsmasq unquotes `"a","b"` (several
         // character-strings) there, not on its command line.
-        let mut conf = String::new();
-        for tld in zone.tlds() {
-            conf.push_str(&format!("local=/{tld}/\n"));
+        // Every name is answered here (NXDOMAIN when it has no record),
+        // never forwarded to the machine's resolver.
+        let mut conf = String::from("local=/#/\n");
+        // More specific than the catch-all `local`, so it wins for the domain.
+        for (domain, port) in &zone.silent {
+            conf.push_str(&format!("server=/{domain}/127.0.0.1#{port}\n"));
         }
         for (name, value) in &zone.txt {
             conf.push_str(&format!(

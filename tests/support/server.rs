@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use super::dns::{DnsServer, Zone};
 use super::pg::{self, TestDb};
 use super::{ports, terminate, wait_220};
 
@@ -43,6 +44,9 @@ pub struct Listrelay {
     child: Option<Child>,
     /// The database this site created (dropped after the process is killed).
     db: Option<TestDb>,
+    /// The loopback DNS server the site resolves through when its config
+    /// names none (see [`Listrelay::start`]).
+    dns: Option<DnsServer>,
 }
 
 impl Listrelay {
@@ -124,6 +128,7 @@ impl Listrelay {
             store_url,
             child: None,
             db,
+            dns: None,
         }
     }
 
@@ -184,14 +189,34 @@ impl Listrelay {
         }
     }
 
-    /// Starts `serve` and waits for its LMTP greeting.
+    /// Starts `serve` and waits for its LMTP greeting. A config without a
+    /// `[dns]` section gets one naming a loopback dnsmasq that answers
+    /// NXDOMAIN for every name: the sender checks never ask the machine's
+    /// resolver (off-host, and it drops a query now and then, which costs
+    /// a post the resolver's whole timeout).
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
+        self.resolve_on_loopback();
         let child = spawn_serve(&self.config, &self.log).expect("spawn listrelay serve");
         self.child = Some(child);
         if let Err(e) = wait_220(self.lmtp_port, Duration::from_secs(20)) {
             panic!("listrelay did not start: {e}\n{}", self.log_text());
         }
+    }
+
+    fn resolve_on_loopback(&mut self) {
+        let config = std::fs::read_to_string(&self.config).expect("config");
+        if config.contains("[dns]") {
+            return;
+        }
+        let dns = DnsServer::start(&Zone::default())
+            .unwrap_or_else(|e| panic!("the test DNS server did not start: {e}"));
+        std::fs::write(
+            &self.config,
+            format!("{config}\n[dns]\nresolvers = [\"{}\"]\n", dns.addr()),
+        )
+        .expect("config");
+        self.dns = Some(dns);
     }
 
     pub fn pid(&self) -> Option<u32> {
