@@ -1,6 +1,7 @@
 //! The bounce parser. Properties: no panic (libfuzzer-sys's panic hook aborts
 //! before the parser's own `catch_unwind` can hide one), and
-//! any input up to 1 MiB is parsed in under 50 ms of CPU time, so quadratic
+//! any input up to 1 MiB is parsed in under 50 ms of CPU time in release
+//! (250 ms in this instrumented build, see [`BUDGET_NS`]), so quadratic
 //! behaviour is a failure. Inputs whose first byte is `0xA5` are amplified the
 //! way an attacker would (issue 11): the rest is `head 0x00 block`, and the
 //! block is repeated up to 1 MiB, so a small input tests a large message.
@@ -9,8 +10,13 @@
 use libfuzzer_sys::fuzz_target;
 use listrelay_fuzz::thread_cpu_ns;
 
-/// The budget of one parse (issue 11, part 2).
-const BUDGET_NS: u128 = 50_000_000;
+/// The budget of one parse in this build: issue 11 asks for 50 ms per MiB
+/// in the product's (release) build, and this one runs the parser about 5x
+/// slower (a coverage counter on every edge, traced comparisons, debug
+/// assertions): a 1 MiB bounce the fuzzer found took 54 ms here and 11 ms
+/// in release. Quadratic behaviour still fails by orders of magnitude (the
+/// case of issue 11 took seconds).
+const BUDGET_NS: u128 = 250_000_000;
 const MAX_INPUT: usize = 1 << 20;
 
 fuzz_target!(|data: &[u8]| {
@@ -27,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let spent = thread_cpu_ns() - start;
     assert!(
         spent < BUDGET_NS,
-        "parsing {} bytes took {} ms of CPU (budget 50 ms)",
+        "parsing {} bytes took {} ms of CPU (budget 250 ms in the fuzzing build, 50 ms in release)",
         input.len(),
         spent / 1_000_000
     );

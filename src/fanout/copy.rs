@@ -53,10 +53,20 @@ fn split_headers(raw: &[u8]) -> (Vec<&[u8]>, &[u8]) {
 }
 
 fn field_name(field: &[u8]) -> String {
-    let end = field.iter().position(|&b| b == b':').unwrap_or(0);
-    String::from_utf8_lossy(&field[..end])
-        .trim()
-        .to_ascii_lowercase()
+    // As a lenient reader (mail-parser, as a client does) matches names:
+    // ASCII whitespace anywhere in the name is ignored and colons before it
+    // skipped, so a malformed `List-I d:` is the List-Id readers take it
+    // for, and is replaced like one. A line without a colon has no name.
+    let mut name = String::new();
+    for &b in field {
+        match b {
+            b':' if !name.is_empty() => return name,
+            b'\n' => break,
+            b if b == b':' || b.is_ascii_whitespace() => {}
+            b => name.push(char::from(b.to_ascii_lowercase())),
+        }
+    }
+    String::new()
 }
 
 /// The `List-Unsubscribe` of one envelope when the list offers one-click
@@ -168,10 +178,12 @@ pub fn prepare_for(list: &List, raw: &[u8], shared_unsubscribe: bool, decorate: 
                 out.extend_from_slice(b"Subject: ");
                 out.extend_from_slice(prefix.as_bytes());
                 out.extend_from_slice(value.trim_start().as_bytes());
+                end_line(&mut out);
                 continue;
             }
         }
         out.extend_from_slice(f);
+        end_line(&mut out);
     }
     if !fields.iter().any(|f| field_name(f) == "date") {
         // RFC 5322 requires one, and an MTA adds it if missing (Postfix
@@ -192,7 +204,11 @@ pub fn prepare_for(list: &List, raw: &[u8], shared_unsubscribe: bool, decorate: 
         ""
     };
     if !footer.is_empty() && plain_text(raw) {
-        if !out.ends_with(b"\n") {
+        if rest.is_empty() {
+            // No body: the blank line that ends the header section first,
+            // or the footer's lines would read as header fields.
+            out.extend_from_slice(b"\r\n");
+        } else if !out.ends_with(b"\n") {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"-- \r\n");
@@ -205,6 +221,15 @@ pub fn prepare_for(list: &List, raw: &[u8], shared_unsubscribe: bool, decorate: 
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+/// Ends a header field copied from a message whose last line had no line
+/// end (possible only at the end of the input), so the next field starts
+/// on its own line.
+fn end_line(out: &mut Vec<u8>) {
+    if !out.ends_with(b"\n") {
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Longest display name kept in a munged From (a hostile name is cut).
@@ -434,6 +459,38 @@ mod tests {
         assert!(out.contains("From: a@b.org\r\nSubject: hi\r\n there\r\nDate: "));
         assert!(out.ends_with("\r\n\r\nbody\r\n"));
         assert!(!out.contains("List-Archive"));
+    }
+
+    /// Fuzzing (target `footer`): a post without a blank line (headers
+    /// only, last line unterminated) got the footer glued to its header
+    /// section, so a footer line reading `List-Id: …` made a second List-Id.
+    #[test]
+    fn a_footer_after_headers_only_is_the_body() {
+        let mut l = list();
+        l.settings.footer = "List-Id: <x.example>".into();
+        let out = String::from_utf8(prepare(
+            &l,
+            b"Subject: hi
+X-Last: no end",
+        ))
+        .unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert_eq!(head.matches("List-Id:").count(), 1, "{out}");
+        assert!(head.contains("X-Last: no end\r\nDate: "), "{out}");
+        assert_eq!(body, "-- \r\nList-Id: <x.example>\r\n");
+    }
+
+    /// Fuzzing (target `footer`): `List-I d:` is a List-Id to mail-parser
+    /// (it ignores whitespace in names), so the copy had two.
+    #[test]
+    fn list_headers_are_matched_as_readers_match_them() {
+        let out = String::from_utf8(prepare(
+            &list(),
+            b"List-I d: <x.example>\r\nPrecedence : bulk\r\nNo colon here\r\n\r\nb\r\n",
+        ))
+        .unwrap();
+        assert!(!out.contains("x.example") && !out.contains("bulk"), "{out}");
+        assert!(out.contains("No colon here\r\n"), "{out}");
     }
 
     #[test]

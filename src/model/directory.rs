@@ -367,6 +367,29 @@ impl ListSettings {
         {
             return Err("base_url must start with https:// (or http://)".into());
         }
+        // These go into every copy's header section: a line break there
+        // would add header fields of the owner's choosing.
+        for (key, text) in [
+            ("subject_prefix", &self.subject_prefix),
+            ("archive_url", &self.archive_url),
+            ("base_url", &self.base_url),
+        ] {
+            if text.chars().any(char::is_control) {
+                return Err(format!(
+                    "{key} must be one line without control characters (it goes into mail headers)"
+                ));
+            }
+        }
+        for (key, url) in [
+            ("archive_url", &self.archive_url),
+            ("base_url", &self.base_url),
+        ] {
+            if url.contains(|c: char| c.is_whitespace() || c == '<' || c == '>') {
+                return Err(format!(
+                    "{key} must be a URL without spaces or angle brackets (it is written as <{key}>)"
+                ));
+            }
+        }
         for (key, text) in [
             ("digest_header", &self.digest_header),
             ("digest_footer", &self.digest_footer),
@@ -585,6 +608,12 @@ mod tests {
         assert!(s.moderators.is_empty());
         assert_eq!(s.subject_prefix, "[dev] ");
         assert!(s.set("verp_percent", "101").is_err());
+        // Fuzzing (target `footer`): a prefix with a line break added
+        // header fields to every copy.
+        assert!(s.set("subject_prefix", "[x]\r\nList-Id: <y>").is_err());
+        assert!(s.set("archive_url", "https://a.example/\nX: y").is_err());
+        assert!(s.set("archive_url", "https://a.example/> <b").is_err());
+        assert_eq!(s.subject_prefix, "[dev] ");
         assert!(s.set("verp_percent", "-1").is_err());
         assert!(s.set("duplicate_policy", "maybe").is_err());
         assert!(matches!(s.set("nope", "1"), Err(SettingError::Unknown(..))));
