@@ -19,15 +19,16 @@ use crate::auth::{Evaluation, PostSigner};
 use crate::clock::now_ms;
 use crate::model::directory::{DmarcMitigateWhen, DmarcMitigation};
 use crate::model::List;
-use crate::smtp::{Envelope, RcptStatus, SendError};
+use crate::smtp::{Envelope, RcptStatus, SendError, Stuffed};
 use crate::store::{ChunkState, Claim, Completion, DeliveryFailure, Job, RetryItem, StoreError};
 use crate::verp;
 
 /// The copy of a post and its signer, shared by a chunk's transactions.
 #[derive(Clone, Copy)]
 struct Shared<'a> {
-    /// The prepared copy (`copy::prepare_for`).
-    copy: &'a [u8],
+    /// The prepared copy (`copy::prepare_for`), stuffed for DATA once for
+    /// all of the chunk's transactions.
+    body: &'a Stuffed,
     /// Signs each envelope's slice over it; `None` when the domain has no key.
     signing: Option<&'a PostSigner<'a>>,
 }
@@ -194,6 +195,7 @@ impl Fanout {
             .seal(job, &list, copy, signer.as_deref(), evaluation.as_ref())
             .await?;
         let signing = signer.as_ref().map(|s| s.for_post(&copy));
+        let body = Stuffed::new(&copy);
         let xverp = self.config.xverp
             && job.verp_percent == 100
             && self
@@ -216,7 +218,7 @@ impl Fanout {
                     job,
                     txn,
                     xverp.then_some(self.delimiter),
-                    &copy,
+                    &body,
                     signing.as_ref(),
                 )
                 .await;
@@ -235,7 +237,7 @@ impl Fanout {
         }
         self.store.sync().await?;
         let shared = Shared {
-            copy: &copy,
+            body: &body,
             signing: signing.as_ref(),
         };
         self.retry_due(owner, job, &list, held, shared, shutdown)
@@ -357,7 +359,7 @@ impl Fanout {
             }
             metrics::counter!("listrelay_fanout_retries_total").increment(txn.rcpts.len() as u64);
             match self
-                .send(list, job, &txn, None, shared.copy, shared.signing)
+                .send(list, job, &txn, None, shared.body, shared.signing)
                 .await
             {
                 Sent::MtaDown(e) => return Err(self.mta_down(owner, held, e).await),
@@ -410,7 +412,7 @@ impl Fanout {
         job: &Job,
         txn: &Txn,
         xverp: Option<char>,
-        copy: &[u8],
+        body: &Stuffed,
         signing: Option<&PostSigner<'_>>,
     ) -> Sent {
         let mail_from = if txn.verp {
@@ -436,11 +438,11 @@ impl Fanout {
                 .inspect_err(|e| warn!(list = %job.list, error = %e, "DKIM signing failed; the copy goes out unsigned"))
                 .ok()
         });
-        let parts: Vec<&[u8]> = [signature.as_deref(), header.as_deref(), Some(copy)]
+        let head: Vec<&[u8]> = [signature.as_deref(), header.as_deref()]
             .into_iter()
             .flatten()
             .collect();
-        match self.smtp.send(&envelope, &parts).await {
+        match self.smtp.send_with_body(&envelope, &head, body).await {
             Ok(outcome) => Sent::Answered(outcome.rcpts),
             Err(SendError::MailFromRejected(r)) if r.is_permanent() => {
                 // Our own MTA refusing our bounce address is a configuration

@@ -35,6 +35,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use capabilities::Capabilities;
+pub use dotstuff::Stuffed;
 pub use error::SendError;
 pub use pool::Client;
 pub use reply::Reply;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use super::connection::Connection;
+use super::dotstuff::Stuffed;
 use super::{transaction, Capabilities, ClientConfig, Envelope, RcptStatus, SendError, TxnOutcome};
 
 /// A pool of persistent SMTP connections to one target. Cheap to clone; use
@@ -58,8 +59,28 @@ impl Client {
         envelope: &Envelope,
         message: &[&[u8]],
     ) -> Result<TxnOutcome, SendError> {
+        self.send_parts(envelope, message, None).await
+    }
+
+    /// [`Client::send`] of `head` (whole header lines, stuffed on the fly)
+    /// then `body`, stuffed once for every transaction that sends it.
+    pub async fn send_with_body(
+        &self,
+        envelope: &Envelope,
+        head: &[&[u8]],
+        body: &Stuffed,
+    ) -> Result<TxnOutcome, SendError> {
+        self.send_parts(envelope, head, Some(body)).await
+    }
+
+    async fn send_parts(
+        &self,
+        envelope: &Envelope,
+        message: &[&[u8]],
+        body: Option<&Stuffed>,
+    ) -> Result<TxnOutcome, SendError> {
         let started = Instant::now();
-        let res = self.send_inner(envelope, message).await;
+        let res = self.send_inner(envelope, message, body).await;
         match &res {
             Ok(outcome) => {
                 let mut delivered = 0usize;
@@ -119,6 +140,7 @@ impl Client {
         &self,
         envelope: &Envelope,
         message: &[&[u8]],
+        body: Option<&Stuffed>,
     ) -> Result<TxnOutcome, SendError> {
         transaction::validate(envelope)?;
         let _permit = self
@@ -133,8 +155,14 @@ impl Client {
         };
         loop {
             let before = conn.replies_read;
-            let res =
-                transaction::run(&mut conn, envelope, message, self.inner.cfg.data_timeout).await;
+            let res = transaction::run(
+                &mut conn,
+                envelope,
+                message,
+                body,
+                self.inner.cfg.data_timeout,
+            )
+            .await;
             match res {
                 Ok(outcome) => {
                     conn.txns += 1;

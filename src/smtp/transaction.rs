@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::connection::Connection;
-use super::dotstuff::DotStuffer;
+use super::dotstuff::{DotStuffer, Stuffed};
 use super::{Envelope, RcptStatus, Reply, SendError, TxnOutcome};
 
 /// Input is stuffed and written in pieces of this size; the output buffer
@@ -78,13 +78,16 @@ fn failed(reply: Reply) -> Option<RcptStatus> {
 /// Runs one transaction. On `Ok`, the connection is in a known state
 /// (`conn.needs_rset` says whether it needs RSET first); on `Err`, only
 /// [`SendError::connection_reusable`] errors leave it usable.
+/// `body`, when given, follows `message` already stuffed (its slices are
+/// then whole header lines).
 pub(crate) async fn run(
     conn: &mut Connection,
     env: &Envelope,
     message: &[&[u8]],
+    body: Option<&Stuffed>,
     data_timeout: Duration,
 ) -> Result<TxnOutcome, SendError> {
-    let size: usize = message.iter().map(|s| s.len()).sum();
+    let size: usize = message.iter().map(|s| s.len()).sum::<usize>() + body.map_or(0, Stuffed::len);
     if let Some(limit) = conn.caps.size {
         if limit > 0 && size > limit {
             return Err(SendError::MessageTooLarge { size, limit });
@@ -210,6 +213,17 @@ pub(crate) async fn run(
     for slice in message {
         for piece in slice.chunks(CHUNK) {
             stuffer.push(piece, &mut buf);
+            if buf.len() >= CHUNK {
+                conn.write_all(&buf, "message body", data_timeout).await?;
+                buf.clear();
+            }
+        }
+    }
+    if let Some(body) = body {
+        // Whole header lines before it, so this only ever guards.
+        stuffer.end_line(&mut buf);
+        for piece in body.encoded().chunks(CHUNK) {
+            buf.extend_from_slice(piece);
             if buf.len() >= CHUNK {
                 conn.write_all(&buf, "message body", data_timeout).await?;
                 buf.clear();
