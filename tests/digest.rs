@@ -337,3 +337,32 @@ async fn digest_only_posts_wait_and_move_with_export() {
     assert_eq!(status["pending"]["posts"], 0, "{status}");
     assert_eq!(status["last"]["state"], "queued", "{status}");
 }
+
+/// Deleting a list takes its digest with it: posts waiting for the next
+/// issue do not come back in the issues of a new list of the same name
+/// (they did: the entries stayed behind, keyed by the list's address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_lists_waiting_digest_posts_do_not_come_back() {
+    let sink = Sink::builder().start().await.unwrap();
+    let mut lr = Listrelay::with_smtp(sink.port(), "");
+    lr.open_list(LIST, &[MIME_1.to_string()], &[("digest_enabled", "true")]);
+    set_mode(&lr, MIME_1, "digest_mime");
+    lr.start();
+    for i in 1..=2 {
+        let r = support::lmtp::lmtp_post(lr.lmtp_port, LIST, &post(i)).await;
+        assert_eq!(r.code, 250, "{}", r.text());
+    }
+    let waiting = || lr.json(&["digest", "status", LIST])["pending"]["posts"].clone();
+    assert!(
+        support::poll_until(WAIT, || waiting() == 2),
+        "{}\n{}",
+        waiting(),
+        lr.log_text()
+    );
+    lr.cli_ok(&["list", "delete", LIST]);
+    lr.cli_ok(&["list", "create", LIST]);
+    lr.cli_ok(&["list", "set", LIST, "digest_enabled", "true"]);
+    let status = lr.json(&["digest", "status", LIST]);
+    assert_eq!(status["pending"]["posts"], 0, "{status}");
+    assert!(status["last"].is_null(), "{status}");
+}

@@ -20,7 +20,10 @@
 //!   pipelined under either policy, and 5 (ours) vs 6 (RSET-always) in
 //!   lock-step; loopback wall-clock differences were within noise.
 //! * The message is dot-stuffed and CRLF-normalised while it is written, in
-//!   64 KiB pieces ([`dotstuff`]).
+//!   64 KiB pieces ([`dotstuff`]). A body many transactions share (a post's
+//!   copy) is stuffed once ([`Stuffed`], [`Client::send_with_body`]): stuffing
+//!   it per member was a tenth of the fan-out's CPU, and the members bench
+//!   went from 0.65-0.73x to 0.92-0.99x smtp-source at 100,000 members.
 
 mod capabilities;
 mod connection;

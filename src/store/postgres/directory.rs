@@ -144,10 +144,16 @@ pub async fn update_list(c: &Client, list: &List) -> Result<()> {
 }
 
 pub async fn delete_list(c: &Client, key: &str) -> Result<()> {
-    // Its members go with it in the same statement (ON DELETE CASCADE),
-    // so no crash leaves members behind a deleted list.
+    // Its members (ON DELETE CASCADE) and its digest go with it in the
+    // same statement, so no crash leaves any of them behind a deleted list
+    // to come back with a new list of the same name.
     let n = c
-        .execute("DELETE FROM lists WHERE key = $1", &[&key])
+        .execute(
+            "WITH entries AS (DELETE FROM digest_entries WHERE list = $1), \
+                  issues AS (DELETE FROM digest_issues WHERE list = $1) \
+             DELETE FROM lists WHERE key = $1",
+            &[&key],
+        )
         .await
         .map_err(pg_err)?;
     if n == 0 {

@@ -42,6 +42,39 @@ pub(super) fn enter(
     Ok(())
 }
 
+/// Removes a deleted list's digest: its entries, their bytes and its
+/// issues (part of the list's purge, directory.rs, so a crash midway is
+/// finished at start like the members').
+pub(super) fn purge(t: &Trees, list: &str) -> Result<()> {
+    let prefix = key2(list, "");
+    loop {
+        let keys = t
+            .digest_entries
+            .scan_prefix(&prefix)
+            .keys()
+            .take(super::directory::PURGE_BATCH)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            break;
+        }
+        let (mut entries, mut bodies) = (sled::Batch::default(), sled::Batch::default());
+        for k in keys {
+            entries.remove(k.clone());
+            bodies.remove(k);
+        }
+        // Bytes first: an entry never outlives them.
+        t.digest_bodies.apply_batch(bodies)?;
+        t.digest_entries.apply_batch(entries)?;
+    }
+    for kv in t.digest_issues.iter() {
+        let (k, v) = kv?;
+        if serde_json::from_slice::<DigestIssue>(&v)?.list == list {
+            t.digest_issues.remove(k)?;
+        }
+    }
+    Ok(())
+}
+
 /// A list's entries with their keys, in `seq` order.
 fn list_entries(t: &Trees, list: &str) -> Result<Vec<(sled::IVec, DigestEntry)>> {
     t.digest_entries

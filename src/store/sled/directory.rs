@@ -91,11 +91,11 @@ pub(super) fn delete_list(
             .map_err(fanout::tx_err)?;
     }
     between()?;
-    purge_members(t, key)
+    purge_list(t, key)
 }
 
-/// Removes a deleted list's members, then its tombstone.
-pub(super) fn purge_members(t: &Trees, list: &str) -> Result<()> {
+/// Removes a deleted list's members and digest, then its tombstone.
+pub(super) fn purge_list(t: &Trees, list: &str) -> Result<()> {
     let prefix = key2(list, "");
     loop {
         let keys = t
@@ -113,6 +113,7 @@ pub(super) fn purge_members(t: &Trees, list: &str) -> Result<()> {
         }
         t.members.apply_batch(batch)?;
     }
+    super::digest::purge(t, list)?;
     t.purges.remove(list)?;
     Ok(())
 }
@@ -121,8 +122,8 @@ pub(super) fn purge_members(t: &Trees, list: &str) -> Result<()> {
 pub(super) fn finish_list_purges(t: &Trees) -> Result<()> {
     for k in t.purges.iter().keys() {
         let list = String::from_utf8_lossy(&k?).into_owned();
-        warn!(%list, "finishing the deletion of a list's members cut short by a crash");
-        purge_members(t, &list)?;
+        warn!(%list, "finishing the deletion of a list's members and digest cut short by a crash");
+        purge_list(t, &list)?;
     }
     Ok(())
 }
