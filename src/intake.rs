@@ -138,7 +138,11 @@ fn header_end(data: &[u8]) -> usize {
     let mut stream = MessageStream::new(data);
     let mut fields = Vec::new();
     if !stream.parse_headers(&MessageParser::new(), &mut fields) {
-        return data.len();
+        // No blank line: every line is a header line. Not after the last
+        // field, whose value a lenient reader may run on into the next line
+        // (fuzzing, target `message_id`: a Date with a NUL in its folded
+        // line took the inserted Message-ID with it), but before it.
+        return last_field_start(data, &fields);
     }
     // mail-parser stops just after the blank line's `\n`.
     let blank_end = stream.offset().saturating_sub(1);
@@ -150,6 +154,11 @@ fn header_end(data: &[u8]) -> usize {
     if blank.iter().all(u8::is_ascii_whitespace) && !matches!(blank.first(), Some(b' ' | b'\t')) {
         return blank_start;
     }
+    last_field_start(data, &fields)
+}
+
+/// Where the last of `fields` that starts a line starts (0 when none does).
+fn last_field_start(data: &[u8], fields: &[mail_parser::Header<'_>]) -> usize {
     fields
         .iter()
         .map(|f| f.offset_field as usize)
@@ -457,9 +466,14 @@ mod tests {
             insert_header(lf, "M", "v"),
             b"Subject: x\nM: v\n\nbody\n".to_vec()
         );
+        // Header lines only: before the last field (see header_end).
         assert_eq!(
             insert_header(b"Subject: x", "M", "v"),
-            b"Subject: x\r\nM: v\r\n".to_vec()
+            b"M: v\r\nSubject: x".to_vec()
+        );
+        assert_eq!(
+            insert_header(b"From: a\nSubject: x\n", "M", "v"),
+            b"From: a\nM: v\nSubject: x\n".to_vec()
         );
         assert_eq!(
             insert_header(b"\r\nbody", "M", "v"),

@@ -148,6 +148,10 @@ fn a_message_id_after_a_malformed_header_line_is_read_as_a_header() {
         b"From: a@example.org\r\ngarbage\r\n\t\r\nSubject: hi\r\n\r\nbody\r\n",
         // A line of blanks that is not folding (CR first) ends it too.
         b"From: a@example.org\r\n\r\r\nSubject: hi\r\n\r\nbody\r\n",
+        // Header lines only, the last a Date whose folded line holds a NUL:
+        // mail-parser read the Date on into the Message-ID appended after
+        // it (30-minute run); it now goes before the last field.
+        b"From: MAILER-DAEMON@mx.example.org\n\x9fToample.org\nSubject: Undeliverable mail\nDate: Tue, 1 Dec 202m (HELO m01.vzwpi\x8cx.com) ([192.0.2.39])\n  bywas not dlists.xeample.or \x00g.\n",
         // Ordinary posts stay as before.
         b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n",
         b"From: a@example.org\nSubject: hi\n\nbody\n",
