@@ -20,6 +20,7 @@ pub mod import;
 pub mod intake;
 pub mod integration;
 pub mod lmtp;
+pub mod mime;
 pub mod model;
 pub mod moderation;
 pub mod notice;

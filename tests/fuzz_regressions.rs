@@ -217,3 +217,21 @@ fn a_footer_goes_only_under_a_type_readers_take_as_plain_text() {
         assert!(footed(plain), "no footer under {plain:?}");
     }
 }
+
+/// `bounce_parse` (30-minute run): a 7 KB abuse report whose multipart
+/// structure makes mail-parser 0.11.9 panic ("Invalid part ID, could not
+/// find multipart"). The bounce parser caught it, but a post in a digest
+/// or a message to `LIST-request` was parsed unguarded, so a stranger's
+/// message could end the task that reads it. Every full parse now goes
+/// through `mime::parse`, which reads the panic as "unreadable".
+#[test]
+fn a_message_that_panics_mail_parser_is_read_as_unreadable() {
+    let raw = include_bytes!("../fuzz/seeds/bounce_parse/mime-part-panic");
+    assert!(listrelay::mime::parse(raw).is_none());
+    let _ = listrelay::bounce::parse(raw);
+    let section = listrelay::digest::Summary::of(&listrelay::digest::Post {
+        raw,
+        received_at: 1_796_000_000,
+    });
+    assert_eq!(section.subject, "(no subject)");
+}

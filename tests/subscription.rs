@@ -690,3 +690,28 @@ async fn a_banned_senders_post_is_refused() {
         .collect();
     assert_eq!(told.len(), 2, "each banned sender told why: {told:?}");
 }
+
+/// A message to `LIST-request` that makes mail-parser panic (found by
+/// fuzzing, tests/fuzz_regressions.rs) is answered like one without
+/// commands, and the next request is served: it used to unwind out of the
+/// handler that reads requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_panics_the_mime_parser_is_answered() {
+    let rig = support::moderation::Rig::new(1_000_000_000).await;
+    let list = List::new(Address::parse(LIST).unwrap());
+    rig.store.create_list(&list).await.unwrap();
+    let hostile = include_bytes!("../fuzz/seeds/bounce_parse/mime-part-panic");
+    let s = policy::sender("carol@example.com", hostile);
+    rig.svc.request(&list, &s, hostile).await.unwrap();
+    let raw = b"From: carol@example.com\r\nSubject: help\r\n\r\n";
+    let s = policy::sender("carol@example.com", raw);
+    rig.svc.request(&list, &s, raw).await.unwrap();
+    assert!(
+        rig.outbox
+            .sent()
+            .iter()
+            .any(|m| m.1.contains("Subject: Help for dev@lists.example.org")),
+        "{:?}",
+        rig.outbox.sent()
+    );
+}

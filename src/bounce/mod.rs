@@ -20,7 +20,7 @@ pub mod score;
 pub mod ses;
 pub mod text;
 
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{MimeHeaders, PartType};
 
 pub use report::{BounceReport, Kind, Reason, RecipientDetail};
 pub use scope::{scope_key, BounceScope};
@@ -107,7 +107,7 @@ fn strip_html(html: &str) -> String {
 
 fn collect(raw: &[u8]) -> Collected {
     let mut c = Collected::default();
-    let Some(msg) = MessageParser::default().parse(raw) else {
+    let Some(msg) = crate::mime::parse(raw) else {
         c.texts.push(lossy(raw));
         return c;
     };

@@ -3,7 +3,7 @@
 //! text. Every value is made safe to print here, so the composer never sees
 //! a raw header: one line, no control characters, a bounded length.
 
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{MimeHeaders, PartType};
 
 use super::Post;
 
@@ -82,7 +82,7 @@ impl Summary {
     /// all (empty, no header) still gets a section that says so.
     pub fn of(post: &Post<'_>) -> Summary {
         let received = crate::notice::rfc5322_date(post.received_at);
-        let Some(m) = MessageParser::default().parse(post.raw) else {
+        let Some(m) = crate::mime::parse(post.raw) else {
             return Summary {
                 subject: "(no subject)".into(),
                 author: "unknown".into(),

@@ -373,7 +373,7 @@ impl Service {
         if sender.automatic {
             return Ok("ignored: automatic message".into());
         }
-        let parsed = mail_parser::MessageParser::new().parse(raw);
+        let parsed = crate::mime::parse(raw);
         let body = parsed
             .as_ref()
             .and_then(|m| m.body_text(0))

@@ -287,7 +287,7 @@ struct HeldPost {
 
 /// The parts of a post a moderator reads, as plain text.
 fn preview(raw: &str) -> (String, String, String, String, String) {
-    let Some(m) = mail_parser::MessageParser::new().parse(raw.as_bytes()) else {
+    let Some(m) = crate::mime::parse(raw.as_bytes()) else {
         return (
             String::new(),
             String::new(),
