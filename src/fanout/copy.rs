@@ -39,7 +39,12 @@ fn split_headers(raw: &[u8]) -> (Vec<&[u8]>, &[u8]) {
             .iter()
             .position(|&b| b == b'\n')
             .map_or(raw.len(), |i| pos + i + 1);
-        let continuation = matches!(rest.first(), Some(b' ' | b'\t'));
+        // An indented line continues a field, as readers (mail-parser) take
+        // it, only after a line with a colon: after a line without one it
+        // starts a field of its own (fuzzing: `junk` then `  List-Id: …`
+        // was a second List-Id to readers and not to us).
+        let continuation =
+            matches!(rest.first(), Some(b' ' | b'\t')) && raw[start..pos].contains(&b':');
         if !continuation && pos > start {
             fields.push(&raw[start..pos]);
             start = pos;
@@ -491,6 +496,13 @@ X-Last: no end",
         .unwrap();
         assert!(!out.contains("x.example") && !out.contains("bulk"), "{out}");
         assert!(out.contains("No colon here\r\n"), "{out}");
+        let out = String::from_utf8(prepare(
+            &list(),
+            b"junk\n   List-Id: <x.example>\r\nSubject: s\r\n\r\nb\r\n",
+        ))
+        .unwrap();
+        assert!(!out.contains("x.example"), "{out}");
+        assert!(out.contains("junk\n"), "{out}");
     }
 
     #[test]
