@@ -302,8 +302,9 @@ async fn kill9_while_an_issue_is_built_or_sent_loses_and_repeats_nothing() {
 /// A list whose members all take digests: a post has no regular recipient,
 /// yet it waits for the next issue (once), and export/import carry what
 /// waits; `digest send` on the store (no server) cuts the issue.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn digest_only_posts_wait_and_move_with_export() {
+/// A running site whose list's one member takes the MIME digest, and two
+/// posts waiting for its next issue.
+async fn two_posts_for_the_digest_only() -> (Sink, Listrelay) {
     let sink = Sink::builder().start().await.unwrap();
     let mut lr = Listrelay::with_smtp(sink.port(), "");
     lr.open_list(LIST, &[MIME_1.to_string()], &[("digest_enabled", "true")]);
@@ -320,6 +321,12 @@ async fn digest_only_posts_wait_and_move_with_export() {
         waiting(),
         lr.log_text()
     );
+    (sink, lr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_only_posts_wait_and_move_with_export() {
+    let (sink, mut lr) = two_posts_for_the_digest_only().await;
     assert_eq!(sink.rcpt_count(), 0, "no regular copy");
     lr.stop();
     let file = lr.path().join("export.ndjson");
@@ -343,22 +350,7 @@ async fn digest_only_posts_wait_and_move_with_export() {
 /// (they did: the entries stayed behind, keyed by the list's address).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_lists_waiting_digest_posts_do_not_come_back() {
-    let sink = Sink::builder().start().await.unwrap();
-    let mut lr = Listrelay::with_smtp(sink.port(), "");
-    lr.open_list(LIST, &[MIME_1.to_string()], &[("digest_enabled", "true")]);
-    set_mode(&lr, MIME_1, "digest_mime");
-    lr.start();
-    for i in 1..=2 {
-        let r = support::lmtp::lmtp_post(lr.lmtp_port, LIST, &post(i)).await;
-        assert_eq!(r.code, 250, "{}", r.text());
-    }
-    let waiting = || lr.json(&["digest", "status", LIST])["pending"]["posts"].clone();
-    assert!(
-        support::poll_until(WAIT, || waiting() == 2),
-        "{}\n{}",
-        waiting(),
-        lr.log_text()
-    );
+    let (_sink, lr) = two_posts_for_the_digest_only().await;
     lr.cli_ok(&["list", "delete", LIST]);
     lr.cli_ok(&["list", "create", LIST]);
     lr.cli_ok(&["list", "set", LIST, "digest_enabled", "true"]);

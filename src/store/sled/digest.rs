@@ -47,25 +47,9 @@ pub(super) fn enter(
 /// finished at start like the members').
 pub(super) fn purge(t: &Trees, list: &str) -> Result<()> {
     let prefix = key2(list, "");
-    loop {
-        let keys = t
-            .digest_entries
-            .scan_prefix(&prefix)
-            .keys()
-            .take(super::directory::PURGE_BATCH)
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        if keys.is_empty() {
-            break;
-        }
-        let (mut entries, mut bodies) = (sled::Batch::default(), sled::Batch::default());
-        for k in keys {
-            entries.remove(k.clone());
-            bodies.remove(k);
-        }
-        // Bytes first: an entry never outlives them.
-        t.digest_bodies.apply_batch(bodies)?;
-        t.digest_entries.apply_batch(entries)?;
-    }
+    // Entries first: an entry never outlives its bytes.
+    super::directory::remove_prefix(&t.digest_entries, &prefix)?;
+    super::directory::remove_prefix(&t.digest_bodies, &prefix)?;
     for kv in t.digest_issues.iter() {
         let (k, v) = kv?;
         if serde_json::from_slice::<DigestIssue>(&v)?.list == list {

@@ -61,7 +61,7 @@ fn set_delivery_mode(t: &Trees, key: &[u8], mode: DeliveryMode) -> Result<Option
 }
 
 /// Members removed per batch when a deleted list's members are purged.
-pub(super) const PURGE_BATCH: usize = 10_000;
+const PURGE_BATCH: usize = 10_000;
 
 /// Deletes a list: the list record goes and a tombstone comes in one
 /// transaction (under the directory lock); then its members are removed in
@@ -96,26 +96,29 @@ pub(super) fn delete_list(
 
 /// Removes a deleted list's members and digest, then its tombstone.
 pub(super) fn purge_list(t: &Trees, list: &str) -> Result<()> {
-    let prefix = key2(list, "");
+    remove_prefix(&t.members, &key2(list, ""))?;
+    super::digest::purge(t, list)?;
+    t.purges.remove(list)?;
+    Ok(())
+}
+
+/// Removes every key of `tree` under `prefix`, [`PURGE_BATCH`] at a time.
+pub(super) fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> Result<()> {
     loop {
-        let keys = t
-            .members
-            .scan_prefix(&prefix)
+        let keys = tree
+            .scan_prefix(prefix)
             .keys()
             .take(PURGE_BATCH)
             .collect::<std::result::Result<Vec<_>, _>>()?;
         if keys.is_empty() {
-            break;
+            return Ok(());
         }
         let mut batch = sled::Batch::default();
         for k in keys {
             batch.remove(k);
         }
-        t.members.apply_batch(batch)?;
+        tree.apply_batch(batch)?;
     }
-    super::digest::purge(t, list)?;
-    t.purges.remove(list)?;
-    Ok(())
 }
 
 /// Finishes the member purges of lists deleted before a crash.
