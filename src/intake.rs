@@ -134,27 +134,35 @@ fn read_headers(data: &[u8]) -> Headers {
 /// (mail-parser reads on after it exactly as before), or at the very start
 /// when there is none. A message whose header section never ends (no body)
 /// gets the field at its end.
-fn header_end(data: &[u8]) -> usize {
+///
+/// Returns that place, then the fallbacks [`insert_header`] tries when
+/// mail-parser does not read the field there: before the last field, then
+/// first.
+fn insertion_points(data: &[u8]) -> [usize; 3] {
     let mut stream = MessageStream::new(data);
     let mut fields = Vec::new();
-    if !stream.parse_headers(&MessageParser::new(), &mut fields) {
-        // No blank line: every line is a header line. Not after the last
-        // field, whose value a lenient reader may run on into the next line
-        // (fuzzing, target `message_id`: a Date with a NUL in its folded
-        // line took the inserted Message-ID with it), but before it.
-        return last_field_start(data, &fields);
-    }
+    let complete = stream.parse_headers(&MessageParser::new(), &mut fields);
+    let last = last_field_start(data, &fields);
+    let end = if complete {
+        section_end(data, stream.offset()).unwrap_or(last)
+    } else {
+        data.len()
+    };
+    [end, last, 0]
+}
+
+/// The start of the line that ends the header section, mail-parser having
+/// stopped at `offset`; `None` when a field may not go there.
+fn section_end(data: &[u8], offset: usize) -> Option<usize> {
     // mail-parser stops just after the blank line's `\n`.
-    let blank_end = stream.offset().saturating_sub(1);
+    let blank_end = offset.saturating_sub(1);
     let blank_start = data[..blank_end]
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |i| i + 1);
     let blank = &data[blank_start..blank_end];
-    if blank.iter().all(u8::is_ascii_whitespace) && !matches!(blank.first(), Some(b' ' | b'\t')) {
-        return blank_start;
-    }
-    last_field_start(data, &fields)
+    (blank.iter().all(u8::is_ascii_whitespace) && !matches!(blank.first(), Some(b' ' | b'\t')))
+        .then_some(blank_start)
 }
 
 /// Where the last of `fields` that starts a line starts (0 when none does).
@@ -166,12 +174,33 @@ fn last_field_start(data: &[u8], fields: &[mail_parser::Header<'_>]) -> usize {
         .unwrap_or(0)
 }
 
-/// Inserts a header at the end of the header section, in the message's own line
-/// ending; every other byte stays as it was.
+/// Inserts a header at the end of the header section, in the message's own
+/// line ending; every other byte stays as it was. Where mail-parser (as a
+/// reader) would not read it there, in the first of the fallbacks of
+/// [`insertion_points`] where it does. Fuzzing (target `message_id`) found
+/// both: a last field readers run on into the next line (a Date with a NUL
+/// in its folded line took the inserted field with it), and a last line
+/// readers drop that becomes a second Message-ID once a line follows it.
 pub fn insert_header(data: &[u8], name: &str, value: &str) -> Vec<u8> {
+    let points = insertion_points(data);
+    let mut first = None;
+    for at in points {
+        let out = insert_at(data, at, name, value);
+        let read = MessageParser::new()
+            .parse_headers(&out[..])
+            .and_then(|m| m.header_raw(name).map(|r| r.trim() == value))
+            .unwrap_or(false);
+        if read {
+            return out;
+        }
+        first.get_or_insert(out);
+    }
+    first.unwrap_or_else(|| insert_at(data, points[0], name, value))
+}
+
+fn insert_at(data: &[u8], at: usize, name: &str, value: &str) -> Vec<u8> {
     let crlf = data.windows(2).position(|w| w == b"\r\n").is_some() || !data.contains(&b'\n');
     let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
-    let at = header_end(data);
     let mut out = Vec::with_capacity(data.len() + name.len() + value.len() + 4);
     out.extend_from_slice(&data[..at]);
     if at > 0 && data[at - 1] != b'\n' {
@@ -466,14 +495,9 @@ mod tests {
             insert_header(lf, "M", "v"),
             b"Subject: x\nM: v\n\nbody\n".to_vec()
         );
-        // Header lines only: before the last field (see header_end).
         assert_eq!(
             insert_header(b"Subject: x", "M", "v"),
-            b"M: v\r\nSubject: x".to_vec()
-        );
-        assert_eq!(
-            insert_header(b"From: a\nSubject: x\n", "M", "v"),
-            b"From: a\nM: v\nSubject: x\n".to_vec()
+            b"Subject: x\r\nM: v\r\n".to_vec()
         );
         assert_eq!(
             insert_header(b"\r\nbody", "M", "v"),

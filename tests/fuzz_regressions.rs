@@ -152,6 +152,10 @@ fn a_message_id_after_a_malformed_header_line_is_read_as_a_header() {
         // mail-parser read the Date on into the Message-ID appended after
         // it (30-minute run); it now goes before the last field.
         b"From: MAILER-DAEMON@mx.example.org\n\x9fToample.org\nSubject: Undeliverable mail\nDate: Tue, 1 Dec 202m (HELO m01.vzwpi\x8cx.com) ([192.0.2.39])\n  bywas not dlists.xeample.or \x00g.\n",
+        // Header lines only, a last line mail-parser drops until a line
+        // follows it, which then is a second (unreadable) Message-ID: the
+        // field goes at the end after all.
+        b"Subj\xff\xff\xff\xff\xff\xff\xffg>\nMessage-ID: \x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88<fuzz.1@lists.example.or\tbody",
         // Ordinary posts stay as before.
         b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n",
         b"From: a@example.org\nSubject: hi\n\nbody\n",
@@ -170,9 +174,11 @@ fn a_message_id_after_a_malformed_header_line_is_read_as_a_header() {
         assert_eq!(body_after, body, "the body changed: {shown:?}");
         let eol = if post.contains(&b'\r') { 2 } else { 1 };
         let field = "Message-ID: <new.1@lists.example.org>".len();
+        // A last header line without a line end gets one before the field.
+        let ended = if post.ends_with(b"\n") { 0 } else { eol };
         assert_eq!(
             out.len(),
-            post.len() + field + eol,
+            post.len() + field + eol + ended,
             "one field added: {shown:?}"
         );
     }
