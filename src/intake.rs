@@ -94,16 +94,23 @@ fn read_headers(data: &[u8]) -> Headers {
         };
     };
     // A Message-ID header that mail-parser cannot parse is still one we must not
-    // add a second of: keep its raw text as the key.
+    // add a second of: keep its raw text as the key. The raw text is read from
+    // the field's bytes, not `header_raw` (which gives nothing for bytes that
+    // are not UTF-8): fuzzing (target `message_id`) found a field with an
+    // unclosed `<` and such bytes that intake took for none, and added a
+    // second that readers then did not take.
     let message_id = msg.message_id().map(str::to_string).or_else(|| {
-        msg.header_raw("Message-ID")
-            .map(|r| {
-                r.trim()
-                    .trim_start_matches('<')
-                    .trim_end_matches('>')
-                    .to_string()
-            })
-            .filter(|s| !s.is_empty())
+        let last = msg
+            .headers()
+            .iter()
+            .rfind(|h| h.name().eq_ignore_ascii_case("Message-ID"))?;
+        let raw = data.get(last.offset_start() as usize..last.offset_end() as usize)?;
+        let key = String::from_utf8_lossy(raw)
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string();
+        (!key.is_empty()).then_some(key)
     });
     let list_ids = msg
         .headers()
@@ -118,6 +125,13 @@ fn read_headers(data: &[u8]) -> Headers {
         message_id,
         list_ids,
     }
+}
+
+/// The Message-ID intake takes a post to have (as written, without `<>`), or
+/// `None` when it adds one: the definition the `message_id` fuzz target
+/// checks insertion against.
+pub fn post_message_id(data: &[u8]) -> Option<String> {
+    read_headers(data).message_id
 }
 
 /// Where a header field can be inserted at the end of the header section,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use listrelay::address::{self, Address, Suffix};
-use listrelay::intake::Intake;
+use listrelay::intake::{Intake, Outcome};
 use listrelay::model::{Domain, List};
 use listrelay::secret::Secret;
 use listrelay::store::{SledStore, Store};
@@ -182,6 +182,53 @@ fn a_message_id_after_a_malformed_header_line_is_read_as_a_header() {
             "one field added: {shown:?}"
         );
     }
+}
+
+/// `message_id`: a post whose own Message-ID field has an unclosed `<` and
+/// bytes that are not UTF-8 (the 30-minute run's input, kept in the seeds
+/// as `unclosed-angle`). mail-parser reads no Message-ID in it and
+/// `header_raw` gives nothing for such bytes, so intake took the post for
+/// one without and added a field; readers then took the post's own field,
+/// read on into the added one, and saw no Message-ID at all. The post has
+/// one: intake keeps it as written, adds nothing, and takes its raw text as
+/// the duplicate key, so the same post again is a duplicate.
+#[tokio::test]
+async fn a_post_with_an_unreadable_message_id_keeps_it_and_gets_no_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let list = List::new(Address::parse("dev@lists.example.org").unwrap());
+    store
+        .create_domain(&Domain {
+            name: "lists.example.org".into(),
+            opaque: false,
+            arc_seal: None,
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    store.create_list(&list).await.unwrap();
+    let post = include_bytes!("../fuzz/seeds/message_id/unclosed-angle");
+    let intake = Intake::new(store.clone(), '+');
+    let rcpt = intake.resolve("<dev@lists.example.org>").await.unwrap();
+    let first = intake
+        .deliver("a@example.org", std::slice::from_ref(&rcpt), post)
+        .await;
+    let [Outcome::Stored { id }] = &first[..] else {
+        panic!("the post was not stored: {first:?}");
+    };
+    let stored = store.message_body(id).await.unwrap();
+    assert_eq!(stored, post.to_vec(), "the post changed: nothing is added");
+    // The same post with another first line: the same Message-ID, other
+    // content (the same bytes again would be an MTA redelivery).
+    let other = [&b"X-Resent: 1\r\n"[..], post].concat();
+    let again = intake.deliver("a@example.org", &[rcpt], &other).await;
+    assert!(
+        matches!(
+            &again[..],
+            [Outcome::DuplicateDiscarded { .. } | Outcome::DuplicateRejected { .. }]
+        ),
+        "the same post again is not a duplicate: {again:?}"
+    );
 }
 
 /// `footer`: the copy appended the list's footer when the Content-Type field
