@@ -5,6 +5,8 @@ Usage: bench/bounce-attacks.py KIND N
   repeat N     plain-text bounce whose body repeats a 4-line header-like block N times
   longline N   one line of N characters (address-like words)
   addresses N  a bounce listing N failed addresses, one a line
+  multiparts N a delivery report of N multipart parts whose boundary never comes
+  dashes N     a delivery report whose boundary is N dashes and an x, then N dashes
 """
 import sys
 
@@ -28,6 +30,24 @@ def addresses(n):
     return (HEAD + "The following addresses failed:\n\n" + "".join(lines))
 
 
+def report(outer):
+    return ("From: MAILER-DAEMON@example.org\nTo: list-bounces@example.com\n"
+            "Subject: Undeliverable Mail\nMIME-Version: 1.0\n"
+            "Content-Type: multipart/report; report-type=delivery-status; "
+            f'boundary="{outer}"\n\n'
+            f"--{outer}\nContent-Type: text/plain\n\nDelivery failed 20 user@example.net\n")
+
+
+def multiparts(n):
+    part = '--outer\nContent-Type: multipart/mixed; boundary="never"\n\ntext\n'
+    return report("outer") + part * n + "--outer--\n"
+
+
+def dashes(n):
+    return report("-" * n + "x") + "-" * n + "\n"
+
+
 if __name__ == "__main__":
     kind, n = sys.argv[1], int(sys.argv[2])
-    sys.stdout.write({"repeat": repeat, "longline": longline, "addresses": addresses}[kind](n))
+    sys.stdout.write({"repeat": repeat, "longline": longline, "addresses": addresses,
+                      "multiparts": multiparts, "dashes": dashes}[kind](n))

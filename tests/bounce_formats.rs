@@ -590,6 +590,30 @@ mod attack {
             .collect();
         format!("{HEAD}The following addresses failed:\n\n{list}").into_bytes()
     }
+
+    /// The head of a delivery report with boundary `outer` and its text part.
+    fn report(outer: &str) -> String {
+        format!(
+            "From: MAILER-DAEMON@example.org\nTo: list-bounces@example.com\n\
+             Subject: Undeliverable Mail\nMIME-Version: 1.0\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"{outer}\"\n\n\
+             --{outer}\nContent-Type: text/plain\n\nDelivery failed 20 user@example.net\n"
+        )
+    }
+
+    /// A report of `n` multipart parts whose boundary never comes: each sent
+    /// mail-parser to the end of the message and back (fuzzing, docs/fuzzing.md).
+    pub fn multiparts(n: usize) -> Vec<u8> {
+        let part = "--outer\nContent-Type: multipart/mixed; boundary=\"never\"\n\ntext\n";
+        format!("{}{}--outer--\n", report("outer"), part.repeat(n)).into_bytes()
+    }
+
+    /// A report whose boundary is `n` dashes and an `x`, then `n` dashes:
+    /// mail-parser compared the boundary at every `--`.
+    pub fn dashes(n: usize) -> Vec<u8> {
+        let boundary = format!("{}x", "-".repeat(n));
+        format!("{}{}\n", report(&boundary), "-".repeat(n)).into_bytes()
+    }
 }
 
 /// Fastest of three parses of `raw`.
@@ -613,10 +637,12 @@ fn parse_time(raw: &[u8]) -> std::time::Duration {
 #[test]
 fn parse_time_is_linear_in_the_input() {
     type Make = fn(usize) -> Vec<u8>;
-    let kinds: [(&str, Make, usize); 3] = [
+    let kinds: [(&str, Make, usize); 5] = [
         ("repeat", attack::repeat, 500),
         ("long line", attack::long_line, 50_000),
         ("addresses", attack::addresses, 1_000),
+        ("multiparts", attack::multiparts, 500),
+        ("dashes", attack::dashes, 4_000),
     ];
     for (name, make, n) in kinds {
         let (small, large) = (make(n), make(8 * n));
