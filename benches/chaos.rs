@@ -344,6 +344,20 @@ struct Log {
     samples: Vec<(f64, u64, usize)>,
 }
 
+/// The bytes of the files under `dir`, recursively.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 fn rss_and_fds(pid: u32) -> Option<(u64, usize)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss = status
@@ -581,6 +595,11 @@ async fn soak(
     // resource samples, and the supervisor (systemd's Restart=on-failure)
     {
         let (serve, log) = (serve.clone(), log.clone());
+        // CHAOS_SAMPLES=FILE: every sample also as a line `t age rss_kib fds
+        // data_bytes`, to tell a process that grows from one that starts
+        // larger on a larger store.
+        let dump = std::env::var_os("CHAOS_SAMPLES").map(PathBuf::from);
+        let data_dir = data.clone();
         tasks.spawn_blocking(move || {
             while Instant::now() < deadline {
                 std::thread::sleep(Duration::from_secs(2));
@@ -599,6 +618,19 @@ async fn soak(
                 if let Some((rss, fds)) = pid.and_then(rss_and_fds) {
                     let t = t0.elapsed().as_secs_f64();
                     log.lock().unwrap().samples.push((t, rss, fds));
+                    if let Some(path) = &dump {
+                        let line = format!(
+                            "{t:.0} {} {rss} {fds} {}\n",
+                            age.as_secs(),
+                            dir_bytes(&data_dir)
+                        );
+                        let mut f = std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(path)
+                            .unwrap();
+                        std::io::Write::write_all(&mut f, line.as_bytes()).unwrap();
+                    }
                 }
             }
         });

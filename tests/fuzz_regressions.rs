@@ -11,6 +11,24 @@ use listrelay::secret::Secret;
 use listrelay::store::{SledStore, Store};
 use listrelay::verp;
 
+/// A sled store holding the list `address` (and its domain).
+async fn store_with_list(address: &str) -> (tempfile::TempDir, Arc<dyn Store>, List) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let list = List::new(Address::parse(address).unwrap());
+    store
+        .create_domain(&Domain {
+            name: list.address.domain().to_string(),
+            opaque: false,
+            arc_seal: None,
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    store.create_list(&list).await.unwrap();
+    (dir, store, list)
+}
+
 /// `address`: a local part whose lowercase form is longer than itself ('İ'
 /// is 2 bytes, "i̇" 3) made `route` cut the lowercased text at the original's
 /// byte offset of the delimiter and panic, which ended the LMTP session at
@@ -36,19 +54,7 @@ fn a_local_part_that_changes_length_when_lowercased_routes() {
 /// address keeps the RFC limit.
 #[tokio::test]
 async fn intake_takes_the_verp_sender_of_every_member() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-    let list = List::new(Address::parse("developers@lists.example.org").unwrap());
-    store
-        .create_domain(&Domain {
-            name: "lists.example.org".into(),
-            opaque: false,
-            arc_seal: None,
-            created_at: 0,
-        })
-        .await
-        .unwrap();
-    store.create_list(&list).await.unwrap();
+    let (_dir, store, list) = store_with_list("developers@lists.example.org").await;
     let secret = Secret::from_bytes(b"0123456789abcdef0123456789abcdef".to_vec());
     let longest_member = format!(
         "{}@{}.{}.{}.{}",
@@ -194,19 +200,7 @@ fn a_message_id_after_a_malformed_header_line_is_read_as_a_header() {
 /// the duplicate key, so the same post again is a duplicate.
 #[tokio::test]
 async fn a_post_with_an_unreadable_message_id_keeps_it_and_gets_no_second() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-    let list = List::new(Address::parse("dev@lists.example.org").unwrap());
-    store
-        .create_domain(&Domain {
-            name: "lists.example.org".into(),
-            opaque: false,
-            arc_seal: None,
-            created_at: 0,
-        })
-        .await
-        .unwrap();
-    store.create_list(&list).await.unwrap();
+    let (_dir, store, _list) = store_with_list("dev@lists.example.org").await;
     let post = include_bytes!("../fuzz/seeds/message_id/unclosed-angle");
     let intake = Intake::new(store.clone(), '+');
     let rcpt = intake.resolve("<dev@lists.example.org>").await.unwrap();
@@ -217,7 +211,8 @@ async fn a_post_with_an_unreadable_message_id_keeps_it_and_gets_no_second() {
         panic!("the post was not stored: {first:?}");
     };
     let stored = store.message_body(id).await.unwrap();
-    assert_eq!(stored, post.to_vec(), "the post changed: nothing is added");
+    // Its last line (a lone CR) is ended, as DATA would have; no field is added.
+    assert_eq!(stored, [&post[..], b"\r\n"].concat(), "the post changed");
     // The same post with another first line: the same Message-ID, other
     // content (the same bytes again would be an MTA redelivery).
     let other = [&b"X-Resent: 1\r\n"[..], post].concat();
@@ -229,6 +224,35 @@ async fn a_post_with_an_unreadable_message_id_keeps_it_and_gets_no_second() {
         ),
         "the same post again is not a duplicate: {again:?}"
     );
+}
+
+/// `message_id`: a post of one tab (BDAT need not end the last line): the
+/// Message-ID intake added before it was folded on into the tab and the end
+/// of the data, where mail-parser drops an ID field, so readers saw none.
+/// Intake ends a last line as DATA would; the added field is then read.
+#[tokio::test]
+async fn a_post_whose_last_line_has_no_end_gets_a_readable_message_id() {
+    let (_dir, store, _list) = store_with_list("dev@lists.example.org").await;
+    let intake = Intake::new(store.clone(), '+');
+    let rcpt = intake.resolve("<dev@lists.example.org>").await.unwrap();
+    for post in [&b"\t"[..], b"Subject: no line end", b"Subject: hi\n\nbody"] {
+        let out = intake
+            .deliver("a@example.org", std::slice::from_ref(&rcpt), post)
+            .await;
+        let [Outcome::Stored { id }] = &out[..] else {
+            panic!("{post:?} was not stored: {out:?}");
+        };
+        let stored = store.message_body(id).await.unwrap();
+        let read = mail_parser::MessageParser::new()
+            .parse_headers(&stored[..])
+            .and_then(|m| m.message_id().map(str::to_string));
+        assert!(
+            read.is_some_and(|m| m.starts_with(id.as_str())),
+            "readers see no Message-ID in {:?}",
+            String::from_utf8_lossy(&stored)
+        );
+        assert!(stored.ends_with(b"\n"), "{stored:?}");
+    }
 }
 
 /// `footer`: the copy appended the list's footer when the Content-Type field

@@ -12,6 +12,8 @@ use listrelay::intake::insert_header;
 const VALUE: &str = "<fuzz.1@lists.example.org>";
 
 fuzz_target!(|data: &[u8]| {
+    // As intake receives it: the last line ended (`intake::whole_lines`).
+    let data = &listrelay::intake::whole_lines(data)[..];
     let out = insert_header(data, "Message-ID", VALUE);
     assert!(out.len() > data.len(), "nothing was inserted");
     let extra = out.len() - data.len();
