@@ -2,7 +2,7 @@
 //! before the parser's own `catch_unwind` can hide one; only mail-parser's
 //! own, which `mime::parse` catches, are let through), and
 //! any input up to 1 MiB is parsed in under 50 ms of CPU time in release
-//! (250 ms in this instrumented build, see [`BUDGET_NS`]), so quadratic
+//! (500 ms in this instrumented build, see [`BUDGET_NS`]), so quadratic
 //! behaviour is a failure. Inputs whose first byte is `0xA5` are amplified the
 //! way an attacker would (issue 11): the rest is `head 0x00 block`, and the
 //! block is repeated up to 1 MiB, so a small input tests a large message.
@@ -12,12 +12,14 @@ use libfuzzer_sys::fuzz_target;
 use listrelay_fuzz::thread_cpu_ns;
 
 /// The budget of one parse in this build: issue 11 asks for 50 ms per MiB
-/// in the product's (release) build, and this one runs the parser about 5x
-/// slower (a coverage counter on every edge, traced comparisons, debug
-/// assertions): a 1 MiB bounce the fuzzer found took 54 ms here and 11 ms
-/// in release. Quadratic behaviour still fails by orders of magnitude (the
-/// case of issue 11 took seconds).
-const BUDGET_NS: u128 = 250_000_000;
+/// in the product's (release) build, and this one runs the parser 5 to 11
+/// times slower (a coverage counter on every edge, traced comparisons,
+/// debug assertions): 1 MiB bounces the fuzzer found took 54 ms here and
+/// 11 ms in release, and 273 ms here and 25 ms in release (seeds
+/// `amplified-dsn-54ms`, `amplified-ses-273ms`). Quadratic behaviour still
+/// fails by orders of magnitude (the case of issue 11 took seconds; the
+/// boundary rescans of `amplified-multiparts`, seconds too).
+const BUDGET_NS: u128 = 500_000_000;
 const MAX_INPUT: usize = 1 << 20;
 
 fuzz_target!(|data: &[u8]| {
@@ -35,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let spent = thread_cpu_ns() - start;
     assert!(
         spent < BUDGET_NS,
-        "parsing {} bytes took {} ms of CPU (budget 250 ms in the fuzzing build, 50 ms in release)",
+        "parsing {} bytes took {} ms of CPU (budget 500 ms in the fuzzing build, 50 ms in release)",
         input.len(),
         spent / 1_000_000
     );
