@@ -29,6 +29,17 @@ async fn store_with_list(address: &str) -> (tempfile::TempDir, Arc<dyn Store>, L
     (dir, store, list)
 }
 
+/// Posts `post` to dev@lists.example.org through `intake`; the stored id
+/// and the bytes the store keeps.
+async fn post_and_read(intake: &Intake, store: &Arc<dyn Store>, post: &[u8]) -> (String, Vec<u8>) {
+    let rcpt = intake.resolve("<dev@lists.example.org>").await.unwrap();
+    let out = intake.deliver("a@example.org", &[rcpt], post).await;
+    let [Outcome::Stored { id }] = &out[..] else {
+        panic!("{post:?} was not stored: {out:?}");
+    };
+    (id.clone(), store.message_body(id).await.unwrap())
+}
+
 /// `address`: a local part whose lowercase form is longer than itself ('İ'
 /// is 2 bytes, "i̇" 3) made `route` cut the lowercased text at the original's
 /// byte offset of the delimiter and panic, which ended the LMTP session at
@@ -203,19 +214,13 @@ async fn a_post_with_an_unreadable_message_id_keeps_it_and_gets_no_second() {
     let (_dir, store, _list) = store_with_list("dev@lists.example.org").await;
     let post = include_bytes!("../fuzz/seeds/message_id/unclosed-angle");
     let intake = Intake::new(store.clone(), '+');
-    let rcpt = intake.resolve("<dev@lists.example.org>").await.unwrap();
-    let first = intake
-        .deliver("a@example.org", std::slice::from_ref(&rcpt), post)
-        .await;
-    let [Outcome::Stored { id }] = &first[..] else {
-        panic!("the post was not stored: {first:?}");
-    };
-    let stored = store.message_body(id).await.unwrap();
+    let (_, stored) = post_and_read(&intake, &store, post).await;
     // Its last line (a lone CR) is ended, as DATA would have; no field is added.
     assert_eq!(stored, [&post[..], b"\r\n"].concat(), "the post changed");
     // The same post with another first line: the same Message-ID, other
     // content (the same bytes again would be an MTA redelivery).
     let other = [&b"X-Resent: 1\r\n"[..], post].concat();
+    let rcpt = intake.resolve("<dev@lists.example.org>").await.unwrap();
     let again = intake.deliver("a@example.org", &[rcpt], &other).await;
     assert!(
         matches!(
@@ -234,15 +239,8 @@ async fn a_post_with_an_unreadable_message_id_keeps_it_and_gets_no_second() {
 async fn a_post_whose_last_line_has_no_end_gets_a_readable_message_id() {
     let (_dir, store, _list) = store_with_list("dev@lists.example.org").await;
     let intake = Intake::new(store.clone(), '+');
-    let rcpt = intake.resolve("<dev@lists.example.org>").await.unwrap();
     for post in [&b"\t"[..], b"Subject: no line end", b"Subject: hi\n\nbody"] {
-        let out = intake
-            .deliver("a@example.org", std::slice::from_ref(&rcpt), post)
-            .await;
-        let [Outcome::Stored { id }] = &out[..] else {
-            panic!("{post:?} was not stored: {out:?}");
-        };
-        let stored = store.message_body(id).await.unwrap();
+        let (id, stored) = post_and_read(&intake, &store, post).await;
         let read = mail_parser::MessageParser::new()
             .parse_headers(&stored[..])
             .and_then(|m| m.message_id().map(str::to_string));
