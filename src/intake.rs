@@ -177,8 +177,8 @@ pub fn post_message_id(data: &[u8]) -> Option<String> {
 ///
 /// Returns that place, then the fallbacks [`insert_header`] tries when
 /// mail-parser does not read the field there: before the last field, then
-/// first.
-fn insertion_points(data: &[u8]) -> [usize; 3] {
+/// first; and whether mail-parser reads no field at all in the message.
+fn insertion_points(data: &[u8]) -> ([usize; 3], bool) {
     let mut stream = MessageStream::new(data);
     let mut fields = Vec::new();
     let complete = stream.parse_headers(&MessageParser::new(), &mut fields);
@@ -188,7 +188,7 @@ fn insertion_points(data: &[u8]) -> [usize; 3] {
     } else {
         data.len()
     };
-    [end, last, 0]
+    ([end, last, 0], fields.is_empty())
 }
 
 /// The start of the line that ends the header section, mail-parser having
@@ -221,19 +221,35 @@ fn last_field_start(data: &[u8], fields: &[mail_parser::Header<'_>]) -> usize {
 /// both: a last field readers run on into the next line (a Date with a NUL
 /// in its folded line took the inserted field with it), and a last line
 /// readers drop that becomes a second Message-ID once a line follows it.
+///
+/// A message in which mail-parser reads no field at all is all body to it;
+/// when no place works there (its first line starts with a blank, so a
+/// field put before it folds on into it and past the line that ended the
+/// section, as fuzzing found), the field goes first with an empty line
+/// after it: the message's only field, the rest its body, as an MTA heads
+/// a message that came without a header.
 pub fn insert_header(data: &[u8], name: &str, value: &str) -> Vec<u8> {
-    let points = insertion_points(data);
+    let (points, headerless) = insertion_points(data);
+    let read = |out: &[u8]| {
+        MessageParser::new()
+            .parse_headers(out)
+            .and_then(|m| m.header_raw(name).map(|r| r.trim() == value))
+            .unwrap_or(false)
+    };
     let mut first = None;
     for at in points {
         let out = insert_at(data, at, name, value);
-        let read = MessageParser::new()
-            .parse_headers(&out[..])
-            .and_then(|m| m.header_raw(name).map(|r| r.trim() == value))
-            .unwrap_or(false);
-        if read {
+        if read(&out) {
             return out;
         }
         first.get_or_insert(out);
+    }
+    if headerless {
+        let eol = line_end(data);
+        let out = [format!("{name}: {value}").as_bytes(), eol, eol, data].concat();
+        if read(&out) {
+            return out;
+        }
     }
     first.unwrap_or_else(|| insert_at(data, points[0], name, value))
 }

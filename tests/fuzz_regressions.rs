@@ -253,6 +253,26 @@ async fn a_post_whose_last_line_has_no_end_gets_a_readable_message_id() {
     }
 }
 
+/// `message_id`: a message in which readers find no field at all, whose
+/// first line starts with a blank and whose section ends at a line of one
+/// space (seed `headerless-blank-first`). A Message-ID put first folded on
+/// into the first line and past the line that ended the section, so a later
+/// `Message-ID:` line in the body became the one readers took (unreadable).
+/// The field now goes first with an empty line after it: the message's only
+/// field, all the rest its body.
+#[test]
+fn a_message_with_no_field_gets_the_message_id_as_its_only_field() {
+    let post = include_bytes!("../fuzz/seeds/message_id/headerless-blank-first");
+    let out = listrelay::intake::insert_header(post, "Message-ID", "<new.1@lists.example.org>");
+    assert_eq!(
+        out,
+        [&b"Message-ID: <new.1@lists.example.org>\r\n\r\n"[..], post].concat()
+    );
+    let (id, body) = read_as_a_reader(&out);
+    assert_eq!(id.as_deref(), Some("new.1@lists.example.org"));
+    assert_eq!(body, post.to_vec(), "all of the message is the body");
+}
+
 /// `footer`: the copy appended the list's footer when the Content-Type field
 /// merely contained the text `text/plain` (its own lower-cased search), so a
 /// multipart or garbage type got a footer after its last boundary, inside a
