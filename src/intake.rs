@@ -177,7 +177,8 @@ pub fn post_message_id(data: &[u8]) -> Option<String> {
 ///
 /// Returns that place, then the fallbacks [`insert_header`] tries when
 /// mail-parser does not read the field there: before the last field, then
-/// first; and whether mail-parser reads no field at all in the message.
+/// first; and whether no line of the message starts a field mail-parser
+/// reads (it may read one after blanks or garbage at the start of a line).
 fn insertion_points(data: &[u8]) -> ([usize; 3], bool) {
     let mut stream = MessageStream::new(data);
     let mut fields = Vec::new();
@@ -188,7 +189,15 @@ fn insertion_points(data: &[u8]) -> ([usize; 3], bool) {
     } else {
         data.len()
     };
-    ([end, last, 0], fields.is_empty())
+    let headerless = !fields
+        .iter()
+        .any(|f| starts_line(data, f.offset_field as usize));
+    ([end, last, 0], headerless)
+}
+
+/// Whether `at` is the start of a line of `data`.
+fn starts_line(data: &[u8], at: usize) -> bool {
+    at == 0 || data.get(at - 1) == Some(&b'\n')
 }
 
 /// The start of the line that ends the header section, mail-parser having
@@ -210,7 +219,7 @@ fn last_field_start(data: &[u8], fields: &[mail_parser::Header<'_>]) -> usize {
     fields
         .iter()
         .map(|f| f.offset_field as usize)
-        .rfind(|&at| at == 0 || data.get(at - 1) == Some(&b'\n'))
+        .rfind(|&at| starts_line(data, at))
         .unwrap_or(0)
 }
 
@@ -222,12 +231,12 @@ fn last_field_start(data: &[u8], fields: &[mail_parser::Header<'_>]) -> usize {
 /// in its folded line took the inserted field with it), and a last line
 /// readers drop that becomes a second Message-ID once a line follows it.
 ///
-/// A message in which mail-parser reads no field at all is all body to it;
-/// when no place works there (its first line starts with a blank, so a
-/// field put before it folds on into it and past the line that ended the
-/// section, as fuzzing found), the field goes first with an empty line
-/// after it: the message's only field, the rest its body, as an MTA heads
-/// a message that came without a header.
+/// A message in which no line starts a field has no header section; when no
+/// place works there (its first line starts with a blank, so a field put
+/// before it folds on into it, and past the line that ended the section or
+/// into an ID further on, as fuzzing found), the field goes first with an
+/// empty line after it: the message's only field, the rest its body, as an
+/// MTA heads a message that came without a header.
 pub fn insert_header(data: &[u8], name: &str, value: &str) -> Vec<u8> {
     let (points, headerless) = insertion_points(data);
     let read = |out: &[u8]| {

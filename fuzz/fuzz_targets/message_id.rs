@@ -1,8 +1,8 @@
 //! Intake's header editing: `insert_header` adds the Message-ID field and
 //! keeps every other byte. Properties: the output is the input with one slice
 //! added, and that slice is the field and its line end (after a line end for a
-//! last header line that had none; and, in a message with no field at all,
-//! the field first with an empty line after it); where intake takes the input to have no
+//! last header line that had none; and, in a message in which no line starts
+//! a field, the field first with an empty line after it); where intake takes the input to have no
 //! Message-ID, mail-parser reads the inserted one, so every reader of the
 //! copy sees it.
 #![no_main]
@@ -35,11 +35,16 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let lo = data.len().saturating_sub(suffix);
     let hi = prefix.min(data.len());
-    // A message with no field at all may get the field first and an empty
-    // line: its only field, the rest its body.
+    // A message in which no line starts a field may get the field first and
+    // an empty line: its only field, the rest its body.
     let headerless = mail_parser::MessageParser::new()
         .parse_headers(data)
-        .is_none_or(|m| m.headers().is_empty());
+        .is_none_or(|m| {
+            m.headers().iter().all(|h| {
+                let at = h.offset_field as usize;
+                at > 0 && data.get(at - 1) != Some(&b'\n')
+            })
+        });
     let headed = [&b"\r\n"[..], b"\n"]
         .iter()
         .any(|eol| out == [field.as_bytes(), eol, eol, data].concat());
