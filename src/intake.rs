@@ -176,10 +176,13 @@ pub fn post_message_id(data: &[u8]) -> Option<String> {
 /// gets the field at its end.
 ///
 /// Returns that place, then the fallbacks [`insert_header`] tries when
-/// mail-parser does not read the field there: before the last field, then
-/// first; and whether no line of the message starts a field mail-parser
-/// reads (it may read one after blanks or garbage at the start of a line).
-fn insertion_points(data: &[u8]) -> ([usize; 3], bool) {
+/// mail-parser does not read the field there: just after the last field of
+/// the same name (readers take the last one, and a post's own Message-ID
+/// field may hold no ID: fuzzing found `Message-ID: <` shadowing every
+/// place before it), before the last field, then first; and whether no
+/// line of the message starts a field mail-parser reads (it may read one
+/// after blanks or garbage at the start of a line).
+fn insertion_points(data: &[u8], name: &str) -> (Vec<usize>, bool) {
     let mut stream = MessageStream::new(data);
     let mut fields = Vec::new();
     let complete = stream.parse_headers(&MessageParser::new(), &mut fields);
@@ -189,10 +192,16 @@ fn insertion_points(data: &[u8]) -> ([usize; 3], bool) {
     } else {
         data.len()
     };
+    let after_same_name = fields
+        .iter()
+        .rfind(|f| f.name().eq_ignore_ascii_case(name))
+        .map(|f| f.offset_end as usize)
+        .filter(|&at| at <= data.len() && starts_line(data, at));
     let headerless = !fields
         .iter()
         .any(|f| starts_line(data, f.offset_field as usize));
-    ([end, last, 0], headerless)
+    let points = [Some(end), after_same_name, Some(last), Some(0)];
+    (points.into_iter().flatten().collect(), headerless)
 }
 
 /// Whether `at` is the start of a line of `data`.
@@ -238,7 +247,7 @@ fn last_field_start(data: &[u8], fields: &[mail_parser::Header<'_>]) -> usize {
 /// empty line after it: the message's only field, the rest its body, as an
 /// MTA heads a message that came without a header.
 pub fn insert_header(data: &[u8], name: &str, value: &str) -> Vec<u8> {
-    let (points, headerless) = insertion_points(data);
+    let (points, headerless) = insertion_points(data, name);
     let read = |out: &[u8]| {
         MessageParser::new()
             .parse_headers(out)
@@ -246,7 +255,7 @@ pub fn insert_header(data: &[u8], name: &str, value: &str) -> Vec<u8> {
             .unwrap_or(false)
     };
     let mut first = None;
-    for at in points {
+    for &at in &points {
         let out = insert_at(data, at, name, value);
         if read(&out) {
             return out;

@@ -283,6 +283,22 @@ fn a_message_with_no_field_gets_the_message_id_as_its_only_field() {
     }
 }
 
+/// `message_id`: a post whose own Message-ID field holds no ID (`Message-ID:
+/// <`, seed `empty-id-shadows`), so intake adds one; readers take the last
+/// Message-ID field, and with the section ending at a line of a tab every
+/// place tried was before the empty one. The field now also goes just after
+/// the last field of its name, where readers take it.
+#[test]
+fn an_empty_message_id_field_does_not_hide_the_added_one() {
+    let post = include_bytes!("../fuzz/seeds/message_id/empty-id-shadows");
+    assert_eq!(listrelay::intake::post_message_id(post), None);
+    let out = listrelay::intake::insert_header(post, "Message-ID", "<new.1@lists.example.org>");
+    let field = b"Message-ID: <new.1@lists.example.org>\r\n";
+    assert_eq!(out.len(), post.len() + field.len(), "one field added");
+    let (id, _) = read_as_a_reader(&out);
+    assert_eq!(id.as_deref(), Some("new.1@lists.example.org"));
+}
+
 /// `footer`: the copy appended the list's footer when the Content-Type field
 /// merely contained the text `text/plain` (its own lower-cased search), so a
 /// multipart or garbage type got a footer after its last boundary, inside a
