@@ -660,7 +660,13 @@ async fn soak(
         // CHAOS_SAMPLES=FILE: every sample also as a line `t age rss_kib fds
         // data_bytes`, to tell a process that grows from one that starts
         // larger on a larger store.
-        let dump = std::env::var_os("CHAOS_SAMPLES").map(PathBuf::from);
+        let mut dump = std::env::var_os("CHAOS_SAMPLES").map(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("CHAOS_SAMPLES {}: {e}", path.display()))
+        });
         let data_dir = data.clone();
         tasks.spawn_blocking(move || {
             while Instant::now() < deadline {
@@ -685,18 +691,13 @@ async fn soak(
                         rss_kib: rss,
                         fds,
                     });
-                    if let Some(path) = &dump {
+                    if let Some(f) = &mut dump {
                         let line = format!(
                             "{t:.0} {} {rss} {fds} {}\n",
                             age.as_secs(),
                             dir_bytes(&data_dir)
                         );
-                        let mut f = std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(path)
-                            .unwrap();
-                        std::io::Write::write_all(&mut f, line.as_bytes()).unwrap();
+                        std::io::Write::write_all(f, line.as_bytes()).unwrap();
                     }
                 }
             }

@@ -254,22 +254,18 @@ pub fn insert_header(data: &[u8], name: &str, value: &str) -> Vec<u8> {
             .and_then(|m| m.header_raw(name).map(|r| r.trim() == value))
             .unwrap_or(false)
     };
-    let mut first = None;
-    for &at in &points {
-        let out = insert_at(data, at, name, value);
-        if read(&out) {
-            return out;
-        }
-        first.get_or_insert(out);
+    let eol = line_end(data);
+    let headed = || [format!("{name}: {value}").as_bytes(), eol, eol, data].concat();
+    let mut candidates = points
+        .iter()
+        .map(|&at| insert_at(data, at, name, value))
+        .chain(headerless.then(headed));
+    // The first place (the end of the section) is kept if none is read.
+    let first = candidates.next().unwrap_or_else(headed);
+    if read(&first) {
+        return first;
     }
-    if headerless {
-        let eol = line_end(data);
-        let out = [format!("{name}: {value}").as_bytes(), eol, eol, data].concat();
-        if read(&out) {
-            return out;
-        }
-    }
-    first.unwrap_or_else(|| insert_at(data, points[0], name, value))
+    candidates.find(|out| read(out)).unwrap_or(first)
 }
 
 fn insert_at(data: &[u8], at: usize, name: &str, value: &str) -> Vec<u8> {

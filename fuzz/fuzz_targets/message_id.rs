@@ -2,9 +2,9 @@
 //! keeps every other byte. Properties: the output is the input with one slice
 //! added, and that slice is the field and its line end (after a line end for a
 //! last header line that had none; and, in a message in which no line starts
-//! a field, the field first with an empty line after it); where intake takes the input to have no
-//! Message-ID, mail-parser reads the inserted one, so every reader of the
-//! copy sees it.
+//! a field, the field first with an empty line after it); where intake takes
+//! the input to have no Message-ID, mail-parser reads the inserted one, so
+//! every reader of the copy sees it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
