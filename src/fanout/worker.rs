@@ -1,8 +1,9 @@
 //! A delivery worker: claims a chunk, sends its transactions in plan order,
-//! records progress after each one the MTA accepted (which renews the lease),
-//! retries deferred recipients with backoff, and completes the chunk.
+//! records progress (which renews the lease) whenever the recipients sent
+//! since the last record would otherwise pass the duplicate bound, retries
+//! deferred recipients with backoff, and completes the chunk.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +64,11 @@ impl From<StoreError> for Halt {
 struct HeldChunk {
     state: Mutex<ChunkState>,
     lost: AtomicBool,
+    /// When the store last accepted a write of this chunk (progress or
+    /// renewal), on this host's clock: a worker that was paused for half
+    /// its lease writes before it sends again, so it learns of a takeover
+    /// before it could deliver beside the new holder.
+    saved_ms: AtomicU64,
 }
 
 impl Fanout {
@@ -104,6 +110,7 @@ impl Fanout {
         let held = Arc::new(HeldChunk {
             state: Mutex::new(claim.chunk.clone()),
             lost: AtomicBool::new(false),
+            saved_ms: AtomicU64::new(now_ms()),
         });
         let renewal = tokio::spawn(renew(
             self.store.clone(),
@@ -142,7 +149,14 @@ impl Fanout {
             held.lost.store(true, Ordering::SeqCst);
             return Err(Halt::LeaseLost);
         }
+        held.saved_ms.store(now_ms(), Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Whether the last accepted write of the chunk is half a lease old: the
+    /// worker was paused (or the store slow), and must renew before it sends.
+    fn lease_aging(&self, held: &HeldChunk) -> bool {
+        now_ms().saturating_sub(held.saved_ms.load(Ordering::SeqCst)) > self.lease_ms() / 2
     }
 
     /// Lets the chunk go until `not_before_ms`.
@@ -208,9 +222,26 @@ impl Fanout {
         let percent = if xverp { 0 } else { job.verp_percent };
         let txns = plan::transactions(&members, job.seq, percent, job.max_rcpt_per_txn as usize);
         let start = held.state.lock().await.cursor as usize;
+        // Progress is written once the recipients accepted since the last
+        // write, with the next transaction's, would pass the bound of
+        // docs/architecture.md ("Bounded duplicates"): a crash repeats at
+        // most max_rcpt_per_txn copies per worker. A batch transaction fills
+        // the bound alone and is recorded at once; a run of VERP envelopes
+        // is recorded every max_rcpt_per_txn of them, which spares the store
+        // a write per member (on PostgreSQL, a statement per member).
+        let bound = (job.max_rcpt_per_txn as usize).max(1);
+        let mut unsaved = 0;
         for (i, txn) in txns.iter().enumerate().skip(start) {
             if *shutdown.borrow() {
                 return Err(self.release(owner, held, 0).await);
+            }
+            if held.lost.load(Ordering::SeqCst) {
+                return Err(Halt::LeaseLost);
+            }
+            if self.lease_aging(held) {
+                let mut s = held.state.lock().await;
+                self.save(owner, held, &mut s).await?;
+                unsaved = 0;
             }
             let sent = self
                 .send(
@@ -229,7 +260,12 @@ impl Fanout {
                     let failures = self.apply(&mut s, job, &txn.rcpts, statuses);
                     s.cursor = i as u32 + 1;
                     s.mta_failures = 0;
-                    self.save(owner, held, &mut s).await?;
+                    unsaved += txn.rcpts.len();
+                    let next = txns.get(i + 1).map_or(bound, |t| t.rcpts.len());
+                    if unsaved + next > bound {
+                        self.save(owner, held, &mut s).await?;
+                        unsaved = 0;
+                    }
                     drop(s);
                     self.record(failures).await;
                 }
@@ -569,7 +605,8 @@ async fn mitigation_needed(
     }
 }
 
-/// Renews the lease while the worker is inside a long transaction.
+/// Renews the lease (writing the held state, progress included) while the
+/// worker is inside a long transaction or between progress writes.
 async fn renew(
     store: Arc<dyn crate::store::Store>,
     owner: String,
@@ -581,7 +618,7 @@ async fn renew(
         tokio::time::sleep(every).await;
         let s = held.state.lock().await;
         match store.update_chunk(&owner, &s, lease_ms).await {
-            Ok(true) => {}
+            Ok(true) => held.saved_ms.store(now_ms(), Ordering::SeqCst),
             Ok(false) => {
                 held.lost.store(true, Ordering::SeqCst);
                 return;
