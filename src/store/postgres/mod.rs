@@ -36,6 +36,8 @@ mod queue;
 pub mod schema;
 mod transfer;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
@@ -124,6 +126,9 @@ pub struct PostgresStore {
     /// [`Store::sync`] or any later synchronous commit (a claim, a
     /// completion) flushes it at once.
     progress: Pool,
+    /// Members this process inserted since it last refreshed the planner's
+    /// statistics of the table (`directory::refresh_member_statistics`).
+    members_unanalyzed: AtomicU64,
 }
 
 impl PostgresStore {
@@ -132,6 +137,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool: Self::pool(url, POOL_SIZE, "")?,
             progress: Self::pool(url, PROGRESS_POOL_SIZE, " -c synchronous_commit=off")?,
+            members_unanalyzed: AtomicU64::new(0),
         })
     }
 
@@ -204,6 +210,26 @@ impl PostgresStore {
         Self::get(&self.pool).await
     }
 
+    /// Counts `n` members inserted and keeps the planner's statistics of
+    /// them fresh (`directory::refresh_member_statistics`). The insert is
+    /// committed: a failed refresh is only logged.
+    async fn members_inserted(&self, c: &deadpool_postgres::Object, n: u64) {
+        let unanalyzed = self.members_unanalyzed.fetch_add(n, Ordering::SeqCst) + n;
+        match directory::refresh_member_statistics(c, unanalyzed).await {
+            Ok(true) => {
+                self.members_unanalyzed.store(0, Ordering::SeqCst);
+                info!(
+                    inserted = unanalyzed,
+                    "refreshed PostgreSQL's statistics of the members table after a bulk insert"
+                );
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(error = %e, "refreshing the statistics of the members table failed; autovacuum will")
+            }
+        }
+    }
+
     /// A connection whose commits are asynchronous (see `progress`).
     async fn progress_client(&self) -> Result<deadpool_postgres::Object> {
         Self::get(&self.progress).await
@@ -260,7 +286,11 @@ impl Directory for PostgresStore {
     }
 
     async fn add_members(&self, list: &str, members: &[Member]) -> Result<Vec<bool>> {
-        directory::add_members(&self.client().await?, list, members).await
+        let client = self.client().await?;
+        let added = directory::add_members(&client, list, members).await?;
+        let n = added.iter().filter(|&&new| new).count() as u64;
+        self.members_inserted(&client, n).await;
+        Ok(added)
     }
 
     async fn remove_member(&self, list: &str, member_key: &str) -> Result<bool> {
@@ -551,7 +581,14 @@ impl Transfer for PostgresStore {
     }
 
     async fn restore(&self, records: Vec<Record>) -> Result<()> {
-        transfer::restore(&mut self.client().await?, records).await
+        let members = records
+            .iter()
+            .filter(|r| matches!(r, Record::Member { .. }))
+            .count() as u64;
+        let mut client = self.client().await?;
+        transfer::restore(&mut client, records).await?;
+        self.members_inserted(&client, members).await;
+        Ok(())
     }
 }
 
