@@ -13,25 +13,29 @@ pub(super) fn lists_of(t: &Trees, domain: Option<&str>) -> Result<Vec<List>> {
         .collect())
 }
 
-/// Adds the members that are new, in one batch (written at once, no flush
-/// per member); says for each whether it was new. The caller holds the
-/// directory lock, so the list cannot be deleted in between.
+/// Adds the members that are new, in sled batches of [`SLED_BATCH`] (no
+/// flush per member); says for each whether it was new. The caller holds the
+/// directory lock, so the list cannot be deleted in between. A crash midway
+/// keeps the batches written before it: the same import run again finds
+/// those members already in.
 pub(super) fn add_members(t: &Trees, list: &str, members: &[Member]) -> Result<Vec<bool>> {
     if !t.lists.contains_key(list)? {
         return Err(StoreError::NotFound(format!("list {list}")));
     }
-    let mut batch = sled::Batch::default();
     let mut added = std::collections::HashSet::new();
     let mut new = Vec::with_capacity(members.len());
-    for m in members {
-        let key = member_key(list, &m.address.key());
-        let fresh = !t.members.contains_key(&key)? && added.insert(key.clone());
-        if fresh {
-            batch.insert(key, serde_json::to_vec(m)?);
+    for slice in members.chunks(SLED_BATCH) {
+        let mut batch = sled::Batch::default();
+        for m in slice {
+            let key = member_key(list, &m.address.key());
+            let fresh = !t.members.contains_key(&key)? && added.insert(key.clone());
+            if fresh {
+                batch.insert(key, serde_json::to_vec(m)?);
+            }
+            new.push(fresh);
         }
-        new.push(fresh);
+        t.members.apply_batch(batch)?;
     }
-    t.members.apply_batch(batch)?;
     Ok(new)
 }
 
@@ -59,9 +63,6 @@ fn set_delivery_mode(t: &Trees, key: &[u8], mode: DeliveryMode) -> Result<Option
     new.map(|v| serde_json::from_slice(&v).map_err(Into::into))
         .transpose()
 }
-
-/// Members removed per batch when a deleted list's members are purged.
-const PURGE_BATCH: usize = 10_000;
 
 /// Deletes a list: the list record goes and a tombstone comes in one
 /// transaction (under the directory lock); then its members are removed in
@@ -102,13 +103,13 @@ pub(super) fn purge_list(t: &Trees, list: &str) -> Result<()> {
     Ok(())
 }
 
-/// Removes every key of `tree` under `prefix`, [`PURGE_BATCH`] at a time.
+/// Removes every key of `tree` under `prefix`, [`SLED_BATCH`] at a time.
 pub(super) fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> Result<()> {
     loop {
         let keys = tree
             .scan_prefix(prefix)
             .keys()
-            .take(PURGE_BATCH)
+            .take(SLED_BATCH)
             .collect::<std::result::Result<Vec<_>, _>>()?;
         if keys.is_empty() {
             return Ok(());

@@ -53,6 +53,15 @@ use recovery::recover;
 /// sled's page cache.
 const SLED_CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Keys written (or removed) per sled batch when many go in at once (member
+/// imports, list purges). sled keeps every node a batch rewrites until the
+/// batch ends, so a process's peak memory follows the batch, not the data:
+/// importing 1,000,000 members in batches of 10,000 peaked at 149 MiB in
+/// sled alone, in batches of 1,000 at 38 MiB and of 500 at 35 MiB, and was
+/// faster too (21.1 s, 14.6 s, 14.5 s; `/proc` VmHWM of a sled-only program
+/// writing the store's member keys and records).
+const SLED_BATCH: usize = 500;
+
 #[derive(Clone)]
 struct Trees {
     db: sled::Db,
