@@ -25,15 +25,23 @@ async fn open(test: &str) -> Option<(TestDb, Arc<dyn Store>)> {
     Some((db, store))
 }
 
-/// Runs SQL on the test database, as an operator's hand would.
-async fn sql(db: &TestDb, sql: &str) {
+/// Runs SQL on the test database, as an operator's hand would; returns the
+/// first column of the rows it answered, as text.
+async fn sql(db: &TestDb, sql: &str) -> Vec<String> {
     let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
         .unwrap();
     let task = tokio::spawn(conn);
-    client.batch_execute(sql).await.unwrap();
+    let answer = client.simple_query(sql).await.unwrap();
     drop(client);
     let _ = task.await;
+    answer
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect()
 }
 
 fn list(address: &str) -> List {
@@ -473,24 +481,17 @@ async fn a_bulk_import_leaves_the_planner_statistics_of_its_size() {
             .collect();
         store.add_members(l, &members).await.unwrap();
     }
-    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
+    let estimate: i64 = sql(
+        &db,
+        "SELECT reltuples::bigint FROM pg_class WHERE oid = 'members'::regclass",
+    )
+    .await[0]
+        .parse()
         .unwrap();
-    let task = tokio::spawn(conn);
-    let row = client
-        .query_one(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = 'members'::regclass",
-            &[],
-        )
-        .await
-        .unwrap();
-    let estimate: i64 = row.get(0);
     assert!(
         estimate >= 10_000,
         "PostgreSQL estimates {estimate} members of 20,000 right after the import"
     );
-    drop(client);
-    let _ = task.await;
 }
 
 /// The audiences of a list with a member in every mode, some disabled by
