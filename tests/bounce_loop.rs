@@ -51,6 +51,8 @@ struct Dirs {
     config: PathBuf,
     /// The site's database with `LISTRELAY_TEST_STORE=postgres`.
     _db: Option<support::pg::TestDb>,
+    /// The loopback DNS server the config names.
+    _dns: support::dns::DnsServer,
 }
 
 /// How the loop is set up: the recipient delimiter on both sides, and
@@ -75,12 +77,13 @@ fn dirs(setup: Setup) -> Dirs {
         .as_ref()
         .map(|db| format!("store = \"{}\"\n", db.url))
         .unwrap_or_default();
+    let (dns, dns_section) = support::dns::DnsServer::of_no_names();
     std::fs::write(
         &config,
         format!(
             "{store}[fanout]\npoll_interval_ms = 100\nxverp = {}\n\
              [bounce]\npoll_interval_ms = 100\n\
-             [intake]\nrecipient_delimiter = \"{}\"\n",
+             [intake]\nrecipient_delimiter = \"{}\"\n{dns_section}",
             setup.xverp, setup.delimiter
         ),
     )
@@ -90,6 +93,7 @@ fn dirs(setup: Setup) -> Dirs {
         config,
         _tmp: tmp,
         _db: db,
+        _dns: dns,
     }
 }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use super::dns::DnsServer;
 pub use super::lmtp::dot_stuff;
 use super::pg;
 pub use super::ports::free_port;
@@ -25,14 +26,17 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_listrelay")
 }
 
-/// A data directory (and optional config file) the server runs on.
+/// A data directory and the config file the server runs on.
 pub struct Env {
     pub dir: tempfile::TempDir,
-    pub config: Option<PathBuf>,
+    pub config: PathBuf,
     /// With `LISTRELAY_TEST_STORE=postgres`, the site's database.
     db: Option<pg::TestDb>,
     /// A tmpfs mounted on the data dir, unmounted on drop.
     mount: Option<PathBuf>,
+    /// The loopback DNS server the config names
+    /// ([`DnsServer::of_no_names`]), stopped on drop.
+    _dns: DnsServer,
 }
 
 impl Drop for Env {
@@ -43,13 +47,21 @@ impl Drop for Env {
     }
 }
 
+/// Writes `toml` and the `[dns]` section of a loopback DNS server to
+/// `dir/listrelay.toml`.
+fn write_config(dir: &Path, toml: &str) -> (PathBuf, DnsServer) {
+    let (dns, section) = DnsServer::of_no_names();
+    let path = dir.join("listrelay.toml");
+    std::fs::write(&path, format!("{toml}{section}")).expect("writing config");
+    (path, dns)
+}
+
 impl Env {
     /// A fresh data dir with the lists `dev@` (one member) and `other@`.
     pub fn new() -> Env {
         Env::with_config("")
     }
 
-    /// As [`Env::new`], with `toml` written to a config file passed to every command.
     /// As [`Env::new`], with `toml` written to a config file passed to every
     /// command; on the store the test run selects (`LISTRELAY_TEST_STORE`).
     pub fn with_config(toml: &str) -> Env {
@@ -69,18 +81,13 @@ impl Env {
             Some(db) => format!("store = \"{}\"\n{toml}", db.url),
             None => toml.to_string(),
         };
-        let config = if toml.is_empty() {
-            None
-        } else {
-            let p = dir.path().join("listrelay.toml");
-            std::fs::write(&p, toml).expect("writing config");
-            Some(p)
-        };
+        let (config, dns) = write_config(dir.path(), &toml);
         let env = Env {
             dir,
             config,
             db,
             mount: None,
+            _dns: dns,
         };
         env.setup();
         env
@@ -102,11 +109,13 @@ impl Env {
         if !ok {
             return None;
         }
+        let (config, dns) = write_config(dir.path(), "");
         let env = Env {
             dir,
-            config: None,
+            config,
             db: None,
             mount: Some(data),
+            _dns: dns,
         };
         env.setup();
         Some(env)
@@ -137,9 +146,7 @@ impl Env {
         // Intake tests look at the queue: re-injection goes to a closed port
         // (discard, 9) so fan-out keeps every post queued, waiting for the MTA.
         c.arg("--smtp").arg("127.0.0.1:9");
-        if let Some(cfg) = &self.config {
-            c.arg("--config").arg(cfg);
-        }
+        c.arg("--config").arg(&self.config);
         c.env_remove("LISTRELAY_CONFIG");
         c
     }

@@ -171,6 +171,18 @@ impl DnsServer {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// A server of no names (NXDOMAIN for every one) and the `[dns]` config
+    /// section naming it: what a test site resolves through unless it says
+    /// otherwise, so its sender checks never ask the machine's resolver
+    /// (off-host, and it drops a query now and then, which costs a post the
+    /// resolver's whole timeout).
+    pub fn of_no_names() -> (DnsServer, String) {
+        let dns = DnsServer::start(&Zone::default())
+            .unwrap_or_else(|e| panic!("the test DNS server did not start: {e}"));
+        let section = format!("\n[dns]\nresolvers = [\"{}\"]\n", dns.addr());
+        (dns, section)
+    }
+
     /// The process id (for tests that signal it).
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map_or(0, |c| c.id() as i32)

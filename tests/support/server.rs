@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use super::dns::{DnsServer, Zone};
+use super::dns::DnsServer;
 use super::pg::{self, TestDb};
 use super::{ports, terminate, wait_220};
 
@@ -190,10 +190,8 @@ impl Listrelay {
     }
 
     /// Starts `serve` and waits for its LMTP greeting. A config without a
-    /// `[dns]` section gets one naming a loopback dnsmasq that answers
-    /// NXDOMAIN for every name: the sender checks never ask the machine's
-    /// resolver (off-host, and it drops a query now and then, which costs
-    /// a post the resolver's whole timeout).
+    /// `[dns]` section gets one naming a loopback dnsmasq
+    /// ([`DnsServer::of_no_names`]).
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
         self.resolve_on_loopback();
@@ -209,13 +207,8 @@ impl Listrelay {
         if config.contains("[dns]") {
             return;
         }
-        let dns = DnsServer::start(&Zone::default())
-            .unwrap_or_else(|e| panic!("the test DNS server did not start: {e}"));
-        std::fs::write(
-            &self.config,
-            format!("{config}\n[dns]\nresolvers = [\"{}\"]\n", dns.addr()),
-        )
-        .expect("config");
+        let (dns, section) = DnsServer::of_no_names();
+        std::fs::write(&self.config, format!("{config}{section}")).expect("config");
         self.dns = Some(dns);
     }
 
